@@ -1,0 +1,50 @@
+"""Instance types with prices, and the capacity history that costs are computed from."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class InstanceType(models.Model):
+    """A catalog row: a VM size with its cores, memory, GPUs and price per hour."""
+
+    name = models.CharField(max_length=64, unique=True)
+    vcpus = models.PositiveIntegerField()
+    memory_gib = models.DecimalField(max_digits=8, decimal_places=2)
+    gpus = models.PositiveIntegerField(default=0)
+    gpu_model = models.CharField(max_length=32, blank=True)
+    price_per_hour = models.DecimalField(max_digits=10, decimal_places=4)
+
+    class Meta:
+        ordering = ["gpus", "vcpus", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class InstanceRun(models.Model):
+    """One instance of a deployment from start to stop: the capacity history costs come from.
+
+    Names are copied so a deleted deployment's cost stays on the books.
+    """
+
+    deployment = models.ForeignKey(
+        "endpoints.Deployment", null=True, blank=True, on_delete=models.SET_NULL, related_name="instance_runs"
+    )
+    endpoint_name = models.CharField(max_length=32)
+    deployment_name = models.CharField(max_length=32)
+    instance = models.CharField(max_length=64)
+    instance_type = models.CharField(max_length=64)
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [
+            models.Index(fields=["deployment", "started_at"]),
+            models.Index(fields=["endpoint_name", "started_at"]),
+            models.Index(fields=["stopped_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_name}/{self.deployment_name}/{self.instance}"

@@ -1,0 +1,246 @@
+"""The REST API (docs/api.md): thin views over services and selectors, Azure-shaped JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.core.errors import ApplicationError
+from apps.costs.models import InstanceType
+from apps.endpoints import selectors, services
+from apps.endpoints.models import Environment, Model
+
+JSON_BODY = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ApplicationError("the request body must be a JSON object")
+    return dict(request.data)
+
+
+def _paginated(request: Request, rows: QuerySet[Any] | list[Any], view: Any) -> Response:
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(rows, request)
+    return paginator.get_paginated_response([view(row) for row in page or []])
+
+
+@extend_schema(request={"multipart/form-data": OpenApiTypes.OBJECT}, responses=OpenApiTypes.OBJECT)
+@api_view(["POST"])
+@parser_classes([MultiPartParser, FormParser])
+def uploads(request: Request) -> Response:
+    """Upload a file, or a folder as a zip / tar.gz archive, for a model, code or environment to use."""
+    file = request.FILES.get("file")
+    if file is None:
+        raise ApplicationError("file: no file in the request (send it as multipart field 'file')", field="file")
+    kind = request.data.get("kind", "file")
+    name = request.data.get("name") or file.name
+    upload = services.upload_create(stream=file, kind=kind, name=name, user=request.user)
+    body = {
+        "id": str(upload.uid),
+        "name": upload.name,
+        "kind": upload.kind,
+        "sha256": upload.sha256,
+        "size": upload.size,
+        "file_count": upload.file_count,
+    }
+    return Response(body, status=status.HTTP_201_CREATED)
+
+
+@JSON_BODY
+@api_view(["GET", "POST"])
+def models(request: Request) -> Response:
+    """List models or register a model version."""
+    if request.method == "POST":
+        model = services.model_create(spec=_body(request), user=request.user)
+        return Response(selectors.model_view(model), status=status.HTTP_201_CREATED)
+    rows = Model.objects.order_by("name", "-version")
+    if request.query_params.get("name"):
+        rows = rows.filter(name=request.query_params["name"])
+    return _paginated(request, rows, selectors.model_view)
+
+
+@api_view(["GET"])
+def model_detail(request: Request, name: str, version: str) -> Response:
+    """One model version (`latest` for the highest)."""
+    return Response(selectors.model_view(selectors.model_get(name=name, version=version)))
+
+
+@JSON_BODY
+@api_view(["GET", "POST"])
+def environments(request: Request) -> Response:
+    """List environments or register an environment version."""
+    if request.method == "POST":
+        environment = services.environment_create(spec=_body(request), user=request.user)
+        return Response(selectors.environment_view(environment), status=status.HTTP_201_CREATED)
+    rows = Environment.objects.filter(anonymous=False).order_by("name", "-created_at")
+    if request.query_params.get("name"):
+        rows = rows.filter(name=request.query_params["name"])
+    return _paginated(request, rows, selectors.environment_view)
+
+
+@api_view(["GET"])
+def environment_detail(request: Request, name: str, version: str) -> Response:
+    """One environment version (`latest` for the newest)."""
+    return Response(selectors.environment_view(selectors.environment_get(name=name, version=version)))
+
+
+@JSON_BODY
+@api_view(["GET", "POST"])
+def endpoints(request: Request) -> Response:
+    """List online endpoints or create one."""
+    if request.method == "POST":
+        endpoint = services.endpoint_create(spec=_body(request), user=request.user)
+        return Response(selectors.endpoint_view(endpoint), status=status.HTTP_201_CREATED)
+    return _paginated(request, selectors.endpoints_list(), selectors.endpoint_view)
+
+
+@JSON_BODY
+@api_view(["GET", "PATCH", "DELETE"])
+def endpoint_detail(request: Request, name: str) -> Response:
+    """Show, update or delete an online endpoint."""
+    endpoint = selectors.endpoint_get(name=name)
+    if request.method == "PATCH":
+        endpoint = services.endpoint_update(endpoint=endpoint, changes=_body(request), user=request.user)
+    elif request.method == "DELETE":
+        services.endpoint_delete(endpoint=endpoint, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(selectors.endpoint_view(endpoint))
+
+
+def _keys(endpoint: Any) -> dict[str, str]:
+    if endpoint.auth_mode != "key":
+        raise ApplicationError(
+            f"online endpoint {endpoint.name!r} uses {endpoint.auth_mode} auth and has no keys; use get-token"
+        )
+    return {"primaryKey": endpoint.primary_key, "secondaryKey": endpoint.secondary_key}
+
+
+@extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+@api_view(["POST"])
+def endpoint_list_keys(request: Request, name: str) -> Response:
+    """The endpoint's primary and secondary keys."""
+    return Response(_keys(selectors.endpoint_get(name=name)))
+
+
+@JSON_BODY
+@api_view(["POST"])
+def endpoint_regenerate_keys(request: Request, name: str) -> Response:
+    """Replace the primary or the secondary key."""
+    body = _body(request)
+    if "keyType" not in body:
+        raise ApplicationError("keyType: required (Primary or Secondary)", field="keyType")
+    endpoint = services.keys_regenerate(
+        endpoint=selectors.endpoint_get(name=name), key_type=str(body["keyType"]), key_value=body.get("keyValue")
+    )
+    return Response(_keys(endpoint))
+
+
+@extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+@api_view(["POST"])
+def endpoint_token(request: Request, name: str) -> Response:
+    """A bearer token for an aml_token endpoint."""
+    return Response(services.token_issue(endpoint=selectors.endpoint_get(name=name)))
+
+
+@api_view(["GET"])
+def endpoint_traffic_changes(request: Request, name: str) -> Response:
+    """Who changed the endpoint's traffic or mirroring, newest first."""
+    endpoint = selectors.endpoint_get(name=name)
+
+    def view(change: Any) -> dict[str, Any]:
+        return {
+            "time": change.created_at.isoformat(),
+            "user": change.user.get_username() if change.user else None,
+            "traffic_before": change.traffic_before,
+            "traffic_after": change.traffic_after,
+            "mirror_before": change.mirror_before,
+            "mirror_after": change.mirror_after,
+        }
+
+    return _paginated(request, endpoint.traffic_changes.select_related("user"), view)
+
+
+@JSON_BODY
+@api_view(["GET", "POST"])
+def deployments(request: Request, name: str) -> Response:
+    """List an endpoint's deployments or create one."""
+    endpoint = selectors.endpoint_get(name=name)
+    if request.method == "POST":
+        deployment = services.deployment_create(endpoint=endpoint, spec=_body(request), user=request.user)
+        return Response(selectors.deployment_view(deployment), status=status.HTTP_201_CREATED)
+    return _paginated(request, selectors.deployments_list(endpoint=endpoint), selectors.deployment_view)
+
+
+@JSON_BODY
+@api_view(["GET", "PATCH", "DELETE"])
+def deployment_detail(request: Request, name: str, deployment: str) -> Response:
+    """Show, update or delete a deployment."""
+    row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)
+    if request.method == "PATCH":
+        row = services.deployment_update(deployment=row, changes=_body(request), user=request.user)
+    elif request.method == "DELETE":
+        services.deployment_delete(deployment=row, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(selectors.deployment_view(row))
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("container", str, enum=["inference-server", "storage-initializer"]),
+        OpenApiParameter("lines", int),
+        OpenApiParameter("instance", str),
+    ],
+    responses=OpenApiTypes.OBJECT,
+)
+@api_view(["GET"])
+def deployment_logs(request: Request, name: str, deployment: str) -> Response:
+    """The last lines of a deployment's inference-server or storage-initializer log."""
+    from apps.endpoints.logs import deployment_logs as read_logs
+
+    row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)
+    container = request.query_params.get("container", "inference-server")
+    if container not in ("inference-server", "storage-initializer"):
+        raise ApplicationError(
+            f"container: expected inference-server or storage-initializer, got {container!r}", field="container"
+        )
+    raw_lines = request.query_params.get("lines", "100")
+    if not raw_lines.isdigit() or not 1 <= int(raw_lines) <= 5000:
+        raise ApplicationError(f"lines: expected a whole number from 1 to 5000, got {raw_lines!r}", field="lines")
+    content = read_logs(
+        deployment=row, container=container, lines=int(raw_lines), instance=request.query_params.get("instance")
+    )
+    return Response({"content": content})
+
+
+@api_view(["GET"])
+def deployment_events(request: Request, name: str, deployment: str) -> Response:
+    """The deployment's timeline, oldest first."""
+    row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)
+    return _paginated(request, row.events.all(), selectors.event_view)
+
+
+@api_view(["GET"])
+def instance_types(request: Request) -> Response:
+    """The instance-type catalog with prices per hour."""
+
+    def view(row: InstanceType) -> dict[str, Any]:
+        return {
+            "name": row.name,
+            "vcpus": row.vcpus,
+            "memory_gib": float(row.memory_gib),
+            "gpus": row.gpus,
+            "gpu_model": row.gpu_model or None,
+            "price_per_hour": str(row.price_per_hour),
+        }
+
+    return _paginated(request, InstanceType.objects.all(), view)

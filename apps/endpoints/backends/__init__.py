@@ -1,0 +1,1 @@
+"""Backends run deployments: local processes (the embedded default) or Kubernetes."""

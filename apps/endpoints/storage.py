@@ -1,0 +1,133 @@
+"""Files on disk: uploads (with archive checks), model versions and content-addressed code snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from django.conf import settings
+
+from apps.core.errors import ApplicationError
+
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+
+
+def _safe_member(name: str) -> PurePosixPath:
+    """Refuse absolute paths and parent references: an archive may only write below its folder."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and path.parts[0].endswith(":")):
+        raise ApplicationError(f"file: the archive entry {name!r} points outside its folder; refusing it", field="file")
+    return path
+
+
+def extract_archive(archive: Path, dest: Path) -> None:
+    """Unpack a zip or tar archive into dest, refusing path traversal, links and device files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    limit = settings.STUDIO_MAX_UPLOAD_BYTES
+    total = 0
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                member = _safe_member(info.filename)
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise ApplicationError(
+                        f"file: the archive entry {info.filename!r} is a symbolic link", field="file"
+                    )
+                total += info.file_size
+                if total > limit:
+                    raise ApplicationError(f"file: the archive unpacks to more than {limit} bytes", field="file")
+                target = dest / member
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+        return
+    try:
+        with tarfile.open(archive) as tf:
+            for member_info in tf.getmembers():
+                member = _safe_member(member_info.name)
+                if not (member_info.isfile() or member_info.isdir()):
+                    raise ApplicationError(
+                        f"file: the archive entry {member_info.name!r} is not a regular file or folder", field="file"
+                    )
+                total += member_info.size
+                if total > limit:
+                    raise ApplicationError(f"file: the archive unpacks to more than {limit} bytes", field="file")
+                target = dest / member
+                if member_info.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(member_info)
+                assert src is not None
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+    except tarfile.TarError:
+        raise ApplicationError("file: a folder upload must be a .zip or .tar.gz archive", field="file") from None
+
+
+def write_stream(stream: BinaryIO, target: Path) -> tuple[str, int]:
+    """Copy a stream to a file; its SHA-256 and size."""
+    digest = hashlib.sha256()
+    size = 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as out:
+        for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+            size += len(chunk)
+            if size > settings.STUDIO_MAX_UPLOAD_BYTES:
+                raise ApplicationError(f"file: larger than {settings.STUDIO_MAX_UPLOAD_BYTES} bytes", field="file")
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), size
+
+
+def tree_digest(root: Path) -> tuple[str, int, int]:
+    """SHA-256 over a file or folder's relative paths and contents; total size; file count."""
+    digest = hashlib.sha256()
+    size = 0
+    count = 0
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for path in files:
+        relative = path.name if root.is_file() else path.relative_to(root).as_posix()
+        digest.update(relative.encode() + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        count += 1
+    return digest.hexdigest(), size, count
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy a file or folder to target (which must not exist)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+def code_snapshot(source: Path) -> str:
+    """Copy a code folder into content-addressed storage; its path relative to MEDIA_ROOT."""
+    digest, _, _ = tree_digest(source)
+    relative = f"code/{digest[:32]}"
+    target = Path(settings.MEDIA_ROOT) / relative
+    if not target.exists():
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        copy_tree(source, staging)
+        staging.rename(target)
+    return relative
+
+
+def list_files(root: Path) -> list[str]:
+    """Relative paths of every file below root (or the file's own name)."""
+    if root.is_file():
+        return [root.name]
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())

@@ -1,0 +1,349 @@
+"""The verbs: each takes the parsed flags and a signed-in Studio, and returns what to print.
+
+They mirror `az ml model|environment|online-endpoint|online-deployment` and talk to the studio only
+through its REST API (docs/api.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from argparse import Namespace
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cli.client import Studio
+from cli.errors import ApiError, CliError
+from cli.files import Uploader, YamlFile, apply_sets, load_yaml, prefixed
+from cli.wait import deployment_path, progress, wait_for_deployment, wait_until_gone
+
+INVOKE_TIMEOUT = httpx.Timeout(300.0, connect=10.0)  # above the 180 s maximum request_timeout_ms
+
+
+class Raw(str):
+    """Text printed as is (logs, a scoring answer), not as JSON."""
+
+
+def _send(label: str | None, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except ApiError as exc:
+        raise prefixed(label, exc) from None
+
+
+def _source(args: Namespace) -> YamlFile | None:
+    return load_yaml(args.file) if getattr(args, "file", None) else None
+
+
+def _document(args: Namespace, flags: dict[str, Any]) -> tuple[YamlFile | None, dict[str, Any]]:
+    """The YAML document (or an empty one), with the flags that override its keys and `--set` applied."""
+    source = _source(args)
+    doc = dict(source.doc) if source else {}
+    for key, value in flags.items():
+        if value is not None:
+            doc[key] = value
+    apply_sets(doc, getattr(args, "set", None))
+    return source, doc
+
+
+def _uploader(studio: Studio, source: YamlFile | None) -> Uploader:
+    return Uploader(
+        studio=studio, folder=source.folder if source else Path.cwd(), label=source.label if source else None
+    )
+
+
+def _absolute(value: str | None) -> str | None:
+    # Paths given as flags are relative to the current folder, not to the YAML file's.
+    return str(Path(value).expanduser().resolve()) if value else None
+
+
+def _required_name(args: Namespace, doc: dict[str, Any] | None = None, flag: str = "--name") -> str:
+    name = getattr(args, "name", None) or (doc or {}).get("name")
+    if not name:
+        raise CliError(f"{flag}: required (or a name in the YAML file given with --file)")
+    return str(name)
+
+
+# --- models and environments ---
+
+
+def model_create(args: Namespace, studio: Studio) -> Any:
+    """Register a model version from a YAML file and/or flags; its file or folder is uploaded first."""
+    flags = {
+        "name": args.name,
+        "version": args.version,
+        "path": _absolute(args.path),
+        "type": args.type,
+        "description": args.description,
+    }
+    source, doc = _document(args, flags)
+    label = source.label if source else None
+    _uploader(studio, source).path(doc, "path", "path")
+    return _send(label, lambda: studio.post("models", doc))
+
+
+def model_list(args: Namespace, studio: Studio) -> Any:
+    """Every registered model version (of one name with --name)."""
+    return studio.list("models", name=args.name)
+
+
+def model_show(args: Namespace, studio: Studio) -> Any:
+    """One model version (the latest unless --version is given)."""
+    return studio.get(f"models/{args.name}/versions/{args.version or args.label or 'latest'}")
+
+
+def environment_create(args: Namespace, studio: Studio) -> Any:
+    """Register an environment version; a conda file is read and sent inline."""
+    flags = {
+        "name": args.name,
+        "version": args.version,
+        "image": args.image,
+        "conda_file": _absolute(args.conda_file),
+        "description": args.description,
+    }
+    source, doc = _document(args, flags)
+    label = source.label if source else None
+    _uploader(studio, source).environment(doc)
+    return _send(label, lambda: studio.post("environments", doc))
+
+
+def environment_list(args: Namespace, studio: Studio) -> Any:
+    """Every registered environment version (of one name with --name)."""
+    return studio.list("environments", name=args.name)
+
+
+def environment_show(args: Namespace, studio: Studio) -> Any:
+    """One environment version (the latest unless --version is given)."""
+    return studio.get(f"environments/{args.name}/versions/{args.version or args.label or 'latest'}")
+
+
+# --- online endpoints ---
+
+
+def parse_percentages(raw: str, flag: str) -> dict[str, Any]:
+    """`"blue=90 green=10"` (spaces or commas) → {"blue": 90, "green": 10}; the server checks the numbers."""
+    result: dict[str, Any] = {}
+    for pair in raw.replace(",", " ").split():
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CliError(f'{flag}: expected deployment=percent pairs such as "blue=90 green=10", got {pair!r}')
+        result[name] = int(value) if value.strip().isdigit() else value
+    return result
+
+
+def _endpoint_path(name: str) -> str:
+    return f"online-endpoints/{name}"
+
+
+def endpoint_create(args: Namespace, studio: Studio) -> Any:
+    """Create an online endpoint from a YAML file and/or flags."""
+    source, doc = _document(args, {"name": args.name, "auth_mode": args.auth_mode})
+    return _send(source.label if source else None, lambda: studio.post("online-endpoints", doc))
+
+
+def endpoint_update(args: Namespace, studio: Studio) -> Any:
+    """Change traffic, mirroring, description, tags or auth mode."""
+    source = _source(args)
+    if source:
+        changes = dict(source.doc)
+        name = _required_name(args, changes)
+        changes["name"] = name
+        apply_sets(changes, args.set)
+    else:
+        name = _required_name(args)
+        changes = {}
+        if args.set:
+            current = copy.deepcopy(studio.get(_endpoint_path(name)))
+            touched = apply_sets(current, args.set)
+            changes = {key: current[key] for key in touched}
+    if args.traffic is not None:
+        changes["traffic"] = parse_percentages(args.traffic, "--traffic")
+    if args.mirror_traffic is not None:
+        changes["mirror_traffic"] = parse_percentages(args.mirror_traffic, "--mirror-traffic")
+    if not changes:
+        raise CliError("nothing to update: give --file, --traffic, --mirror-traffic or --set")
+    return _send(source.label if source else None, lambda: studio.patch(_endpoint_path(name), changes))
+
+
+def endpoint_show(args: Namespace, studio: Studio) -> Any:
+    """One online endpoint, with its traffic, state and scoring URI."""
+    return studio.get(_endpoint_path(args.name))
+
+
+def endpoint_list(args: Namespace, studio: Studio) -> Any:
+    """Every online endpoint."""
+    return studio.list("online-endpoints")
+
+
+def confirm(args: Namespace, what: str) -> None:
+    """Ask before deleting, unless --yes; with no terminal to ask on, refuse."""
+    if args.yes:
+        return
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise CliError(f"not deleting {what} without confirmation: pass --yes")
+    sys.stderr.write(f"Are you sure you want to delete {what}? (y/n): ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise CliError(f"cancelled: {what} was not deleted")
+
+
+def endpoint_delete(args: Namespace, studio: Studio) -> Any:
+    """Delete an online endpoint and its deployments."""
+    what = f"online endpoint {args.name!r} and all its deployments"
+    studio.get(_endpoint_path(args.name))  # a clear 404 before asking
+    confirm(args, what)
+    studio.delete(_endpoint_path(args.name))
+    if not args.no_wait:
+        wait_until_gone(studio, _endpoint_path(args.name), f"online endpoint {args.name}")
+    return None
+
+
+def _credential(studio: Studio, endpoint: dict[str, Any]) -> str:
+    path = _endpoint_path(endpoint["name"])
+    if endpoint.get("auth_mode") == "aml_token":
+        return str(studio.post(f"{path}/token")["accessToken"])
+    return str(studio.post(f"{path}/listKeys")["primaryKey"])
+
+
+def endpoint_invoke(args: Namespace, studio: Studio) -> Any:
+    """Send a request file to the endpoint's scoring URI and print the answer."""
+    request_file = Path(args.request_file).expanduser()
+    if not request_file.is_file():
+        raise CliError(f"--request-file: {args.request_file} does not exist")
+    endpoint = studio.get(_endpoint_path(args.name))
+    uri = endpoint["scoring_uri"]
+    headers = {"Authorization": f"Bearer {_credential(studio, endpoint)}", "Content-Type": "application/json"}
+    if args.deployment_name:
+        headers["azureml-model-deployment"] = args.deployment_name
+    try:
+        response = httpx.post(uri, content=request_file.read_bytes(), headers=headers, timeout=INVOKE_TIMEOUT)
+    except httpx.TransportError as exc:
+        raise CliError(
+            f"the scoring gateway is not reachable at {uri} ({type(exc).__name__}: {exc or 'no answer'}); "
+            "is `studio up` running with its gateway?"
+        ) from None
+    if not response.is_success:
+        body = response.text.strip() or "(empty body)"
+        raise CliError(f"{response.status_code} {response.reason_phrase} from {uri}: {body}")
+    return Raw(response.text)
+
+
+def endpoint_get_credentials(args: Namespace, studio: Studio) -> Any:
+    """The endpoint's keys (`primaryKey`, `secondaryKey`), or a token for aml_token endpoints."""
+    endpoint = studio.get(_endpoint_path(args.name))
+    if endpoint.get("auth_mode") == "aml_token":
+        return endpoint_get_token(args, studio)
+    return studio.post(f"{_endpoint_path(args.name)}/listKeys")
+
+
+def endpoint_regenerate_keys(args: Namespace, studio: Studio) -> Any:
+    """Replace the primary or the secondary key (prints nothing, as az does)."""
+    body: dict[str, Any] = {"keyType": args.key_type.capitalize()}
+    if args.key_value:
+        body["keyValue"] = args.key_value
+    studio.post(f"{_endpoint_path(args.name)}/regenerateKeys", body)
+    return None
+
+
+def endpoint_get_token(args: Namespace, studio: Studio) -> Any:
+    """A bearer token for an aml_token endpoint, with its expiry."""
+    token = studio.post(f"{_endpoint_path(args.name)}/token")
+    return {key: token.get(key) for key in ("accessToken", "expiryTimeUtc", "refreshAfterTimeUtc")}
+
+
+# --- online deployments ---
+
+
+def _endpoint_name(args: Namespace, doc: dict[str, Any] | None = None, label: str | None = None) -> str:
+    name = args.endpoint_name or (doc or {}).get("endpoint_name")
+    if not name:
+        where = f"{label}: " if label else ""
+        raise CliError(f"{where}no endpoint: give --endpoint-name (-e) or endpoint_name in the YAML file")
+    return str(name)
+
+
+def deployment_create(args: Namespace, studio: Studio) -> Any:
+    """Create a deployment from its YAML file; waits until it settles unless --no-wait."""
+    if args.all_traffic and args.no_wait:
+        raise CliError("--all-traffic moves traffic once the deployment has succeeded, so it cannot go with --no-wait")
+    source = load_yaml(args.file)
+    doc = dict(source.doc)
+    if args.name:
+        doc["name"] = args.name
+    if args.endpoint_name:
+        doc["endpoint_name"] = args.endpoint_name
+    endpoint = _endpoint_name(args, doc, source.label)
+    apply_sets(doc, args.set)
+    studio.get(_endpoint_path(endpoint))  # fail on a missing endpoint before uploading anything
+    _uploader(studio, source).deployment(doc)
+    created = _send(source.label, lambda: studio.post(f"{_endpoint_path(endpoint)}/deployments", doc))
+    if args.no_wait:
+        return created
+    final = wait_for_deployment(studio, endpoint=endpoint, name=created["name"], first=created)
+    if args.all_traffic:
+        studio.patch(_endpoint_path(endpoint), {"traffic": {created["name"]: 100}})
+        progress(f"{endpoint}: all traffic to {created['name']}")
+    return final
+
+
+def deployment_update(args: Namespace, studio: Studio) -> Any:
+    """Change a deployment from its YAML file and/or `--set`; waits until it settles unless --no-wait."""
+    source = _source(args)
+    label = source.label if source else None
+    if source:
+        changes = dict(source.doc)
+        if args.name:
+            changes["name"] = args.name
+        if args.endpoint_name:
+            changes["endpoint_name"] = args.endpoint_name
+        name = _required_name(args, changes)
+        endpoint = _endpoint_name(args, changes, label)
+        apply_sets(changes, args.set)
+        _uploader(studio, source).deployment(changes)
+    else:
+        name = _required_name(args)
+        endpoint = _endpoint_name(args)
+        current = copy.deepcopy(studio.get(deployment_path(endpoint, name)))
+        touched = apply_sets(current, args.set)
+        changes = {key: current[key] for key in touched}
+        if not changes:
+            raise CliError("nothing to update: give --file or --set key=value")
+    updated = _send(label, lambda: studio.patch(deployment_path(endpoint, name), changes))
+    if args.no_wait:
+        return updated
+    return wait_for_deployment(studio, endpoint=endpoint, name=name, first=updated)
+
+
+def deployment_show(args: Namespace, studio: Studio) -> Any:
+    """One deployment with its state, reason and instances."""
+    return studio.get(deployment_path(args.endpoint_name, args.name))
+
+
+def deployment_list(args: Namespace, studio: Studio) -> Any:
+    """The endpoint's deployments."""
+    return studio.list(f"{_endpoint_path(args.endpoint_name)}/deployments")
+
+
+def deployment_delete(args: Namespace, studio: Studio) -> Any:
+    """Delete a deployment that takes no live or mirrored traffic."""
+    path = deployment_path(args.endpoint_name, args.name)
+    studio.get(path)  # a clear 404 before asking
+    confirm(args, f"online deployment {args.name!r} of online endpoint {args.endpoint_name!r}")
+    studio.delete(path)
+    if not args.no_wait:
+        wait_until_gone(studio, path, f"{args.endpoint_name}/{args.name}")
+    return None
+
+
+def deployment_get_logs(args: Namespace, studio: Studio) -> Any:
+    """The last lines of the inference server's (or the storage initializer's) log."""
+    answer = studio.get(
+        f"{deployment_path(args.endpoint_name, args.name)}/logs",
+        container=args.container,
+        lines=args.lines,
+        instance=args.instance,
+    )
+    return Raw(answer.get("content", ""))

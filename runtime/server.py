@@ -1,0 +1,288 @@
+"""A lean HTTP/1.1 server on asyncio + httptools: keep-alive, pipelining, chunked streaming, nothing else.
+
+It knows nothing about scoring: it parses requests into AMLRequest objects, calls `app(request)` and writes
+the Reply back. Keeping this layer this thin is where the speed over gunicorn + Flask comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections import deque
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from urllib.parse import unquote
+
+import httptools
+
+from runtime import logs
+from runtime.request import AMLRequest
+
+logger = logging.getLogger("azmlinfsrv")
+
+MAX_PIPELINE = 16  # queued requests per connection before we stop reading from it
+SHUTDOWN_GRACE_S = 10.0
+
+
+class Reply:
+    """An answer: status, headers, and either a complete body or an async stream of chunks."""
+
+    __slots__ = ("status", "headers", "body", "stream")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
+                 stream: Iterator[bytes] | None = None) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.stream = stream
+
+
+App = Callable[[AMLRequest], Reply]
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {phrase}\r\n".encode()
+    return line
+
+
+def _header_bytes(headers: list[tuple[str, str]]) -> bytes:
+    text = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    # Values can come from the scoring script: line breaks in them must not start new headers.
+    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
+        text = "".join(f"{_one_line(k)}: {_one_line(str(v))}\r\n" for k, v in headers)
+    return text.encode("latin-1", "replace")
+
+
+def _one_line(value: str) -> str:
+    return value.replace("\r", " ").replace("\n", " ")
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, app: App, loop: asyncio.AbstractEventLoop, registry: set[HttpProtocol]) -> None:
+        self.app = app
+        self.loop = loop
+        self.registry = registry
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client: str | None = None
+        self.pipeline: deque[tuple[AMLRequest, bool]] = deque()
+        self.busy = False
+        self.reading_paused = False
+        self.closed = False
+        self.writable: asyncio.Future[None] | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+
+    # -- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.registry.add(self)
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if isinstance(peer, tuple) else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.registry.discard(self)
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        # The client does not read its answers: stop reading its requests until it does.
+        self.writable = self.loop.create_future()
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+        if self.transport is not None and not self.reading_paused:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no websockets here: the request itself was parsed and is answered normally
+        except httptools.HttpParserError:
+            self._fail(400, b'{"message": "Bad Request"}')
+
+    # -- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        previous = self._headers.get(key)
+        self._headers[key] = text if previous is None else f"{previous}, {text}"
+
+    def on_headers_complete(self) -> None:
+        # curl and others wait (a second, for curl) for this before sending a body of more than 1 KiB
+        if self._headers.get("expect", "").lower() == "100-continue" and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        url, _, query = self._url.partition(b"?")
+        if not url.startswith(b"/"):
+            parsed = httptools.parse_url(self._url)  # absolute form, as clients send it to proxies
+            url, query = parsed.path or b"/", parsed.query or b""
+        path = url.decode("utf-8", "replace")
+        if "%" in path:
+            path = unquote(path)
+        request = AMLRequest(self.parser.get_method().decode("ascii"), path, query, self._headers,
+                             b"".join(self._body), self.client)
+        keep_alive = self.parser.should_keep_alive()
+        if self.busy:
+            # a streamed answer is still being written: pipelined requests wait their turn
+            self.pipeline.append((request, keep_alive))
+            if len(self.pipeline) > MAX_PIPELINE and not self.reading_paused and self.transport is not None:
+                self.reading_paused = True
+                self.transport.pause_reading()
+        else:
+            self._answer(request, keep_alive)
+
+    # -- answering
+
+    def _answer(self, request: AMLRequest, keep_alive: bool) -> None:
+        # The app is synchronous on purpose: scoring runs in this thread, one request at a time per worker,
+        # and answering without a task per request is a good part of the speed.
+        try:
+            reply = self.app(request)
+        except Exception:
+            logger.exception("Unhandled error while answering %s %s", request.method, request.path)
+            reply = Reply(500, [("Content-Type", "application/json")],
+                          b'{"message": "An unexpected internal error occurred. Check the logs for more info."}')
+        transport = self.transport
+        if self.closed or transport is None:
+            return
+        head = _status_line(reply.status) + _header_bytes(reply.headers)
+        if not keep_alive:
+            head += b"Connection: close\r\n"
+        if reply.stream is not None:
+            transport.write(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            self.busy = True
+            self.loop.create_task(self._stream(request, reply.stream, keep_alive))
+            return
+        body = b"" if request.method == "HEAD" else reply.body
+        transport.write(head + b"Content-Length: %d\r\n\r\n" % len(reply.body) + body)
+        if not keep_alive:
+            transport.close()
+
+    async def _stream(self, request: AMLRequest, chunks: Iterator[bytes], keep_alive: bool) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            for chunk in chunks:
+                if self.closed:
+                    break
+                if chunk:
+                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if self.writable is not None:
+                    await self.writable  # the client reads slower than we produce: wait for its buffer
+                else:
+                    await asyncio.sleep(0)  # let other connections in between chunks
+        except Exception:
+            # The status line is gone already: all we can do is log and cut the connection short.
+            logger.exception("Streaming the response of %s %s failed", request.method, request.path)
+            transport.close()
+            return
+        if self.closed:
+            return
+        transport.write(b"0\r\n\r\n")
+        if not keep_alive:
+            transport.close()
+            return
+        self.busy = False
+        while self.pipeline and not self.busy and not self.closed:
+            self._answer(*self.pipeline.popleft())
+        if self.reading_paused and not self.busy:
+            self.reading_paused = False
+            transport.resume_reading()
+
+    def _fail(self, status: int, body: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(_status_line(status) + b"Content-Type: application/json\r\nConnection: close\r\n"
+                                 b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+            self.transport.close()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when the environment has it (it is in runtime/requirements.txt), asyncio's loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def listening_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to host:port (IPv4 or IPv6), listening unless listen=False."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    if listen:
+        sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(sock: socket.socket, app: App, loop: asyncio.AbstractEventLoop) -> None:
+    """Answer connections on `sock` until SIGTERM or SIGINT, then finish the requests in flight."""
+    asyncio.set_event_loop(loop)
+    connections: set[HttpProtocol] = set()
+
+    server = loop.run_until_complete(
+        loop.create_server(lambda: HttpProtocol(app, loop, connections), sock=sock, backlog=2048))
+    logs.batch_on(loop)
+    stop = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, request_stop)
+    try:
+        loop.run_until_complete(stop)
+        server.close()
+
+        async def drain() -> None:
+            deadline = loop.time() + SHUTDOWN_GRACE_S
+            while any(c.busy and not c.closed for c in connections) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+
+        loop.run_until_complete(drain())
+    finally:
+        for protocol in list(connections):
+            if protocol.transport is not None:
+                protocol.transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        logs.batch_on(None)
+        loop.close()

@@ -1,0 +1,194 @@
+"""The studio's one settings module: every knob comes from the environment.
+
+Embedded defaults (no variables set): SQLite and a Redis that `studio up` starts itself, both
+under STUDIO_HOME, and the local-process backend. Production: DATABASE_URL, REDIS_URL and
+STUDIO_BACKEND=kubernetes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from studio.env import env_bool, env_choice, env_int, env_list, env_path, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STUDIO_HOME = env_path("STUDIO_HOME", Path("~/.studio").expanduser())
+RUN_DIR = STUDIO_HOME / "run"
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept under STUDIO_HOME."""
+    configured = env_str("STUDIO_SECRET_KEY")
+    if configured:
+        return configured
+    path = STUDIO_HOME / "secret_key"
+    if not path.exists():
+        import secrets
+
+        STUDIO_HOME.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("STUDIO_DEBUG", False)
+ALLOWED_HOSTS = env_list("STUDIO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("STUDIO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "channels",
+    "apps.core",
+    "apps.endpoints",
+    "apps.monitoring",
+    "apps.costs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "studio.urls"
+ASGI_APPLICATION = "studio.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database: SQLite under STUDIO_HOME unless DATABASE_URL names another ---
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": STUDIO_HOME / "studio.sqlite3",
+            # Several processes (web, worker, gateway) share the file: wait on locks, not fail.
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis: broker, cache and channel layer ---
+EMBEDDED_REDIS_SOCKET = RUN_DIR / "redis.sock"
+REDIS_URL = env_str("REDIS_URL") or f"unix://{EMBEDDED_REDIS_SOCKET}"
+REDIS_EMBEDDED = not env_str("REDIS_URL")
+
+
+def _celery_url(redis_url: str) -> str:
+    """Celery spells a unix-socket Redis URL its own way."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url.removeprefix("unix://")
+    return redis_url
+
+
+CELERY_BROKER_URL = _celery_url(REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("STUDIO_CELERY_EAGER", False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+
+# --- auth ---
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Studio API",
+    "DESCRIPTION": "Models, environments, online endpoints and deployments (Azure ML v2 compatible).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- files ---
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Served from the app folders by WhiteNoise; set STUDIO_STATIC_ROOT to run collectstatic for a CDN-free image.
+STATIC_ROOT = env_str("STUDIO_STATIC_ROOT") or None
+WHITENOISE_USE_FINDERS = True
+MEDIA_ROOT = env_path("STUDIO_MEDIA_ROOT", STUDIO_HOME / "media")
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+STUDIO_MAX_UPLOAD_BYTES = env_int("STUDIO_MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# --- the studio's own knobs ---
+STUDIO_BACKEND = env_choice("STUDIO_BACKEND", "local", ("local", "kubernetes"))
+STUDIO_INSTANCES_DIR = STUDIO_HOME / "instances"
+STUDIO_ENVS_DIR = env_path("STUDIO_ENVS_DIR", STUDIO_HOME / "envs")
+STUDIO_PUBLIC_URL = env_str("STUDIO_PUBLIC_URL", "http://127.0.0.1:8000")
+STUDIO_GATEWAY_URL = env_str("STUDIO_GATEWAY_URL", "http://127.0.0.1:8001")
+STUDIO_CORE_QUOTA = env_int("STUDIO_CORE_QUOTA", 100, minimum=0)
+STUDIO_TOKEN_LIFETIME_S = env_int("STUDIO_TOKEN_LIFETIME_S", 24 * 3600, minimum=60)
+STUDIO_CURRENCY = env_str("STUDIO_CURRENCY", "USD")
+STUDIO_KUBE_NAMESPACE = env_str("STUDIO_KUBE_NAMESPACE", "studio")
+STUDIO_KUBECONFIG = env_str("STUDIO_KUBECONFIG")
+STUDIO_KUBE_CONTEXT = env_str("STUDIO_KUBE_CONTEXT")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("STUDIO_LOG_LEVEL", "INFO")},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}

@@ -1,0 +1,43 @@
+"""Suite-wide fixtures. The database is real (SQLite, or PostgreSQL when DATABASE_URL is set) and so
+is Redis (see studio/pytest_plugin.py). Every test gets its own media and instance folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_files(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test that touches Django writes uploads, models and instances under its own folder."""
+    if not _uses_django(request):
+        yield
+        return
+    settings = request.getfixturevalue("settings")
+    home = tmp_path_factory.mktemp("studio-home")
+    settings.MEDIA_ROOT = home / "media"
+    settings.STUDIO_INSTANCES_DIR = home / "instances"
+    yield
+
+
+def _uses_django(request: pytest.FixtureRequest) -> bool:
+    if any(mark.name == "django_db" for mark in request.node.iter_markers()):
+        return True
+    return any(name in request.fixturenames for name in ("db", "transactional_db", "client", "admin_client", "settings"))
+
+
+@pytest.fixture
+def api(db: None) -> Any:
+    """A REST client signed in with an API token, as the CLI is."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from tests import factories
+
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=factories.user())
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client

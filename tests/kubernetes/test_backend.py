@@ -1,0 +1,533 @@
+"""The Kubernetes backend through the real `kubernetes` client, over HTTP, against the fake API server.
+
+The test plays the cluster's controllers openly: it creates the pods from the stored Deployment's
+template and writes their status and events, as the ReplicaSet controller, the scheduler and the
+kubelet would.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from apps.core.errors import NotFound
+from apps.endpoints.backends.base import EnvironmentSpec
+from apps.endpoints.backends.kubernetes import KubernetesBackend, KubernetesUnavailable
+from apps.endpoints.backends.manifests import build_manifests
+from tests.kubernetes.fakeapi import FakeCluster
+from tests.kubernetes.specs import OPTIONS, autoscaled_spec, make_spec
+
+NAME = "my-endpoint-blue"
+
+
+# --- the test as the cluster's controllers ---
+
+
+def run_pod(
+    cluster: FakeCluster,
+    name: str,
+    *,
+    deployment: str = NAME,
+    ip: str = "10.1.0.7",
+    ready: bool = True,
+    server: dict[str, Any] | None = None,
+    server_last: dict[str, Any] | None = None,
+    restarts: int = 0,
+    init: dict[str, Any] | None = None,
+    scheduled: bool = True,
+    scheduling_message: str = "",
+) -> dict[str, Any]:
+    """A pod made from the Deployment's template, with the status a kubelet would write."""
+    stored = cluster.get("Deployment", deployment)
+    assert stored is not None
+    template = copy.deepcopy(stored["spec"]["template"])
+    conditions = [{"type": "PodScheduled", "status": "True" if scheduled else "False"}]
+    if not scheduled:
+        conditions[0].update(reason="Unschedulable", message=scheduling_message)
+    else:
+        conditions.append({"type": "Ready", "status": "True" if ready else "False"})
+    status: dict[str, Any] = {"phase": "Running" if scheduled else "Pending", "conditions": conditions}
+    if scheduled:
+        status.update(podIP=ip, startTime="2025-01-01T12:00:00Z")
+        status["initContainerStatuses"] = [
+            {
+                "name": "storage-initializer",
+                "ready": init is None,
+                "restartCount": 0,
+                "image": "python:3.11-slim",
+                "imageID": "",
+                "state": init or {"terminated": {"exitCode": 0, "reason": "Completed"}},
+            }
+        ]
+        if init is None:
+            status["containerStatuses"] = [
+                {
+                    "name": "inference-server",
+                    "ready": ready,
+                    "restartCount": restarts,
+                    "image": "ghcr.io/studio-ml/runtime:0.1.0",
+                    "imageID": "",
+                    "state": server or {"running": {"startedAt": "2025-01-01T12:00:05Z"}},
+                    "lastState": server_last or {},
+                }
+            ]
+        else:
+            status["phase"] = "Pending"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "studio", **template["metadata"]},
+        "spec": template["spec"],
+        "status": status,
+    }
+    cluster.put(pod)
+    return pod
+
+
+def event(
+    cluster: FakeCluster, pod: str, reason: str, message: str, *, type: str = "Warning", container: str = "", count=1
+) -> None:
+    """An event about a pod, as the kubelet or the scheduler records it."""
+    field_path = f"spec.containers{{{container}}}" if container else ""
+    cluster.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{pod}.{reason.lower()}", "namespace": "studio"},
+            "involvedObject": {"kind": "Pod", "name": pod, "namespace": "studio", "fieldPath": field_path},
+            "reason": reason,
+            "message": message,
+            "type": type,
+            "count": count,
+            "lastTimestamp": "2025-01-01T12:01:00Z",
+        }
+    )
+
+
+def writes(cluster: FakeCluster) -> list[tuple[str, str]]:
+    return [(call.method, call.kind) for call in cluster.calls if call.method not in ("GET",)]
+
+
+# --- apply ---
+
+
+def test_apply_creates_secret_deployment_and_service_with_server_side_apply(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    observed = backend.apply(make_spec())
+
+    patches = [call for call in cluster.calls if call.method == "PATCH"]
+    assert [call.kind for call in patches] == ["Secret", "Deployment", "Service"]
+    assert all(call.content_type.startswith("application/apply-patch+yaml") for call in patches)
+    assert all(call.params == {"fieldManager": "studio", "force": "true"} for call in patches)
+    assert not [call for call in cluster.calls if call.method in ("PUT", "POST")]
+    expected = {m["kind"]: m for m in build_manifests(make_spec(), OPTIONS)}
+    stored = cluster.get("Deployment", NAME)
+    assert stored["spec"] == expected["Deployment"]["spec"]
+    assert cluster.get("Service", NAME)["spec"]["selector"] == {"studio.ml/deployment-uid": make_spec().uid}
+    assert cluster.get("Secret", NAME)["data"] == expected["Secret"]["data"]
+    assert observed.instances == () and observed.failed_reason == ""
+
+
+def test_apply_twice_changes_nothing_and_never_replaces(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    first = cluster.get("Deployment", NAME)
+    cluster.clear_calls()
+
+    backend.apply(make_spec())
+
+    second = cluster.get("Deployment", NAME)
+    assert second["spec"] == first["spec"]
+    assert second["metadata"]["generation"] == first["metadata"]["generation"]
+    assert {method for method, _ in writes(cluster)} <= {"PATCH", "DELETE"}
+
+
+def test_apply_scales_by_patching_replicas(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    backend.apply(make_spec(instance_count=4, generation=4))
+
+    stored = cluster.get("Deployment", NAME)
+    assert stored["spec"]["replicas"] == 4
+    assert stored["metadata"]["annotations"]["studio.ml/generation"] == "4"
+
+
+def test_switching_to_autoscaling_adds_an_hpa_and_hands_it_the_replicas(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    spec = make_spec()
+    backend.apply(spec)
+    autoscaled = replace(spec, scale_settings=autoscaled_spec().scale_settings, generation=4)
+
+    backend.apply(autoscaled)
+
+    hpa = cluster.get("HorizontalPodAutoscaler", NAME)
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 5)
+    # Server-side apply drops the field the studio no longer applies, so the HPA alone owns it.
+    assert "replicas" not in cluster.get("Deployment", NAME)["spec"]
+
+    backend.apply(replace(spec, generation=5))
+    cluster.collect_garbage()  # the HPA has no dependants: the garbage collector lets it go at once
+    assert cluster.get("HorizontalPodAutoscaler", NAME) is None
+    assert cluster.get("Deployment", NAME)["spec"]["replicas"] == 2
+
+
+def test_a_body_the_api_server_rejects_is_a_failed_deployment_with_its_message(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    environment = EnvironmentSpec(
+        name="e", version="1", image=" python:3.11", conda_file=None, pip_requirements="", spec_hash="x"
+    )
+    observed = backend.apply(make_spec(environment=environment))
+
+    assert observed.failed_reason == "InvalidDeploymentSpec"
+    assert "must not have leading or trailing whitespace" in observed.failed_message
+    assert cluster.get("Deployment", NAME) is None
+
+
+def test_a_spec_the_builders_reject_fails_without_calling_the_cluster(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    spec = make_spec(scale_settings={"type": "target_utilization", "min_instances": 3, "max_instances": 1})
+
+    observed = backend.apply(spec)
+
+    assert observed.failed_reason == "InvalidDeploymentSpec"
+    assert "scale_settings.min_instances (3) must not exceed" in observed.failed_message
+    assert cluster.calls == []
+
+
+def test_a_missing_namespace_is_named_in_the_failure(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.namespace = "ml-prod"
+
+    observed = backend.apply(make_spec())
+
+    assert observed.failed_reason == "NamespaceNotFound"
+    assert "namespace 'ml-prod' does not exist" in observed.failed_message
+
+
+@pytest.mark.parametrize(("status", "message"), [(409, "the object has been modified"), (500, "etcdserver: timeout")])
+def test_a_conflict_or_server_error_is_transient(
+    backend: KubernetesBackend, cluster: FakeCluster, status: int, message: str
+) -> None:
+    cluster.fail_next(status, message, method="PATCH", kind="Deployment")
+
+    with pytest.raises(KubernetesUnavailable, match=message):
+        backend.apply(make_spec())
+
+    backend.apply(make_spec())  # the retry goes through
+    assert cluster.get("Deployment", NAME) is not None
+
+
+def test_the_fake_answers_409_to_a_create_of_an_existing_object(cluster: FakeCluster, backend: Any) -> None:
+    """The fake behaves like an API server where the backend does not go (it never POSTs)."""
+    from kubernetes import client  # noqa: TID251 (the test checks the fake with the real client)
+
+    backend.apply(make_spec())
+    api = client.CoreV1Api(backend.api_client)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": NAME}, "data": {}}
+    with pytest.raises(client.ApiException) as error:
+        api.create_namespaced_secret("studio", secret)
+    assert error.value.status == 409
+
+
+def test_an_unreachable_cluster_is_transient(backend: KubernetesBackend, settings: Any, tmp_path: Any) -> None:
+    dead = tmp_path / "dead-kubeconfig"
+    dead.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {}}]\ncurrent-context: x\n"
+    )
+    settings.STUDIO_KUBECONFIG = str(dead)
+    settings.STUDIO_KUBE_CONTEXT = ""
+
+    with pytest.raises(KubernetesUnavailable, match="unreachable"):
+        KubernetesBackend(options=lambda spec: OPTIONS).observe(make_spec())
+
+
+def test_the_configured_context_is_used(cluster: FakeCluster, settings: Any, tmp_path: Any) -> None:
+    settings.STUDIO_KUBECONFIG = str(cluster.write_kubeconfig(tmp_path / "kc", context="lab", extra_context="prod"))
+    settings.STUDIO_KUBE_CONTEXT = "lab"
+
+    KubernetesBackend(options=lambda spec: OPTIONS).apply(make_spec())
+
+    assert cluster.get("Deployment", NAME) is not None
+
+
+def test_apply_waits_while_the_previous_deployment_is_still_being_deleted(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    backend.delete(make_spec())
+
+    with pytest.raises(KubernetesUnavailable, match="still being deleted"):
+        backend.apply(make_spec())
+
+    cluster.collect_garbage()
+    backend.apply(make_spec())
+    assert cluster.get("Deployment", NAME)["metadata"].get("deletionTimestamp") is None
+
+
+# --- observe ---
+
+
+def test_ready_pods_are_ready_instances_with_their_pod_address(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    run_pod(cluster, f"{NAME}-7d9f-abcde", ip="10.1.0.7")
+    run_pod(cluster, f"{NAME}-7d9f-fghij", ip="10.1.0.8", ready=False)
+
+    observed = backend.observe(make_spec())
+
+    assert [(i.name, i.ready, i.state) for i in observed.instances] == [
+        (f"{NAME}-7d9f-abcde", True, "Ready"),
+        (f"{NAME}-7d9f-fghij", False, "Starting"),
+    ]
+    assert observed.ready_count == 1
+    assert observed.instances[0].address == "http://10.1.0.7:5001"
+    assert observed.instances[0].generation == 3
+    assert observed.failed_reason == ""
+    pods_list = [call for call in cluster.calls if call.path.endswith("/pods")][-1]
+    assert pods_list.params["labelSelector"] == f"studio.ml/deployment-uid={make_spec().uid}"
+
+
+def test_pods_of_other_deployments_are_not_instances(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    backend.apply(autoscaled_spec(uid="11111111-2222-4333-8444-555555555555"))
+    run_pod(cluster, f"{NAME}-a")
+    run_pod(cluster, "my-endpoint-green-a", deployment="my-endpoint-green")
+
+    assert [i.name for i in backend.observe(make_spec()).instances] == [f"{NAME}-a"]
+
+
+def test_pods_of_an_older_template_are_marked_stale(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    run_pod(cluster, f"{NAME}-old")
+    backend.apply(make_spec(environment_variables={"WORKER_COUNT": "4"}, generation=4))
+    run_pod(cluster, f"{NAME}-new")
+
+    observed = backend.observe(make_spec(environment_variables={"WORKER_COUNT": "4"}, generation=4))
+
+    assert {i.name: i.generation for i in observed.instances} == {f"{NAME}-new": 4, f"{NAME}-old": 0}
+
+
+def test_crash_loop_fails_with_exit_code_output_and_the_backoff_event(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    pod = f"{NAME}-crash"
+    run_pod(
+        cluster,
+        pod,
+        ready=False,
+        restarts=4,
+        server={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container"}},
+        server_last={
+            "terminated": {"exitCode": 1, "reason": "Error", "message": "NameError: name 'modle' is not defined"}
+        },
+    )
+    event(
+        cluster,
+        pod,
+        "BackOff",
+        "Back-off restarting failed container inference-server",
+        container="inference-server",
+        count=5,
+    )
+
+    observed = backend.observe(make_spec())
+
+    assert observed.failed_reason == "DeploymentCrashLoopBackOff"
+    assert f"inference-server in pod {pod}: keeps crashing (exit code 1, 4 restarts)" in observed.failed_message
+    assert "NameError: name 'modle' is not defined" in observed.failed_message
+    assert observed.instances[0].state == "CrashLoopBackOff"
+    assert observed.instances[0].restarts == 4
+    (copied,) = observed.events
+    assert (copied.reason, copied.type, copied.instance, copied.container) == (
+        "BackOff",
+        "Warning",
+        pod,
+        "inference-server",
+    )
+    assert copied.message.endswith("(x5)")
+
+
+def test_image_pull_backoff_fails_with_azures_reason(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    message = 'Back-off pulling image "ghcr.io/studio-ml/runtime:0.1.0"'
+    run_pod(
+        cluster, f"{NAME}-pull", ready=False, server={"waiting": {"reason": "ImagePullBackOff", "message": message}}
+    )
+
+    observed = backend.observe(make_spec())
+
+    assert observed.failed_reason == "ImagePullLoopBackOff"
+    assert message in observed.failed_message
+
+
+def test_an_unschedulable_pod_fails_with_the_schedulers_message(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    pod = f"{NAME}-pending"
+    run_pod(cluster, pod, scheduled=False, scheduling_message="0/3 nodes are available")
+    event(cluster, pod, "FailedScheduling", "0/3 nodes are available: 3 Insufficient cpu.")
+
+    observed = backend.observe(make_spec())
+
+    assert observed.failed_reason == "PodUnschedulable"
+    assert observed.failed_message == f"pod {pod} cannot be scheduled: 0/3 nodes are available: 3 Insufficient cpu."
+    assert observed.instances[0].state == "Pending"
+
+
+def test_an_out_of_memory_kill_fails_naming_the_limit(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    run_pod(
+        cluster,
+        f"{NAME}-oom",
+        ready=False,
+        restarts=1,
+        server={"running": {"startedAt": "2025-01-01T12:02:00Z"}},
+        server_last={"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+    )
+
+    observed = backend.observe(make_spec())
+
+    assert observed.failed_reason == "PodOutOfMemory"
+    assert "ran out of memory (OOMKilled) at its limit of 7Gi" in observed.failed_message
+
+
+def test_a_failed_storage_initializer_fails_with_its_last_output(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    output = "download of model failed: HTTP Error 403: Forbidden"
+    run_pod(
+        cluster, f"{NAME}-init", ready=False, init={"terminated": {"exitCode": 1, "reason": "Error", "message": output}}
+    )
+
+    observed = backend.observe(make_spec())
+
+    assert observed.failed_reason == "StorageInitializerFailed"
+    assert f"storage-initializer in pod {NAME}-init: exited with code 1: {output}" in observed.failed_message
+
+
+def test_a_quota_that_blocks_pod_creation_is_out_of_quota(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    message = 'pods "my-endpoint-blue-x" is forbidden: exceeded quota: compute, requested: cpu=2, limited: cpu=4'
+    cluster.set_status(
+        "Deployment",
+        NAME,
+        {"conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message}]},
+    )
+
+    observed = backend.observe(make_spec())
+
+    assert observed.failed_reason == "OutOfQuota"
+    assert "exceeded quota" in observed.failed_message
+
+
+def test_observe_of_a_deployment_never_applied_is_empty(backend: KubernetesBackend) -> None:
+    observed = backend.observe(make_spec())
+    assert observed.instances == () and observed.failed_reason == "" and observed.events == ()
+
+
+# --- logs ---
+
+
+def test_logs_tail_the_inference_server_of_every_pod(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    for suffix in ("a", "b"):
+        run_pod(cluster, f"{NAME}-{suffix}")
+        cluster.set_log(f"{NAME}-{suffix}", "inference-server", "".join(f"{suffix} line {n}\n" for n in range(10)))
+
+    text = backend.logs(make_spec(), container="inference-server", lines=2)
+
+    assert text == (
+        f"==> {NAME}-a/inference-server <==\na line 8\na line 9\n"
+        f"==> {NAME}-b/inference-server <==\nb line 8\nb line 9\n"
+    )
+    log_calls = [call for call in cluster.calls if call.path.endswith("/log")]
+    assert all(call.params["tailLines"] == "2" and call.params["container"] == "inference-server" for call in log_calls)
+
+
+def test_logs_of_a_crashed_container_come_from_its_previous_run(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    pod = f"{NAME}-crash"
+    run_pod(
+        cluster,
+        pod,
+        ready=False,
+        restarts=3,
+        server={"waiting": {"reason": "CrashLoopBackOff"}},
+        server_last={"terminated": {"exitCode": 1}},
+    )
+    cluster.set_log(pod, "inference-server", "Traceback (most recent call last):\nNameError: modle\n", previous=True)
+
+    text = backend.logs(make_spec(), container="inference-server", lines=100, instance=pod)
+
+    assert text == "Traceback (most recent call last):\nNameError: modle\n"
+    assert [call.params.get("previous") for call in cluster.calls if call.path.endswith("/log")] == ["true"]
+
+
+def test_logs_of_the_storage_initializer(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    run_pod(cluster, f"{NAME}-a")
+    cluster.set_log(f"{NAME}-a", "storage-initializer", "downloading model\nmodel ready: 1 files\n")
+
+    text = backend.logs(make_spec(), container="storage-initializer", lines=100)
+
+    assert text == "downloading model\nmodel ready: 1 files\n"
+
+
+def test_logs_of_a_container_not_started_yet_say_why(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    run_pod(cluster, f"{NAME}-a", ready=False, init={"running": {}})
+
+    text = backend.logs(make_spec(), container="inference-server", lines=100)
+
+    assert text.startswith("(no log: ") and "waiting to start" in text
+
+
+def test_logs_of_an_unknown_instance_are_not_found(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    with pytest.raises(NotFound, match="instance 'nope' is not a pod of deployment 'blue'"):
+        backend.logs(make_spec(), container="inference-server", lines=10, instance="nope")
+
+
+# --- delete ---
+
+
+def test_delete_uses_foreground_propagation_and_removes_everything(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    spec = autoscaled_spec()
+    name = "my-endpoint-green"
+    backend.apply(spec)
+    run_pod(cluster, f"{name}-a", deployment=name)
+    cluster.clear_calls()
+
+    backend.delete(spec)
+
+    deletes = [call for call in cluster.calls if call.method == "DELETE"]
+    assert [call.kind for call in deletes] == ["HorizontalPodAutoscaler", "Service", "Deployment", "Secret"]
+    assert all(call.params == {"propagationPolicy": "Foreground"} for call in deletes)
+    # Foreground: the Deployment waits for its pods, as on a real cluster.
+    assert cluster.get("Deployment", name)["metadata"]["finalizers"] == ["foregroundDeletion"]
+    cluster.collect_garbage()
+    assert cluster.names("Deployment") == cluster.names("Pod") == cluster.names("Service") == []
+    assert cluster.names("Secret") == cluster.names("HorizontalPodAutoscaler") == []
+
+
+def test_delete_twice_is_harmless(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    backend.delete(make_spec())
+    cluster.collect_garbage()
+
+    backend.delete(make_spec())
+
+    assert cluster.names("Deployment") == []
