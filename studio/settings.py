@@ -183,6 +183,12 @@ STUDIO_CURRENCY = env_str("STUDIO_CURRENCY", "USD")
 STUDIO_KUBE_NAMESPACE = env_str("STUDIO_KUBE_NAMESPACE", "studio")
 STUDIO_KUBECONFIG = env_str("STUDIO_KUBECONFIG")
 STUDIO_KUBE_CONTEXT = env_str("STUDIO_KUBE_CONTEXT")
+# The studio URL as pods see it (their storage initializer downloads model and code from it).
+STUDIO_KUBE_STUDIO_URL = env_str("STUDIO_KUBE_STUDIO_URL")
+STUDIO_KUBE_RUNTIME_IMAGE = env_str("STUDIO_KUBE_RUNTIME_IMAGE")
+STUDIO_KUBE_INITIALIZER_IMAGE = env_str("STUDIO_KUBE_INITIALIZER_IMAGE")
+STUDIO_KUBE_DOWNLOAD_TTL_S = env_int("STUDIO_KUBE_DOWNLOAD_TTL_S", 6 * 3600, minimum=60)
+STUDIO_KUBE_IMAGE_PULL_SECRETS = env_list("STUDIO_KUBE_IMAGE_PULL_SECRETS", [])
 
 LOGGING = {
     "version": 1,
@@ -192,3 +198,21 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("STUDIO_LOG_LEVEL", "INFO")},
     "loggers": {"django.server": {"level": "WARNING"}},
 }
+
+# --- monitoring and costs (apps/monitoring, apps/costs) ---
+STUDIO_METRICS_10S_RETENTION_HOURS = env_int("STUDIO_METRICS_10S_RETENTION_HOURS", 24, minimum=1)
+STUDIO_METRICS_MINUTE_RETENTION_DAYS = env_int("STUDIO_METRICS_MINUTE_RETENTION_DAYS", 30, minimum=1)
+STUDIO_MIRROR_PAIRS_RETENTION_DAYS = env_int("STUDIO_MIRROR_PAIRS_RETENTION_DAYS", 7, minimum=1)
+STUDIO_INSTANCE_SAMPLES_RETENTION_DAYS = env_int("STUDIO_INSTANCE_SAMPLES_RETENTION_DAYS", 7, minimum=1)
+# Relative tolerance, in parts per million, within which two numbers in mirrored answers count as equal.
+STUDIO_MIRROR_TOLERANCE_PPM = env_int("STUDIO_MIRROR_TOLERANCE_PPM", 1, minimum=0)
+# A deployment that costs money and served no request for this long is flagged idle.
+STUDIO_IDLE_MINUTES = env_int("STUDIO_IDLE_MINUTES", 60, minimum=1)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "metrics-ingest": {"task": "apps.monitoring.tasks.metrics_ingest", "schedule": 5.0},
+        "instances-sample": {"task": "apps.monitoring.tasks.instances_sample", "schedule": 10.0},
+        "metrics-prune": {"task": "apps.monitoring.tasks.metrics_prune", "schedule": 3600.0},
+        "autoscale-evaluate": {"task": "apps.costs.tasks.autoscale_evaluate", "schedule": 60.0},
+    }
+)

@@ -5,6 +5,7 @@ is Redis (see studio/pytest_plugin.py). Every test gets its own media and instan
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import import_module
 from typing import Any
 
 import pytest
@@ -20,13 +21,31 @@ def _isolated_files(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     home = tmp_path_factory.mktemp("studio-home")
     settings.MEDIA_ROOT = home / "media"
     settings.STUDIO_INSTANCES_DIR = home / "instances"
+    if _transactional(request):
+        _seed_catalog()
     yield
+
+
+def _transactional(request: pytest.FixtureRequest) -> bool:
+    """Transactional tests start from a flushed database, without the catalog the migration seeded."""
+    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+        return True
+    return any(mark.name == "django_db" and mark.kwargs.get("transaction") for mark in request.node.iter_markers())
+
+
+def _seed_catalog() -> None:
+    from django.apps import apps
+
+    migration = import_module("apps.costs.migrations.0002_seed_catalog")
+    migration.seed(apps, None)
 
 
 def _uses_django(request: pytest.FixtureRequest) -> bool:
     if any(mark.name == "django_db" for mark in request.node.iter_markers()):
         return True
-    return any(name in request.fixturenames for name in ("db", "transactional_db", "client", "admin_client", "settings"))
+    return any(
+        name in request.fixturenames for name in ("db", "transactional_db", "client", "admin_client", "settings")
+    )
 
 
 @pytest.fixture

@@ -31,4 +31,5 @@ urlpatterns = [
         name="api-deployment-events",
     ),
     path("instance-types", views.instance_types, name="api-instance-types"),
+    path("downloads/<str:token>", views.download, name="api-download"),
 ]

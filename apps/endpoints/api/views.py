@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
+from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.decorators import api_view, parser_classes
+from rest_framework.decorators import api_view, authentication_classes, parser_classes, permission_classes
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.errors import ApplicationError
 from apps.costs.models import InstanceType
-from apps.endpoints import selectors, services
+from apps.endpoints import selectors, services, storage
+from apps.endpoints.backends.signed_urls import verify_download
 from apps.endpoints.models import Environment, Model
 
 JSON_BODY = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
@@ -244,3 +248,15 @@ def instance_types(request: Request) -> Response:
         }
 
     return _paginated(request, InstanceType.objects.all(), view)
+
+
+@extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY}, auth=[])
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def download(request: Request, token: str) -> FileResponse:
+    """A model's or a deployment's code files as a tar.gz, for a pod's storage initializer (the token is the auth)."""
+    kind, ident = verify_download(token, max_age_s=settings.STUDIO_KUBE_DOWNLOAD_TTL_S)
+    folder, name = selectors.download_folder(kind=kind, ident=ident)
+    archive = storage.tar_folder(folder)
+    return FileResponse(archive, as_attachment=True, filename=f"{name}.tar.gz", content_type="application/gzip")

@@ -153,8 +153,8 @@ def options_from_settings(spec: DeploymentSpec, *, ttl_s: int | None = None) -> 
 
     from apps.endpoints.backends.signed_urls import sign_download
 
-    ttl = ttl_s or int(getattr(settings, "STUDIO_KUBE_DOWNLOAD_TTL_S", 6 * 3600))
-    base = str(getattr(settings, "STUDIO_KUBE_STUDIO_URL", "") or settings.STUDIO_PUBLIC_URL).rstrip("/")
+    ttl = ttl_s or settings.STUDIO_KUBE_DOWNLOAD_TTL_S
+    base = (settings.STUDIO_KUBE_STUDIO_URL or settings.STUDIO_PUBLIC_URL).rstrip("/")
     model_url = code_url = ""
     if spec.model_asset:
         model_url = f"{base}/api/v1/downloads/{sign_download('model', spec.model_asset, ttl)}"
@@ -163,11 +163,11 @@ def options_from_settings(spec: DeploymentSpec, *, ttl_s: int | None = None) -> 
     defaults = ManifestOptions()
     return ManifestOptions(
         namespace=settings.STUDIO_KUBE_NAMESPACE or defaults.namespace,
-        runtime_image=str(getattr(settings, "STUDIO_KUBE_RUNTIME_IMAGE", "") or defaults.runtime_image),
-        initializer_image=str(getattr(settings, "STUDIO_KUBE_INITIALIZER_IMAGE", "") or defaults.initializer_image),
+        runtime_image=settings.STUDIO_KUBE_RUNTIME_IMAGE or defaults.runtime_image,
+        initializer_image=settings.STUDIO_KUBE_INITIALIZER_IMAGE or defaults.initializer_image,
         model_url=model_url,
         code_url=code_url,
-        image_pull_secrets=tuple(getattr(settings, "STUDIO_KUBE_IMAGE_PULL_SECRETS", ()) or ()),
+        image_pull_secrets=tuple(settings.STUDIO_KUBE_IMAGE_PULL_SECRETS),
     )
 
 
