@@ -48,3 +48,25 @@ class InstanceRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint_name}/{self.deployment_name}/{self.instance}"
+
+
+class AutoscaleSetting(models.Model):
+    """A deployment's autoscale, as Azure Monitor holds it: default bounds, metric rules, schedule profiles.
+
+    `rules` and `profiles` are validated lists (apps.costs.autoscale documents their shape); the
+    last action and the active profile are remembered for cool-downs and profile switches.
+    """
+
+    deployment = models.OneToOneField("endpoints.Deployment", on_delete=models.CASCADE, related_name="autoscale")
+    enabled = models.BooleanField(default=True)
+    minimum = models.PositiveIntegerField(default=1)
+    maximum = models.PositiveIntegerField(default=1)
+    default = models.PositiveIntegerField(default=1)
+    rules = models.JSONField(default=list, blank=True)
+    profiles = models.JSONField(default=list, blank=True)
+    last_action_at = models.DateTimeField(null=True, blank=True)
+    active_profile = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"autoscale of {self.deployment_id}"

@@ -24,3 +24,23 @@ class MetricsRecord(TypedDict):
     upstream_latency: dict[str, int]  # the same for the time spent waiting on the instance
     bytes_in: int
     bytes_out: int
+
+
+# Sampled pairs of answers to the same request: the live deployment's and the mirrored one's.
+# The gateway RPUSHes one JSON object per pair onto this list (sample as it likes); the metrics
+# store keeps them for the agreement rate of `compare` and its examples of disagreements.
+MIRROR_PAIRS_QUEUE = "studio:mirror-pairs"
+MIRROR_BODY_LIMIT = 16 * 1024  # bytes of each body worth keeping; longer bodies are cut and marked truncated
+
+
+class MirrorPairRecord(TypedDict):
+    ts: float  # Unix time (UTC) the mirrored answer arrived
+    endpoint: str
+    deployment: str  # the deployment that got the mirrored copy
+    live_deployment: str  # the deployment whose answer the client got
+    request_id: str  # the x-request-id both copies carried
+    live_status: int
+    shadow_status: int
+    live_body: str  # the response body as text (UTF-8, errors replaced), at most MIRROR_BODY_LIMIT bytes
+    shadow_body: str
+    truncated: bool  # either body was cut at MIRROR_BODY_LIMIT
