@@ -265,10 +265,8 @@ def _endpoint_name(args: Namespace, doc: dict[str, Any] | None = None, label: st
     return str(name)
 
 
-def deployment_create(args: Namespace, studio: Studio) -> Any:
-    """Create a deployment from its YAML file; waits until it settles unless --no-wait."""
-    if args.all_traffic and args.no_wait:
-        raise CliError("--all-traffic moves traffic once the deployment has succeeded, so it cannot go with --no-wait")
+def _deployment_document(args: Namespace, studio: Studio) -> tuple[YamlFile, dict[str, Any], str]:
+    """The deployment YAML with the flags applied and its local files uploaded: (source, doc, endpoint)."""
     source = load_yaml(args.file)
     doc = dict(source.doc)
     if args.name:
@@ -279,6 +277,14 @@ def deployment_create(args: Namespace, studio: Studio) -> Any:
     apply_sets(doc, args.set)
     studio.get(_endpoint_path(endpoint))  # fail on a missing endpoint before uploading anything
     _uploader(studio, source).deployment(doc)
+    return source, doc, endpoint
+
+
+def deployment_create(args: Namespace, studio: Studio) -> Any:
+    """Create a deployment from its YAML file; waits until it settles unless --no-wait."""
+    if args.all_traffic and args.no_wait:
+        raise CliError("--all-traffic moves traffic once the deployment has succeeded, so it cannot go with --no-wait")
+    source, doc, endpoint = _deployment_document(args, studio)
     created = _send(source.label, lambda: studio.post(f"{_endpoint_path(endpoint)}/deployments", doc))
     if args.no_wait:
         return created
@@ -315,6 +321,14 @@ def deployment_update(args: Namespace, studio: Studio) -> Any:
     if args.no_wait:
         return updated
     return wait_for_deployment(studio, endpoint=endpoint, name=name, first=updated)
+
+
+def deployment_render(args: Namespace, studio: Studio) -> Any:
+    """Print the Kubernetes manifests the deployment would run as (multi-document YAML); applies nothing."""
+    source, doc, endpoint = _deployment_document(args, studio)
+    name = _required_name(args, doc)
+    path = f"{deployment_path(endpoint, name)}/render"
+    return Raw(_send(source.label, lambda: studio.post(path, doc))["manifests"])
 
 
 def deployment_show(args: Namespace, studio: Studio) -> Any:

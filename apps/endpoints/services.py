@@ -611,6 +611,28 @@ def deployment_scale(*, deployment: Deployment, instance_count: int, reason: str
     return updated
 
 
+def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = None) -> str:
+    """The Kubernetes manifests a deployment spec runs as (multi-document YAML); nothing is stored or applied.
+
+    The spec goes through the same validation and resolution as create or update, inside a
+    transaction that is then rolled back, so what is printed is exactly what would be applied.
+    """
+    from apps.endpoints.backends.manifests import options_from_settings, render_manifests
+    from apps.endpoints.specs import deployment_spec
+
+    with transaction.atomic():
+        existing = endpoint.deployments.filter(name=spec.get("name")).first()
+        if existing is not None:
+            row = deployment_update(deployment=existing, changes=spec, user=user)
+        else:
+            row = deployment_create(endpoint=endpoint, spec=spec, user=user)
+        row.refresh_from_db()
+        frozen = deployment_spec(row)
+        text = render_manifests(frozen, options_from_settings(frozen))
+        transaction.set_rollback(True)
+    return text
+
+
 def _deployment_mark_deleting(deployment: Deployment) -> None:
     from apps.endpoints import tasks
 

@@ -26,6 +26,11 @@ urlpatterns = [
         name="api-deployment-logs",
     ),
     path(
+        "online-endpoints/<str:name>/deployments/<str:deployment>/render",
+        views.deployment_render,
+        name="api-deployment-render",
+    ),
+    path(
         "online-endpoints/<str:name>/deployments/<str:deployment>/events",
         views.deployment_events,
         name="api-deployment-events",

@@ -198,6 +198,15 @@ def deployment_detail(request: Request, name: str, deployment: str) -> Response:
     return Response(selectors.deployment_view(row))
 
 
+@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+@api_view(["POST"])
+def deployment_render(request: Request, name: str, deployment: str) -> Response:
+    """The Kubernetes manifests for a deployment spec, as multi-document YAML; nothing is stored or applied."""
+    endpoint = selectors.endpoint_get(name=name)
+    spec = {**_body(request), "name": deployment}
+    return Response({"manifests": services.deployment_render(endpoint=endpoint, spec=spec, user=request.user)})
+
+
 @extend_schema(
     parameters=[
         OpenApiParameter("container", str, enum=["inference-server", "storage-initializer"]),
