@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Avg, Q
+from django.db.models import Avg
 from django.utils import timezone
 
 from apps.core.errors import ApplicationError
@@ -227,18 +227,17 @@ def requests_by_deployment(
 
 
 def last_request_at(*, endpoint: str, deployment: str) -> datetime | None:
-    """When the deployment last finished a request (live or mirrored), to the 10 seconds."""
-    row = (
-        MetricRollup.objects.filter(endpoint=endpoint, deployment=deployment, requests__gt=0)
-        .filter(Q(grain=Grain.TEN_SECONDS) | Q(grain=Grain.MINUTE))
-        .order_by("-ts")
-        .values_list("ts", "grain")
-        .first()
-    )
-    if row is None:
-        return None
-    ts, grain = row
-    return ts + timedelta(seconds=grain)
+    """When the deployment last finished a request (live or mirrored), to the 10 s while those are kept."""
+    for grain in (Grain.TEN_SECONDS, Grain.MINUTE):
+        ts = (
+            MetricRollup.objects.filter(endpoint=endpoint, deployment=deployment, grain=grain, requests__gt=0)
+            .order_by("-ts")
+            .values_list("ts", flat=True)
+            .first()
+        )
+        if ts is not None:
+            return ts + timedelta(seconds=int(grain))
+    return None
 
 
 def cpu_average(*, endpoint: str, deployment: str, start: datetime, end: datetime) -> float | None:

@@ -1,0 +1,125 @@
+"""Writes of costs: the capacity history, instance-type prices and autoscale settings.
+
+The one call the backends make (reconcile, whenever the number of running instances changes):
+
+    capacity_record(*, deployment: Deployment, instance_count: int, at: datetime | None = None) -> int
+
+`instance_count` is how many instances of the deployment run (hold a VM) right now: after a
+start, a stop, a scale or a crash; 0 once they are all stopped (delete, failure). It is
+level-triggered and idempotent: it compares the open InstanceRun rows with the count (and the
+deployment's current instance type) and opens or closes runs at `at` (default now), so calling it
+twice with the same count changes nothing. Returns how many runs it opened or closed. Costs are
+instance-seconds of these runs × the instance type's price, so they are exact, not sampled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.errors import ApplicationError, NotFound
+from apps.costs.models import AutoscaleSetting, InstanceRun, InstanceType
+from apps.endpoints.models import Deployment
+
+
+@transaction.atomic
+def capacity_record(*, deployment: Deployment, instance_count: int, at: datetime | None = None) -> int:
+    """Make the open capacity runs of a deployment match the instances running now (see the module doc)."""
+    if instance_count < 0:
+        raise ValueError(f"instance_count must be 0 or more, got {instance_count}")
+    at = at or timezone.now()
+    # The row lock serializes two workers recording the same deployment at once.
+    deployment = Deployment.objects.select_for_update().select_related("endpoint").get(pk=deployment.pk)
+    open_runs = list(
+        InstanceRun.objects.select_for_update()
+        .filter(deployment=deployment, stopped_at__isnull=True)
+        .order_by("started_at", "id")
+    )
+    changes = 0
+    # A run of another size (the deployment was updated to a new instance type) ends now.
+    keep = []
+    for run in open_runs:
+        if run.instance_type != deployment.instance_type:
+            run.stopped_at = at
+            run.save(update_fields=["stopped_at"])
+            changes += 1
+        else:
+            keep.append(run)
+    # Fewer instances: the newest runs stop first.
+    while len(keep) > instance_count:
+        run = keep.pop()
+        run.stopped_at = max(at, run.started_at)
+        run.save(update_fields=["stopped_at"])
+        changes += 1
+    used = {run.instance for run in keep}
+    slot = 0
+    while len(keep) < instance_count:
+        slot += 1
+        name = f"{deployment.name}-{slot}"
+        if name in used:
+            continue
+        keep.append(
+            InstanceRun.objects.create(
+                deployment=deployment,
+                endpoint_name=deployment.endpoint.name,
+                deployment_name=deployment.name,
+                instance=name,
+                instance_type=deployment.instance_type,
+                started_at=at,
+            )
+        )
+        used.add(name)
+        changes += 1
+    return changes
+
+
+@transaction.atomic
+def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstanceType:
+    """Change the price per hour of an instance type (costs are recomputed with it)."""
+    try:
+        row = InstanceType.objects.select_for_update().get(name=name)
+    except InstanceType.DoesNotExist:
+        raise NotFound(f"instance type {name!r} does not exist") from None
+    try:
+        price = Decimal(str(price_per_hour))
+    except (InvalidOperation, ValueError):
+        raise ApplicationError(
+            f"price_per_hour: expected a number, got {price_per_hour!r}", field="price_per_hour"
+        ) from None
+    if not price.is_finite() or price < 0 or price >= Decimal("1000000"):
+        raise ApplicationError(
+            f"price_per_hour: expected a price from 0 to 999999.9999, got {price_per_hour!r}", field="price_per_hour"
+        )
+    if price != price.quantize(Decimal("0.0001")):
+        raise ApplicationError(
+            f"price_per_hour: at most 4 decimal places, got {price_per_hour!r}", field="price_per_hour"
+        )
+    row.price_per_hour = price
+    row.full_clean()
+    row.save(update_fields=["price_per_hour"])
+    return row
+
+
+@transaction.atomic
+def autoscale_set(*, deployment: Deployment, spec: dict[str, Any]) -> AutoscaleSetting:
+    """Create or replace a deployment's autoscale setting after validating every field."""
+    from apps.costs.autoscale import validate_setting
+
+    clean = validate_setting(spec)
+    setting, _ = AutoscaleSetting.objects.select_for_update().get_or_create(deployment=deployment)
+    for key, value in clean.items():
+        setattr(setting, key, value)
+    setting.active_profile = ""
+    setting.full_clean()
+    setting.save()
+    return setting
+
+
+@transaction.atomic
+def autoscale_delete(*, deployment: Deployment) -> None:
+    """Turn autoscale off for a deployment (its instance count stays where it is)."""
+    AutoscaleSetting.objects.filter(deployment=deployment).delete()
