@@ -26,6 +26,7 @@ from typing import Any, TextIO
 import httpx
 import psutil
 
+from apps.core.processes import die_with_parent
 from cli.config import studio_home, write_config_file
 from cli.errors import CliError
 
@@ -84,16 +85,6 @@ class Child:
                 proc.send_signal(sig)
             except psutil.NoSuchProcess:
                 pass
-
-
-def _die_with_parent() -> None:
-    """Runs in each child before exec: if `studio up` is killed outright, the child gets SIGTERM."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):
-        pass  # not Linux: Ctrl-C still stops everything; only a SIGKILL of `studio up` would orphan
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -194,7 +185,7 @@ class Stack:
     def start(self, name: str, argv: list[str]) -> Child:
         # A new session: Ctrl-C in the terminal reaches only `studio up`, which then stops each group in order.
         process = subprocess.Popen(
-            argv, env=self.env, start_new_session=True, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            argv, env=self.env, start_new_session=True, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
         )
         child = Child(name=name, process=process)
         self.children.append(child)

