@@ -1,0 +1,1 @@
+"""The scoring gateway: the data plane between clients and deployment instances (see docs/gateway.md)."""

@@ -1,0 +1,176 @@
+"""Per-second metrics aggregated in memory: MetricsRecord batches for Redis, and Prometheus counters.
+
+One request costs a few dictionary updates; once per second the finished seconds become MetricsRecord
+rows (one per second, endpoint, deployment and mirrored) that the proxy pushes to Redis in one RPUSH.
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import defaultdict
+
+from apps.monitoring.histogram import bucket_index
+from apps.monitoring.records import MetricsRecord
+
+# Prometheus histogram bounds (seconds) for the gateway's total latency.
+PROM_BOUNDS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+Key = tuple[int, str, str, bool]
+
+
+class _Second:
+    """The running sums of one (second, endpoint, deployment, mirrored)."""
+
+    __slots__ = ("count", "status", "codes", "model_codes", "latency", "upstream", "bytes_in", "bytes_out")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.status: dict[str, int] = defaultdict(int)
+        self.codes: dict[str, int] = defaultdict(int)
+        self.model_codes: dict[str, int] = defaultdict(int)
+        self.latency: dict[int, int] = defaultdict(int)
+        self.upstream: dict[int, int] = defaultdict(int)
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+
+class _Totals:
+    """Cumulative figures since the process started, for /metrics."""
+
+    __slots__ = ("buckets", "sum_s", "count")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(PROM_BOUNDS_S) + 1)
+        self.sum_s = 0.0
+        self.count = 0
+
+
+class MetricsAggregator:
+    """Counts requests per second in memory; `drain()` hands the finished seconds over as records."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[Key, _Second] = {}
+        self.requests_total: dict[tuple[str, str, str, bool], int] = defaultdict(int)
+        self.latency_totals: dict[tuple[str, str, bool], _Totals] = defaultdict(_Totals)
+        self.mirror_dropped: dict[tuple[str, str], int] = defaultdict(int)
+        self.records_dropped = 0  # records Redis did not take
+
+    def record(
+        self,
+        *,
+        endpoint: str,
+        deployment: str,
+        mirrored: bool,
+        status: int,
+        model_status: int | None,
+        total_ms: float,
+        upstream_ms: float | None,
+        bytes_in: int,
+        bytes_out: int,
+        now: float | None = None,
+    ) -> None:
+        """Add one finished request (or shadow copy)."""
+        second = int(now if now is not None else time.time())
+        key = (second, endpoint, deployment, mirrored)
+        acc = self._seconds.get(key)
+        if acc is None:
+            acc = self._seconds[key] = _Second()
+        code = str(status)
+        acc.count += 1
+        acc.status[f"{status // 100}xx"] += 1
+        acc.codes[code] += 1
+        if model_status is not None:
+            acc.model_codes[str(model_status)] += 1
+        acc.latency[bucket_index(total_ms)] += 1
+        if upstream_ms is not None:
+            acc.upstream[bucket_index(upstream_ms)] += 1
+        acc.bytes_in += bytes_in
+        acc.bytes_out += bytes_out
+        self.requests_total[(endpoint, deployment, code, mirrored)] += 1
+        totals = self.latency_totals[(endpoint, deployment, mirrored)]
+        totals.buckets[bisect.bisect_left(PROM_BOUNDS_S, total_ms / 1000)] += 1
+        totals.sum_s += total_ms / 1000
+        totals.count += 1
+
+    def drop_mirror(self, *, endpoint: str, deployment: str) -> None:
+        """Count a shadow copy not sent because too many were already in flight."""
+        self.mirror_dropped[(endpoint, deployment)] += 1
+
+    def drain(self, *, before: float | None = None) -> list[MetricsRecord]:
+        """Remove and return the records of every second earlier than `before` (all of them when None)."""
+        cutoff = int(before) if before is not None else None
+        done = [key for key in self._seconds if cutoff is None or key[0] < cutoff]
+        records: list[MetricsRecord] = []
+        for key in sorted(done):
+            acc = self._seconds.pop(key)
+            second, endpoint, deployment, mirrored = key
+            records.append(
+                MetricsRecord(
+                    ts=second,
+                    endpoint=endpoint,
+                    deployment=deployment,
+                    mirrored=mirrored,
+                    count=acc.count,
+                    status=dict(acc.status),
+                    codes=dict(acc.codes),
+                    model_codes=dict(acc.model_codes),
+                    latency={str(k): v for k, v in acc.latency.items()},
+                    upstream_latency={str(k): v for k, v in acc.upstream.items()},
+                    bytes_in=acc.bytes_in,
+                    bytes_out=acc.bytes_out,
+                )
+            )
+        return records
+
+
+def _labels(**labels: object) -> str:
+    def escape(value: object) -> str:
+        return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    return "{" + ",".join(f'{name}="{escape(value)}"' for name, value in labels.items()) + "}"
+
+
+def render_prometheus(metrics: MetricsAggregator, in_flight: dict[tuple[str, str], int], reloads: int) -> str:
+    """The Prometheus text exposition of the cumulative counters and the current gauges."""
+    lines = [
+        "# HELP studio_gateway_requests_total Requests answered by the gateway (mirrored: shadow copies).",
+        "# TYPE studio_gateway_requests_total counter",
+    ]
+    for (endpoint, deployment, code, mirrored), value in sorted(metrics.requests_total.items()):
+        labels = _labels(endpoint=endpoint, deployment=deployment, code=code, mirrored=str(mirrored).lower())
+        lines.append(f"studio_gateway_requests_total{labels} {value}")
+    lines += [
+        "# HELP studio_gateway_request_duration_seconds Time from the request's arrival to the end of its answer.",
+        "# TYPE studio_gateway_request_duration_seconds histogram",
+    ]
+    for (endpoint, deployment, mirrored), totals in sorted(metrics.latency_totals.items()):
+        base = {"endpoint": endpoint, "deployment": deployment, "mirrored": str(mirrored).lower()}
+        running = 0
+        for bound, count in zip((*PROM_BOUNDS_S, "+Inf"), totals.buckets, strict=True):
+            running += count
+            lines.append(f"studio_gateway_request_duration_seconds_bucket{_labels(**base, le=bound)} {running}")
+        lines.append(f"studio_gateway_request_duration_seconds_sum{_labels(**base)} {totals.sum_s:.6f}")
+        lines.append(f"studio_gateway_request_duration_seconds_count{_labels(**base)} {totals.count}")
+    lines += [
+        "# HELP studio_gateway_in_flight Live requests being answered now.",
+        "# TYPE studio_gateway_in_flight gauge",
+    ]
+    for (endpoint, deployment), value in sorted(in_flight.items()):
+        lines.append(f"studio_gateway_in_flight{_labels(endpoint=endpoint, deployment=deployment)} {value}")
+    lines += [
+        "# HELP studio_gateway_mirror_dropped_total Shadow copies dropped because too many were in flight.",
+        "# TYPE studio_gateway_mirror_dropped_total counter",
+    ]
+    for (endpoint, deployment), value in sorted(metrics.mirror_dropped.items()):
+        lines.append(f"studio_gateway_mirror_dropped_total{_labels(endpoint=endpoint, deployment=deployment)} {value}")
+    lines += [
+        "# HELP studio_gateway_metrics_records_dropped_total Per-second records Redis did not accept.",
+        "# TYPE studio_gateway_metrics_records_dropped_total counter",
+        f"studio_gateway_metrics_records_dropped_total {metrics.records_dropped}",
+        "# HELP studio_gateway_routing_reloads_total Routing table loads from the database.",
+        "# TYPE studio_gateway_routing_reloads_total counter",
+        f"studio_gateway_routing_reloads_total {reloads}",
+    ]
+    return "\n".join(lines) + "\n"

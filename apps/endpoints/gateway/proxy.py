@@ -1,0 +1,546 @@
+"""The gateway's I/O: authenticate, route, forward with a pooled aiohttp client, mirror, count.
+
+Every answer the gateway makes itself is JSON `{"error": {"code", "message"}}` with Azure's status
+codes (401, 404, 408, 413, 424, 429, 503). The Authorization header is never forwarded to the model
+and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import json
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+
+from apps.endpoints.gateway.config import GatewaySettings, RoutingConfig
+from apps.endpoints.gateway.metrics import MetricsAggregator, render_prometheus
+from apps.endpoints.gateway.routing import (
+    NO_WEIGHT_MESSAGE,
+    DeploymentRoute,
+    EndpointTable,
+    choose,
+    least_in_flight,
+    should_mirror,
+)
+from apps.endpoints.tokens import verify_token
+from apps.monitoring.records import MIRROR_BODY_LIMIT, MirrorPairRecord
+
+logger = logging.getLogger(__name__)
+
+Headers = list[tuple[bytes, bytes]]
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
+# Not forwarded upstream: hop-by-hop, recomputed, or the client's credential.
+DROP_REQUEST = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "authorization",
+        "x-request-id",
+        "expect",
+    }
+)
+# Not passed back: hop-by-hop, recomputed, or set by the gateway itself.
+DROP_RESPONSE = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-length",
+        b"date",
+        b"server",
+        b"x-request-id",
+        b"x-ms-client-request-id",
+        b"azureml-model-deployment",
+    }
+)
+SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+MAX_REQUEST_ID = 100
+MAX_CLIENT_REQUEST_ID = 40
+
+
+@dataclass
+class Answer:
+    """What the client gets."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+@dataclass
+class Upstream:
+    """What an instance answered (status None: no instance answered, `error` says why)."""
+
+    status: int | None = None
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+    error: str = ""  # "timeout" or "unavailable"
+    upstream_ms: float | None = None
+
+
+def error_answer(status: int, code: str, message: str) -> Answer:
+    """A JSON error made by the gateway itself."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return Answer(status, list(JSON_HEADERS), body)
+
+
+def authorized(table: EndpointTable, authorization: bytes | None) -> bool:
+    """True when the Bearer credential is one of the endpoint's keys or a valid token for it."""
+    if not authorization or authorization[:7].lower() != b"bearer ":
+        return False
+    credential = authorization[7:].strip()
+    if not credential:
+        return False
+    if table.auth_mode == "aml_token":
+        try:
+            token = credential.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+        return verify_token(token, endpoint=table.name, secret=table.token_secret)
+    # Compare with every key (no early exit) so the time taken says nothing about which one matched.
+    matched = False
+    for key in table.keys:
+        matched |= hmac.compare_digest(credential, key)
+    return matched
+
+
+class Gateway:
+    """One gateway process's state: routing table, connection pool, in-flight counters, metrics."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        rng: random.Random | None = None,
+        db_thread_init: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db_thread_init = db_thread_init
+        self.rng = rng or random.Random()
+        self.metrics = MetricsAggregator()
+        self.config: RoutingConfig | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.redis: Any = None
+        self.deployment_in_flight: dict[tuple[str, str], int] = defaultdict(int)
+        self.instance_in_flight: dict[str, int] = defaultdict(int)
+        self.cooling: dict[str, float] = {}  # instance address -> monotonic time until which it is skipped
+        self.mirror_in_flight = 0
+        self._round_robin = itertools.count()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pairs: list[MirrorPairRecord] = []
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+
+    # --- life cycle ---
+
+    async def start(self) -> None:
+        """Open the pool and Redis, load the table, start the reload and metrics loops."""
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            import redis.asyncio as aioredis
+            from django.conf import settings as django_settings
+
+            url = self.settings.redis_url or django_settings.REDIS_URL
+            self.redis = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, enable_cleanup_closed=True)
+            self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False, cookie_jar=_NoCookies())
+            self.config = RoutingConfig(self.settings, self.redis, self.db_thread_init)
+            await self.config.start()
+            self._spawn(self.config.watch())
+            self._spawn(self._flush_loop())
+            self._started = True
+
+    async def stop(self) -> None:
+        """Cancel the loops, push the last metrics, close the pool."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.redis is not None:
+            await self._flush(final=True)
+            await self.redis.aclose()
+        if self.session is not None:
+            await self.session.close()
+        if self.config is not None:
+            await self.config.close()
+        self._started = False
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- requests ---
+
+    async def score(
+        self, *, endpoint_name: str, method: str, query: bytes, headers: Headers, body: bytes, started: float
+    ) -> Answer:
+        """One scoring request: authenticate, pick a deployment, forward, maybe mirror, count."""
+        assert self.config is not None
+        table = self.config.table.get(endpoint_name)
+        if table is None:
+            return error_answer(404, "EndpointNotFound", f"online endpoint {endpoint_name!r} does not exist")
+        wanted = _header(headers, b"authorization")
+        pinned_raw = _header(headers, b"azureml-model-deployment")
+        if not authorized(table, wanted):
+            answer = self._unauthorized(table)
+            self._count(table.name, "", answer, started, None, None, len(body))
+            return answer
+        pinned = pinned_raw.decode("latin-1").strip() if pinned_raw else ""
+        if pinned:
+            deployment = table.deployments.get(pinned)
+            if deployment is None:
+                answer = error_answer(
+                    404,
+                    "DeploymentNotFound",
+                    f"deployment {pinned!r} (header azureml-model-deployment) does not exist "
+                    f"in online endpoint {table.name!r}",
+                )
+                self._count(table.name, "", answer, started, None, None, len(body))
+                return answer
+            shadow = None  # a pinned request is never mirrored (Azure's rule)
+        else:
+            name = choose(table, self.rng)
+            if name is None:
+                answer = error_answer(404, "NoDeploymentWithTraffic", NO_WEIGHT_MESSAGE)
+                self._count(table.name, "", answer, started, None, None, len(body))
+                return answer
+            deployment = table.deployments[name]
+            shadow = should_mirror(table, self.rng)
+            if shadow == name:
+                shadow = None
+        request_id = _request_id(headers)
+        client_request_id = _header(headers, b"x-ms-client-request-id")
+        live_result: asyncio.Future[Upstream] | None = None
+        if shadow is not None:
+            live_result = self._mirror(
+                table, table.deployments[shadow], deployment.name, method, query, headers, body, request_id
+            )
+        answer, upstream = await self._live(table, deployment, method, query, headers, body, request_id)
+        if live_result is not None and not live_result.done():
+            live_result.set_result(upstream if upstream.status is not None else Upstream(status=answer.status))
+        answer.headers.append((b"x-request-id", request_id))
+        if client_request_id is not None:
+            answer.headers.append((b"x-ms-client-request-id", client_request_id[:MAX_CLIENT_REQUEST_ID]))
+        answer.headers.append((b"azureml-model-deployment", deployment.name.encode()))
+        self._count(table.name, deployment.name, answer, started, upstream, upstream.upstream_ms, len(body))
+        return answer
+
+    async def swagger(self, *, endpoint_name: str, query: bytes, headers: Headers) -> Answer:
+        """The swagger document of the pinned, else a weighted, else any ready deployment."""
+        assert self.config is not None
+        table = self.config.table.get(endpoint_name)
+        if table is None:
+            return error_answer(404, "EndpointNotFound", f"online endpoint {endpoint_name!r} does not exist")
+        if not authorized(table, _header(headers, b"authorization")):
+            return self._unauthorized(table)
+        pinned_raw = _header(headers, b"azureml-model-deployment")
+        pinned = pinned_raw.decode("latin-1").strip() if pinned_raw else ""
+        name = pinned or choose(table, self.rng)
+        if not name:
+            name = next((d.name for d in table.deployments.values() if d.instances), None)
+        deployment = table.deployments.get(name) if name else None
+        if deployment is None:
+            return error_answer(404, "DeploymentNotFound", f"no deployment of online endpoint {table.name!r} to ask")
+        request_id = _request_id(headers)
+        upstream = await self._forward(deployment, "GET", "/swagger.json", query, [], b"", request_id)
+        if upstream.status is None:
+            return self._no_answer(deployment, upstream)
+        answer = Answer(upstream.status, _pass_headers(upstream.headers), upstream.body)
+        answer.headers += [(b"x-request-id", request_id), (b"azureml-model-deployment", deployment.name.encode())]
+        return answer
+
+    def prometheus(self) -> Answer:
+        """The /metrics page."""
+        in_flight = {key: value for key, value in self.deployment_in_flight.items()}
+        reloads = self.config.reloads if self.config else 0
+        body = render_prometheus(self.metrics, in_flight, reloads).encode()
+        return Answer(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body)
+
+    # --- internals ---
+
+    def _unauthorized(self, table: EndpointTable) -> Answer:
+        what = "a valid, unexpired token" if table.auth_mode == "aml_token" else "one of the endpoint's keys"
+        return error_answer(
+            401,
+            "Unauthorized",
+            f"online endpoint {table.name!r} uses {table.auth_mode} auth: send 'Authorization: Bearer <{what}>'",
+        )
+
+    async def _live(
+        self,
+        table: EndpointTable,
+        deployment: DeploymentRoute,
+        method: str,
+        query: bytes,
+        headers: Headers,
+        body: bytes,
+        request_id: bytes,
+    ) -> tuple[Answer, Upstream]:
+        key = (table.name, deployment.name)
+        if not deployment.instances:
+            upstream = Upstream(error="unavailable")
+            return self._no_answer(deployment, upstream), upstream
+        limit = deployment.in_flight_limit
+        if self.deployment_in_flight[key] >= limit:
+            message = (
+                f"deployment {deployment.name!r} already has {self.deployment_in_flight[key]} requests in flight; "
+                f"the limit is 2 × max_concurrent_requests_per_instance ({deployment.max_concurrent}) × "
+                f"ready instances ({len(deployment.instances)}) = {limit}. Retry later or raise the limit."
+            )
+            return error_answer(429, "TooManyRequests", message), Upstream()
+        self.deployment_in_flight[key] += 1
+        try:
+            upstream = await self._forward(deployment, method, "/score", query, headers, body, request_id)
+        finally:
+            self.deployment_in_flight[key] -= 1
+        return self._client_answer(deployment, upstream), upstream
+
+    def _client_answer(self, deployment: DeploymentRoute, upstream: Upstream) -> Answer:
+        if upstream.status is None:
+            return self._no_answer(deployment, upstream)
+        headers = _pass_headers(upstream.headers)
+        if upstream.status == 200:
+            return Answer(200, headers, upstream.body)
+        # Azure: a non-200 from the model container is a 424, with the model's status in headers.
+        headers.append((b"ms-azureml-model-error-statuscode", str(upstream.status).encode()))
+        headers.append((b"ms-azureml-model-error-reason", b"model_error"))
+        return Answer(424, headers, upstream.body)
+
+    def _no_answer(self, deployment: DeploymentRoute, upstream: Upstream) -> Answer:
+        if upstream.error == "timeout":
+            return error_answer(
+                408,
+                "RequestTimeout",
+                f"deployment {deployment.name!r} did not answer within request_timeout_ms={deployment.timeout_ms}",
+            )
+        if not deployment.instances:
+            message = f"deployment {deployment.name!r} has no ready instance"
+        else:
+            message = f"no instance of deployment {deployment.name!r} could take the request (all refused it)"
+        return error_answer(503, "ServiceUnavailable", message)
+
+    async def _forward(
+        self,
+        deployment: DeploymentRoute,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: Headers,
+        body: bytes,
+        request_id: bytes,
+    ) -> Upstream:
+        """Send to the least busy ready instance; on a refused or dropped connection, to the next one."""
+        assert self.session is not None
+        forwarded = CIMultiDict(
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in headers
+            if name.decode("latin-1") not in DROP_REQUEST
+        )
+        forwarded["x-request-id"] = request_id.decode("latin-1")
+        skip = [name for name in SKIP_AUTO if name not in forwarded]
+        url_tail = path + ("?" + query.decode("latin-1") if query else "")
+        deadline = time.monotonic() + deployment.timeout_ms / 1000
+        tried: set[str] = set()
+        now = time.monotonic()
+        cooling = {address for address, until in self.cooling.items() if until > now}
+        while True:
+            address = least_in_flight(
+                deployment.instances, self.instance_in_flight, next(self._round_robin), tried | cooling
+            )
+            if address is None:
+                address = least_in_flight(deployment.instances, self.instance_in_flight, 0, tried)
+            if address is None:
+                return Upstream(error="unavailable")
+            tried.add(address)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return Upstream(error="timeout")
+            self.instance_in_flight[address] += 1
+            began = time.perf_counter()
+            try:
+                async with self.session.request(
+                    method,
+                    address + url_tail,
+                    data=body or None,
+                    headers=forwarded,
+                    skip_auto_headers=skip,
+                    timeout=aiohttp.ClientTimeout(total=remaining),
+                    allow_redirects=False,
+                    compress=None,
+                ) as response:
+                    data = await response.read()
+                    return Upstream(
+                        status=response.status,
+                        headers=list(response.raw_headers),
+                        body=data,
+                        upstream_ms=(time.perf_counter() - began) * 1000,
+                    )
+            except TimeoutError:
+                return Upstream(error="timeout", upstream_ms=(time.perf_counter() - began) * 1000)
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                # Refused, or dropped before any answer (the instance died): it did not produce an answer,
+                # so the request goes to another ready instance; this one is skipped for a moment.
+                self.cooling[address] = time.monotonic() + self.settings.instance_cooldown_s
+                logger.warning(
+                    "instance %s of deployment %s failed (%s); trying another",
+                    address,
+                    deployment.name,
+                    type(exc).__name__,
+                )
+            finally:
+                self.instance_in_flight[address] -= 1
+
+    def _mirror(
+        self,
+        table: EndpointTable,
+        shadow: DeploymentRoute,
+        live_name: str,
+        method: str,
+        query: bytes,
+        headers: Headers,
+        body: bytes,
+        request_id: bytes,
+    ) -> asyncio.Future[Upstream] | None:
+        """Send a shadow copy in the background (or drop and count it); returns a future for the live answer."""
+        if self.mirror_in_flight >= self.settings.mirror_max_in_flight or not shadow.instances:
+            self.metrics.drop_mirror(endpoint=table.name, deployment=shadow.name)
+            return None
+        sampled = self.rng.random() < self.settings.mirror_sample_rate
+        live: asyncio.Future[Upstream] | None = asyncio.get_running_loop().create_future() if sampled else None
+        self.mirror_in_flight += 1
+        self._spawn(self._shadow(table, shadow, live_name, method, query, headers, body, request_id, live))
+        return live
+
+    async def _shadow(
+        self,
+        table: EndpointTable,
+        shadow: DeploymentRoute,
+        live_name: str,
+        method: str,
+        query: bytes,
+        headers: Headers,
+        body: bytes,
+        request_id: bytes,
+        live: asyncio.Future[Upstream] | None,
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            upstream = await self._forward(shadow, method, "/score", query, headers, body, request_id)
+            answer = self._client_answer(shadow, upstream)
+            self._count(
+                table.name, shadow.name, answer, started, upstream, upstream.upstream_ms, len(body), mirrored=True
+            )
+            if live is not None:
+                live_upstream = await asyncio.wait_for(live, timeout=shadow.timeout_ms / 1000 + 60)
+                self._pairs.append(
+                    MirrorPairRecord(
+                        ts=time.time(),
+                        endpoint=table.name,
+                        deployment=shadow.name,
+                        live_deployment=live_name,
+                        request_id=request_id.decode("latin-1"),
+                        live_status=live_upstream.status or 0,
+                        shadow_status=upstream.status or answer.status,
+                        live_body=_text(live_upstream.body),
+                        shadow_body=_text(upstream.body if upstream.status is not None else answer.body),
+                        truncated=len(live_upstream.body) > MIRROR_BODY_LIMIT or len(upstream.body) > MIRROR_BODY_LIMIT,
+                    )
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a shadow copy must never disturb the live path
+            logger.exception("mirrored copy to deployment %s failed", shadow.name)
+        finally:
+            self.mirror_in_flight -= 1
+
+    def _count(
+        self,
+        endpoint: str,
+        deployment: str,
+        answer: Answer,
+        started: float,
+        upstream: Upstream | None,
+        upstream_ms: float | None,
+        bytes_in: int,
+        *,
+        mirrored: bool = False,
+    ) -> None:
+        self.metrics.record(
+            endpoint=endpoint,
+            deployment=deployment,
+            mirrored=mirrored,
+            status=answer.status,
+            model_status=upstream.status if upstream is not None else None,
+            total_ms=(time.perf_counter() - started) * 1000,
+            upstream_ms=upstream_ms,
+            bytes_in=bytes_in,
+            bytes_out=len(answer.body),
+        )
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.metrics_flush_s)
+            await self._flush()
+
+    async def _flush(self, *, final: bool = False) -> None:
+        """Push the finished seconds (all of them when stopping) and the sampled pairs to Redis."""
+        records = self.metrics.drain(before=None if final else time.time())
+        pairs, self._pairs = self._pairs, []
+        try:
+            if records:
+                await self.redis.rpush(self.settings.metrics_queue, *(json.dumps(r) for r in records))
+            if pairs:
+                await self.redis.rpush(self.settings.mirror_pairs_queue, *(json.dumps(p) for p in pairs))
+        except Exception as exc:  # metrics must never take the gateway down; count what was lost
+            self.metrics.records_dropped += len(records)
+            logger.warning("could not push %d metrics records to Redis: %s", len(records), exc)
+
+
+class _NoCookies(aiohttp.DummyCookieJar):
+    """A model's Set-Cookie must reach the client untouched, never be replayed to other clients."""
+
+
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _request_id(headers: Headers) -> bytes:
+    given = _header(headers, b"x-request-id")
+    if given and len(given) <= MAX_REQUEST_ID:
+        return given
+    return str(uuid.uuid4()).encode()
+
+
+def _pass_headers(raw: Headers) -> Headers:
+    return [(name, value) for name, value in raw if name.lower() not in DROP_RESPONSE]
+
+
+def _text(body: bytes) -> str:
+    return body[:MIRROR_BODY_LIMIT].decode("utf-8", errors="replace")
