@@ -1,0 +1,13 @@
+"""Celery tasks of costs and autoscale (thin: the work is in autoscale.py), run by beat."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.costs import autoscale
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def autoscale_evaluate() -> int:
+    """Evaluate every deployment's autoscale rules and profiles; returns how many were scaled."""
+    return autoscale.evaluate_all()
