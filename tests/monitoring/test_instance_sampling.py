@@ -1,0 +1,71 @@
+"""CPU and memory of local instances, read with psutil from the processes the Instance rows name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.endpoints.models import Instance
+from apps.monitoring import selectors, services
+from apps.monitoring.models import InstanceSample
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+BUSY = "import time\nend = time.time() + 20\nwhile time.time() < end:\n    pass\n"
+IDLE = "import time\ntime.sleep(20)\n"
+
+
+@pytest.fixture
+def processes() -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    started = {
+        "blue-1": subprocess.Popen([sys.executable, "-c", BUSY]),
+        "blue-2": subprocess.Popen([sys.executable, "-c", IDLE]),
+    }
+    yield started
+    for process in started.values():
+        process.kill()
+        process.wait(timeout=10)
+
+
+def test_busy_and_idle_instances_are_told_apart(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    deployment = factories.deployment(factories.endpoint("ep1"), "blue", instance_type="Standard_DS2_v2")
+    for name, process in processes.items():
+        Instance.objects.create(deployment=deployment, name=name, pid=process.pid, state=Instance.State.READY)
+
+    assert services.local_instances_sample() == 2
+    time.sleep(1.5)
+    assert services.local_instances_sample() == 2
+
+    latest = {s.instance: s for s in InstanceSample.objects.order_by("ts")}
+    busy, idle = latest["blue-1"], latest["blue-2"]
+    # A busy loop holds up to one of the DS2's two cores: at most 50 %, and well above the sleeper.
+    assert busy.cpu_percent is not None and 5 < busy.cpu_percent <= 55
+    assert idle.cpu_percent is not None and idle.cpu_percent < 2
+    assert busy.memory_bytes > 1_000_000
+    assert busy.memory_percent == round(100 * busy.memory_bytes / (7 * 1024**3), 2)
+
+    now = timezone.now()
+    series = selectors.metric_series(
+        endpoint="ep1", metric="CpuUtilizationPercentage", start=now - timedelta(minutes=1), end=now
+    )
+    assert [s["dimensions"] for s in series] == [
+        {"deployment": "blue", "instanceId": "blue-1"},
+        {"deployment": "blue", "instanceId": "blue-2"},
+    ]
+
+
+def test_a_gone_process_is_skipped(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    deployment = factories.deployment(factories.endpoint("ep1"), "blue")
+    gone = processes["blue-2"]
+    gone.kill()
+    gone.wait(timeout=10)
+    Instance.objects.create(deployment=deployment, name="blue-2", pid=gone.pid)
+    assert services.local_instances_sample() == 0
+    assert not InstanceSample.objects.exists()
