@@ -122,14 +122,16 @@ def test_mlflow_model_without_scoring_script_is_served_end_to_end(start_runtime,
 
 
 def test_mlflow_model_without_mlflow_installed_exits_3(start_runtime, tmp_path: Path) -> None:
-    try:
-        import mlflow  # noqa: F401
-        pytest.skip("mlflow is installed here")
-    except ImportError:
-        pass
+    # An environment without mlflow: a folder first on the path whose `mlflow` cannot be imported,
+    # as in a virtual environment that never installed it.
+    blocker = tmp_path / "no-mlflow"
+    (blocker / "mlflow").mkdir(parents=True)
+    (blocker / "mlflow" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'mlflow'\")\n")
     model_dir = tmp_path / "models" / "m"
     model_dir.mkdir(parents=True)
     (model_dir / "MLmodel").write_text("flavors:\n  python_function: {}\n")
-    server = start_runtime(None, args=["--model_dir", str(tmp_path / "models")], wait=False)
+    server = start_runtime(
+        None, args=["--model_dir", str(tmp_path / "models")], env={"PYTHONPATH": str(blocker)}, wait=False
+    )
     assert server.proc.wait(timeout=60) == 3
     assert "mlflow is not installed in this environment" in server.log()
