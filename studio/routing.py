@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from apps.endpoints import consumers
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/studio/", consumers.StudioConsumer.as_asgi()),
+    path("ws/endpoints/<str:name>/", consumers.EndpointConsumer.as_asgi()),
+    path("ws/endpoints/<str:name>/charts/", consumers.ChartsConsumer.as_asgi()),
+    path("ws/endpoints/<str:name>/logs/", consumers.LogsConsumer.as_asgi()),
+]

@@ -1,0 +1,13 @@
+"""Routes of the studio's monitoring and costs pages."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from apps.monitoring import views
+
+urlpatterns = [
+    path("monitoring/", views.monitoring_index, name="monitoring"),
+    path("costs/", views.costs_index, name="costs"),
+    path("monitoring/endpoints/<str:name>/figures.json", views.endpoint_figures_json, name="endpoint-figures"),
+]

@@ -1,0 +1,97 @@
+"""Monitoring and costs pages, and the chart data the endpoint's Monitoring tab draws.
+
+Charts come from apps.monitoring.charts (pure Plotly figure dicts) and costs from
+apps.costs.selectors; until those modules exist the pages show a clear "no data yet".
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from importlib.util import find_spec
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from apps.core.errors import NotFound
+from apps.costs.models import InstanceType
+from apps.endpoints import selectors
+from apps.endpoints.models import Endpoint, ProvisioningState
+
+logger = logging.getLogger(__name__)
+
+
+def endpoint_figures(endpoint: Endpoint) -> dict[str, Any] | None:
+    """Plotly figures (latency percentiles, requests per minute, errors) for one endpoint, or None."""
+    if find_spec("apps.monitoring.charts") is None:
+        return None
+    from apps.monitoring import charts
+
+    build = getattr(charts, "endpoint_figures", None)
+    if build is None:
+        return None
+    figures = build(endpoint=endpoint.name)
+    return figures or None
+
+
+def endpoint_costs(endpoint: Endpoint) -> dict[str, Any] | None:
+    """Accrued costs of one endpoint (per deployment per day, month to date, projected), or None."""
+    if find_spec("apps.costs.selectors") is None:
+        return None
+    from apps.costs import selectors as cost_selectors
+
+    read = getattr(cost_selectors, "endpoint_costs", None)
+    if read is None:
+        return None
+    return read(endpoint=endpoint.name)
+
+
+@login_required
+def endpoint_figures_json(request: HttpRequest, name: str) -> HttpResponse:
+    """The figures of one endpoint as JSON (the Monitoring tab's first draw and its fallback)."""
+    try:
+        endpoint = selectors.endpoint_get(name=name)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    return JsonResponse({"figures": endpoint_figures(endpoint)})
+
+
+@login_required
+def monitoring_index(request: HttpRequest) -> HttpResponse:
+    """Every endpoint with a link to its live charts."""
+    rows = []
+    for endpoint in selectors.endpoints_list().prefetch_related("deployments"):
+        deployments = list(endpoint.deployments.all())
+        rows.append({"endpoint": endpoint, "deployments": deployments})
+    available = find_spec("apps.monitoring.charts") is not None
+    return render(
+        request, "monitoring/monitoring.html", {"rows": rows, "section": "monitoring", "available": available}
+    )
+
+
+@login_required
+def costs_index(request: HttpRequest) -> HttpResponse:
+    """What each endpoint costs a day at its current size, and its accrued costs when recorded."""
+    prices = dict(InstanceType.objects.values_list("name", "price_per_hour"))
+    rows = []
+    total = Decimal(0)
+    for endpoint in selectors.endpoints_list().prefetch_related("deployments"):
+        per_day = Decimal(0)
+        for deployment in endpoint.deployments.all():
+            if deployment.state in (ProvisioningState.DELETING, ProvisioningState.FAILED):
+                continue
+            per_day += prices.get(deployment.instance_type, Decimal(0)) * deployment.instance_count * 24
+        per_day = per_day.quantize(Decimal("0.01"))
+        total += per_day
+        rows.append({"endpoint": endpoint, "per_day": per_day, "accrued": endpoint_costs(endpoint)})
+    context = {
+        "rows": rows,
+        "total_per_day": total,
+        "section": "costs",
+        "currency": settings.STUDIO_CURRENCY,
+        "quota": selectors.quota_summary(),
+    }
+    return render(request, "monitoring/costs.html", context)

@@ -1,0 +1,332 @@
+/* Studio's own script: live updates over websockets, the wizard, the traffic sliders, copy buttons,
+   live charts and log follow. Plain JavaScript, no build step; htmx does the rest. */
+(function () {
+  "use strict";
+
+  function wsUrl(path) {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  }
+
+  /* A websocket that reconnects with back-off; onMessage gets parsed JSON. */
+  function liveSocket(path, onMessage) {
+    var delay = 1000;
+    var socket = null;
+    var closed = false;
+    function open() {
+      socket = new WebSocket(wsUrl(path));
+      socket.onopen = function () { delay = 1000; };
+      socket.onmessage = function (event) {
+        try { onMessage(JSON.parse(event.data)); } catch (e) { /* a malformed message is skipped */ }
+      };
+      socket.onclose = function () {
+        if (closed) return;
+        setTimeout(open, delay);
+        delay = Math.min(delay * 2, 15000);
+      };
+    }
+    open();
+    return { close: function () { closed = true; if (socket) socket.close(); } };
+  }
+
+  function refresh(el) {
+    if (window.htmx) window.htmx.trigger(el, "studio:refresh");
+  }
+
+  /* --- deployment state on every open page --- */
+  function onStudioMessage(msg) {
+    if (msg.type !== "deployment.state") return;
+    document.querySelectorAll('[data-state-of="' + msg.uid + '"]').forEach(function (badge) {
+      badge.textContent = msg.state;
+      badge.className = "badge " + msg.state;
+    });
+    document.querySelectorAll('[data-deployment-uid="' + msg.uid + '"]').forEach(refresh);
+    document.querySelectorAll('[data-refresh-on~="deployment.state"]').forEach(refresh);
+    document.body.dataset.lastState = msg.deployment + ":" + msg.state;
+  }
+
+  /* --- the create wizard: one form, shown a step at a time --- */
+  function initWizard(form) {
+    if (form.dataset.ready) return;
+    form.dataset.ready = "1";
+    var steps = Array.prototype.slice.call(form.querySelectorAll("[data-step]"));
+    var labels = document.querySelectorAll("[data-step-label]");
+    var current = 0;
+    var errorStep = steps.findIndex(function (s) { return s.querySelector(".errorlist"); });
+    if (errorStep >= 0) current = errorStep;
+    function show(index) {
+      current = index;
+      steps.forEach(function (step, i) { step.hidden = i !== index; });
+      labels.forEach(function (label, i) {
+        if (i === index) label.setAttribute("aria-current", "step"); else label.removeAttribute("aria-current");
+      });
+      if (index === steps.length - 1) review();
+      var focusable = steps[index].querySelector("input:not([type=hidden]), select, textarea, button");
+      if (focusable && form.dataset.touched) focusable.focus();
+    }
+    function valid(step) {
+      var fields = step.querySelectorAll("input, select, textarea");
+      for (var i = 0; i < fields.length; i++) {
+        if (!fields[i].checkValidity()) { fields[i].reportValidity(); return false; }
+      }
+      return true;
+    }
+    function review() {
+      var dl = form.querySelector("#wizard-review");
+      dl.textContent = "";
+      var pick = function (name) { return form.elements[name]; };
+      var rows = [
+        ["Endpoint", pick("name").value], ["Auth mode", pick("auth_mode").value],
+        ["Deployment", pick("deployment_name").value],
+        ["Model", pick("model").selectedOptions[0] ? pick("model").selectedOptions[0].text : "—"],
+        ["Code", Array.prototype.map.call(pick("code_files").files, function (f) { return f.name; }).join(", ") || "—"],
+        ["Scoring script", pick("scoring_script").value],
+        ["Environment", pick("environment").selectedOptions[0] ? pick("environment").selectedOptions[0].text : "—"],
+        ["Instances", pick("instance_count").value + " × " + pick("instance_type").value],
+        ["Estimate", (document.querySelector("[data-estimate-price]") || {}).textContent || "—"],
+        ["Traffic", pick("all_traffic").checked ? "100 % to " + pick("deployment_name").value : "none yet"],
+      ];
+      rows.forEach(function (row) {
+        var dt = document.createElement("dt"); dt.textContent = row[0];
+        var dd = document.createElement("dd"); dd.textContent = row[1];
+        dl.appendChild(dt); dl.appendChild(dd);
+      });
+    }
+    form.addEventListener("click", function (event) {
+      var target = event.target;
+      if (target.matches("[data-next]")) {
+        form.dataset.touched = "1";
+        if (valid(steps[current])) show(Math.min(current + 1, steps.length - 1));
+      } else if (target.matches("[data-back]")) {
+        form.dataset.touched = "1";
+        show(Math.max(current - 1, 0));
+      }
+    });
+    form.addEventListener("submit", function () {
+      var button = form.querySelector("[type=submit]");
+      if (button) { button.disabled = true; button.textContent = "Creating…"; }
+    });
+    show(current);
+  }
+
+  /* --- price and quota of a deployment as you choose its size --- */
+  function initEstimate(box) {
+    if (box.dataset.ready) return;
+    box.dataset.ready = "1";
+    var data = document.getElementById("instance-types");
+    var types = data ? JSON.parse(data.textContent) : [];
+    var form = box.closest("form");
+    var hours = parseFloat(box.dataset.hoursPerMonth);
+    var currency = box.dataset.currency;
+    function update() {
+      var name = form.elements.instance_type.value;
+      var count = parseInt(form.elements.instance_count.value || "0", 10);
+      var type = types.find(function (t) { return t.name === name; });
+      if (!type || !(count > 0)) return;
+      var perHour = parseFloat(type.price) * count;
+      box.querySelector("[data-estimate-price]").textContent =
+        count + " × " + name + " at " + type.price + " " + currency + "/h = " + (perHour * 24).toFixed(2) + " " + currency +
+        " a day, about " + (perHour * hours).toFixed(2) + " " + currency + " a month";
+      var needed = Math.ceil(1.2 * count) * type.vcpus;
+      var free = parseInt(box.dataset.quotaFree, 10);
+      box.querySelector("[data-estimate-quota]").textContent =
+        "needs " + needed + " cores (ceil(1.2 × " + count + ") × " + type.vcpus + " vCPUs); " + free + " free" +
+        (needed > free ? " — not enough: choose fewer or smaller instances" : "");
+    }
+    form.addEventListener("input", update);
+    form.addEventListener("change", update);
+    update();
+  }
+
+  /* --- traffic sliders kept summing to 100 --- */
+  function initTraffic(form) {
+    if (form.dataset.ready) return;
+    form.dataset.ready = "1";
+    var rows = Array.prototype.slice.call(form.querySelectorAll("[data-slider-row]"));
+    var currency = form.dataset.currency;
+    function values() {
+      return rows.map(function (row) {
+        return parseInt(row.querySelector("[data-traffic-number]").value || "0", 10) || 0;
+      });
+    }
+    function set(index, value) {
+      var row = rows[index];
+      row.querySelector("[data-traffic-number]").value = value;
+      row.querySelector("[data-traffic-slider]").value = value;
+    }
+    /* Move one deployment to `value` and spread the difference over the others, in proportion. */
+    function rebalance(index, value) {
+      value = Math.max(0, Math.min(100, value));
+      var current = values();
+      var othersTotal = 0;
+      current.forEach(function (v, i) { if (i !== index) othersTotal += v; });
+      var remaining = 100 - value;
+      var next = current.slice();
+      next[index] = value;
+      var others = current.map(function (_, i) { return i; }).filter(function (i) { return i !== index; });
+      if (others.length === 0) { next[index] = 100; }
+      else if (othersTotal === 0) {
+        others.forEach(function (i) { next[i] = 0; });
+        next[others[0]] = remaining;
+      } else {
+        var given = 0;
+        others.forEach(function (i) { next[i] = Math.floor(current[i] * remaining / othersTotal); given += next[i]; });
+        for (var k = 0; given < remaining; k = (k + 1) % others.length) { next[others[k]] += 1; given += 1; }
+      }
+      next.forEach(function (v, i) { set(i, v); });
+      summarize();
+    }
+    function summarize() {
+      var total = values().reduce(function (a, b) { return a + b; }, 0);
+      var totalEl = form.querySelector("#traffic-total");
+      if (totalEl) totalEl.textContent = String(total);
+      var mirrorOn = form.elements.mirror_enabled && form.elements.mirror_enabled.checked;
+      var mirrorTo = mirrorOn ? form.elements.mirror_deployment.value : "";
+      var idle = [];
+      var idleCost = 0;
+      var allCost = 0;
+      values().forEach(function (v, i) {
+        var cost = parseFloat(rows[i].dataset.costPerDay || "0");
+        allCost += cost;
+        if (v === 0 && rows[i].dataset.deployment !== mirrorTo) { idle.push(rows[i].dataset.deployment); idleCost += cost; }
+      });
+      var text = "Instances cost " + allCost.toFixed(2) + " " + currency +
+        " a day whatever the split: moving traffic changes no bill.";
+      if (idle.length) {
+        text += " After this change " + idle.join(", ") + " serve" + (idle.length === 1 ? "s" : "") +
+          " nothing yet cost" + (idle.length === 1 ? "s" : "") + " " + idleCost.toFixed(2) + " " + currency +
+          " a day: scale down or delete to save it.";
+      }
+      if (total !== 100 && total !== 0) text = "The split must add up to 100 % (now " + total + " %). " + text;
+      var effect = form.querySelector("[data-cost-effect]");
+      if (effect) effect.textContent = text;
+    }
+    rows.forEach(function (row, index) {
+      row.querySelector("[data-traffic-slider]").addEventListener("input", function (event) {
+        rebalance(index, parseInt(event.target.value, 10));
+      });
+      row.querySelector("[data-traffic-number]").addEventListener("change", function (event) {
+        rebalance(index, parseInt(event.target.value || "0", 10));
+      });
+    });
+    form.addEventListener("change", summarize);
+    summarize();
+  }
+
+  /* --- copy buttons --- */
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var source = document.querySelector(button.dataset.copy);
+    if (!source) return;
+    var text = source.textContent;
+    var done = function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { selectText(source); });
+    } else {
+      selectText(source);
+    }
+  });
+  function selectText(node) {
+    var range = document.createRange();
+    range.selectNodeContents(node);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+
+  /* --- live charts --- */
+  function initCharts(panel) {
+    if (panel.dataset.ready) return;
+    panel.dataset.ready = "1";
+    var container = panel.querySelector("#charts");
+    var empty = panel.querySelector("#charts-empty");
+    var status = panel.querySelector("#charts-status");
+    function draw(figures) {
+      if (!figures || !Object.keys(figures).length) { if (empty) empty.hidden = false; return; }
+      if (empty) empty.hidden = true;
+      Object.keys(figures).forEach(function (key) {
+        var id = "chart-" + key;
+        var div = document.getElementById(id);
+        if (!div) {
+          div = document.createElement("div");
+          div.id = id;
+          div.className = "chart card";
+          div.setAttribute("role", "img");
+          var title = figures[key].layout && figures[key].layout.title;
+          div.setAttribute("aria-label", (title && (title.text || title)) || key);
+          container.appendChild(div);
+        }
+        var fig = figures[key];
+        if (window.Plotly) window.Plotly.react(div, fig.data || [], fig.layout || {}, { responsive: true, displaylogo: false });
+      });
+      if (status) status.textContent = "Updated " + new Date().toLocaleTimeString();
+      panel.dataset.updates = String(parseInt(panel.dataset.updates || "0", 10) + 1);
+    }
+    var initial = document.getElementById("figures-data");
+    draw(initial ? JSON.parse(initial.textContent) : null);
+    liveSocket(panel.dataset.wsUrl, function (msg) {
+      if (msg.type === "endpoint.charts") draw(msg.figures);
+    });
+  }
+
+  /* --- log follow --- */
+  var logSocket = null;
+  function initLogs(panel) {
+    if (panel.dataset.ready) return;
+    panel.dataset.ready = "1";
+    var box = panel.querySelector("[data-logs-follow]");
+    if (!box) return;
+    if (logSocket && !panel.dataset.follow) { logSocket.close(); logSocket = null; }
+    box.addEventListener("change", function () {
+      if (logSocket) { logSocket.close(); logSocket = null; }
+      if (!box.checked) return;
+      var form = panel.querySelector("[data-logs-form]");
+      var params = new URLSearchParams(new FormData(form));
+      var search = (params.get("search") || "").toLowerCase();
+      logSocket = liveSocket(panel.dataset.wsUrl + "?" + params.toString(), function (msg) {
+        if (msg.type !== "deployment.logs") return;
+        var pre = panel.querySelector("#logs-content");
+        if (!pre) {
+          pre = document.createElement("pre");
+          pre.id = "logs-content";
+          pre.className = "log";
+          pre.tabIndex = 0;
+          var empty = panel.querySelector("#logs-empty");
+          if (empty) empty.replaceWith(pre); else panel.appendChild(pre);
+        }
+        var content = msg.content;
+        if (search) content = content.split("\n").filter(function (l) { return l.toLowerCase().indexOf(search) >= 0; }).join("\n");
+        pre.textContent = content;
+        pre.scrollTop = pre.scrollHeight;
+        panel.dataset.followUpdates = String(parseInt(panel.dataset.followUpdates || "0", 10) + 1);
+      });
+    });
+  }
+
+  function init(root) {
+    root.querySelectorAll("[data-wizard]").forEach(initWizard);
+    root.querySelectorAll("#deployment-estimate").forEach(initEstimate);
+    root.querySelectorAll("[data-traffic-form]").forEach(initTraffic);
+    root.querySelectorAll("[data-charts]").forEach(initCharts);
+    root.querySelectorAll("[data-logs-panel]").forEach(initLogs);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    init(document);
+    var live = document.body.dataset.liveUrl;
+    if (live) liveSocket(live, onStudioMessage);
+    var endpointPage = document.querySelector("[data-endpoint-live]");
+    if (endpointPage) {
+      liveSocket("/ws/endpoints/" + encodeURIComponent(endpointPage.dataset.endpointLive) + "/", function (msg) {
+        if (msg.type === "endpoint.traffic") {
+          document.querySelectorAll('[data-refresh-on~="endpoint.traffic"]').forEach(refresh);
+        }
+      });
+    }
+    document.body.addEventListener("htmx:afterSettle", function (event) { init(event.target.ownerDocument || document); });
+  });
+})();
