@@ -122,7 +122,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("STUDIO_CELERY_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Supervises every deployment (restarts, probes, readiness); expires so a busy worker never piles them up.
+    "observe-deployments": {
+        "task": "apps.endpoints.tasks.observe_deployments",
+        "schedule": float(env_int("STUDIO_OBSERVE_INTERVAL_S", 2, minimum=1)),
+        "options": {"expires": float(env_int("STUDIO_OBSERVE_INTERVAL_S", 2, minimum=1))},
+    },
+}
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
@@ -175,6 +182,13 @@ USE_TZ = True
 STUDIO_BACKEND = env_choice("STUDIO_BACKEND", "local", ("local", "kubernetes"))
 STUDIO_INSTANCES_DIR = STUDIO_HOME / "instances"
 STUDIO_ENVS_DIR = env_path("STUDIO_ENVS_DIR", STUDIO_HOME / "envs")
+# The local backend: uv's shared download cache, how often the worker supervises instances, how long an
+# instance leaves the routing table before it is stopped, and the crash-restart back-off.
+STUDIO_UV_CACHE_DIR = str(env_path("UV_CACHE_DIR", Path("~/.cache/uv").expanduser()))
+STUDIO_OBSERVE_INTERVAL_S = env_int("STUDIO_OBSERVE_INTERVAL_S", 2, minimum=1)
+STUDIO_DRAIN_MS = env_int("STUDIO_DRAIN_MS", 1500, minimum=0)
+STUDIO_RESTART_BACKOFF_MS = env_int("STUDIO_RESTART_BACKOFF_MS", 1000, minimum=1)
+STUDIO_CRASHLOOP_RESTARTS = env_int("STUDIO_CRASHLOOP_RESTARTS", 3, minimum=1)
 STUDIO_PUBLIC_URL = env_str("STUDIO_PUBLIC_URL", "http://127.0.0.1:8000")
 STUDIO_GATEWAY_URL = env_str("STUDIO_GATEWAY_URL", "http://127.0.0.1:8001")
 STUDIO_CORE_QUOTA = env_int("STUDIO_CORE_QUOTA", 100, minimum=0)

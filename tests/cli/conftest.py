@@ -66,31 +66,6 @@ class Result:
         return json.loads(self.stdout)
 
 
-@pytest.fixture(autouse=True)
-def _tasks_until_written(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until apps/endpoints/tasks.py exists, creating a deployment fails on its import (a 500); stand in
-    for the two tasks the services queue so these tests exercise the CLI and the API. Inert once the
-    real module lands (and then worth deleting).
-    """
-    from importlib.util import find_spec
-
-    if find_spec("apps.endpoints.tasks") is not None:
-        return
-    import types
-
-    import apps.endpoints
-
-    class Queued:
-        def delay_on_commit(self, *args: Any) -> None:
-            pass
-
-    module = types.ModuleType("apps.endpoints.tasks")
-    module.reconcile_deployment = Queued()  # type: ignore[attr-defined]
-    module.delete_deployment = Queued()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "apps.endpoints.tasks", module)
-    monkeypatch.setattr(apps.endpoints, "tasks", module, raising=False)
-
-
 @pytest.fixture
 def azure_files(tmp_path: Path) -> Path:
     """A folder laid out like Azure's examples: endpoint and deployment YAML, model, scoring code, conda file."""

@@ -1,1 +1,23 @@
 """Backends run deployments: local processes (the embedded default) or Kubernetes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from apps.endpoints.backends.base import Backend
+    from apps.endpoints.backends.local import Reporter
+
+
+def get_backend(kind: str | None = None, *, reporter: Reporter | None = None) -> Backend:
+    """The backend named `kind` ("local" or "kubernetes"); settings.STUDIO_BACKEND when not given."""
+    kind = kind if kind in ("local", "kubernetes") else settings.STUDIO_BACKEND
+    if kind == "kubernetes":
+        from apps.endpoints.backends.kubernetes import KubernetesBackend
+
+        return KubernetesBackend()
+    from apps.endpoints.backends.local import LocalBackend
+
+    return LocalBackend(reporter=reporter)

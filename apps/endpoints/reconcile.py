@@ -1,0 +1,282 @@
+"""The reconcile loop: make what runs match the deployment's desired spec, and record what happened.
+
+Level-triggered and idempotent (STYLE.md 5): every pass re-reads the row, compares `generation`
+with `observed_generation`, asks the backend to apply or observe, mirrors the instances into
+`Instance` rows (what the gateway routes to) and moves the state by compare-and-set, one event per
+transition. A Redis lock per deployment keeps two workers from acting on one deployment at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import transaction
+
+from apps.core.notify import redis_client, routing_changed
+from apps.costs.models import InstanceRun
+from apps.endpoints.backends import get_backend
+from apps.endpoints.backends.base import Backend, BackendEvent, Observed
+from apps.endpoints.models import Deployment, DeploymentEvent, Endpoint, Instance, ProvisioningState
+from apps.endpoints.services import event_record
+from apps.endpoints.specs import deployment_spec
+
+logger = logging.getLogger(__name__)
+
+# Reasons that another pass at the same generation cannot fix: the user has to change the spec.
+TERMINAL_REASONS = frozenset(
+    {
+        "ImageBuildFailure",
+        "ModelNotFound",
+        "StorageInitializerFailed",
+        "UserScriptImportError",
+        "UserScriptInitFailed",
+        "ReadinessProbeFailed",
+        "OutOfQuota",
+        "InvalidDeploymentSpec",
+    }
+)
+IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
+LOCK_TTL_S = 60
+
+
+class DeploymentBusy(Exception):
+    """Another worker holds the deployment's lock; the task retries later."""
+
+
+@contextmanager
+def deployment_lock(pk: int) -> Iterator[bool]:
+    """Hold the deployment's Redis lock while the body runs; yields False when another worker holds it.
+
+    The lock expires after a minute unless renewed, so a worker killed mid-pass never blocks the
+    deployment for long; a heartbeat thread renews it while a long build or start-up runs.
+    """
+    key = f"studio:deployment:{pk}:lock"
+    token = uuid.uuid4().hex
+    client = redis_client()
+    if not client.set(key, token, nx=True, ex=LOCK_TTL_S):
+        yield False
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LOCK_TTL_S / 3):
+            try:
+                if client.get(key) == token.encode():
+                    client.expire(key, LOCK_TTL_S)
+            except Exception:  # noqa: BLE001 (a missed renewal only shortens the lock)
+                logger.warning("could not renew the lock of deployment %s", pk)
+
+    heartbeat = threading.Thread(target=renew, name=f"lock-{pk}", daemon=True)
+    heartbeat.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        # Release only our own lock (it may have expired and been taken by another worker).
+        client.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end", 1, key, token
+        )
+
+
+class TimelineReporter:
+    """What the backend reports while it works: events onto the timeline, instances into rows."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    def event(self, event: BackendEvent, duration_ms: int | None = None) -> None:
+        """Write one backend event to the deployment's timeline."""
+        event_record(
+            deployment=self.deployment,
+            reason=event.reason,
+            message=event.message,
+            type=event.type,
+            instance=event.instance,
+            container=event.container,
+            duration_ms=duration_ms,
+        )
+
+    def observed(self, observed: Observed) -> None:
+        """Mirror the instances now, so the gateway stops or starts routing before the backend goes on."""
+        instances_sync(deployment=self.deployment, observed=observed)
+
+
+def instances_sync(*, deployment: Deployment, observed: Observed) -> int:
+    """Make the deployment's Instance rows match what the backend sees; returns the ready count."""
+    now = datetime.now(UTC)
+    changed = False
+    with transaction.atomic():
+        rows = {row.name: row for row in Instance.objects.select_for_update().filter(deployment=deployment)}
+        seen = set()
+        for status in observed.instances:
+            seen.add(status.name)
+            values = {
+                "address": status.address,
+                "state": status.state,
+                "ready": status.ready,
+                "generation": status.generation,
+                "restarts": status.restarts,
+                "pid": status.pid,
+                "port": status.port,
+                "started_at": status.started_at,
+                "message": status.message[:2000],
+            }
+            row = rows.get(status.name)
+            if row is None:
+                Instance.objects.create(deployment=deployment, name=status.name, **values)
+                _capacity_start(deployment, status.name, status.started_at or now)
+                changed = changed or status.ready
+                continue
+            if row.ready != status.ready or row.address != status.address:
+                changed = True
+            if any(getattr(row, field) != value for field, value in values.items()):
+                for field, value in values.items():
+                    setattr(row, field, value)
+                row.save()
+        gone = [name for name in rows if name not in seen]
+        if gone:
+            changed = changed or any(rows[name].ready for name in gone)
+            Instance.objects.filter(deployment=deployment, name__in=gone).delete()
+            InstanceRun.objects.filter(deployment=deployment, instance__in=gone, stopped_at__isnull=True).update(
+                stopped_at=now
+            )
+        ready = observed.ready_count
+        Deployment.objects.filter(pk=deployment.pk).exclude(ready_instances=ready).update(ready_instances=ready)
+        if changed:
+            routing_changed()
+    return ready
+
+
+def _capacity_start(deployment: Deployment, instance: str, started_at: datetime) -> None:
+    InstanceRun.objects.create(
+        deployment=deployment,
+        endpoint_name=deployment.endpoint.name,
+        deployment_name=deployment.name,
+        instance=instance,
+        instance_type=deployment.instance_type,
+        started_at=started_at,
+    )
+
+
+def _transition(deployment: Deployment, *, new: str, reason: str = "", message: str = "", **extra: object) -> bool:
+    """Compare-and-set the state from what this pass read; an event when it moved."""
+    moved = Deployment.objects.filter(
+        pk=deployment.pk, state=deployment.state, generation=deployment.generation
+    ).update(state=new, reason=reason, message=message, **extra)
+    if moved:
+        kind = DeploymentEvent.Type.WARNING if new == ProvisioningState.FAILED else DeploymentEvent.Type.NORMAL
+        text = f"{reason}: {message}" if reason else message
+        event_record(deployment=deployment, reason=new, message=text, type=kind)
+    return bool(moved)
+
+
+def _load(pk: int) -> Deployment | None:
+    return Deployment.objects.select_related("endpoint", "environment", "model").filter(pk=pk).first()
+
+
+def reconcile(pk: int, *, periodic: bool = False, backend: Backend | None = None) -> str | None:
+    """One level-triggered pass over deployment `pk`; returns its state afterwards (None when gone or busy)."""
+    deployment = _load(pk)
+    if deployment is None or deployment.state == ProvisioningState.DELETING:
+        return None
+    with deployment_lock(pk) as held:
+        if not held:
+            return None
+        # Another pass may have finished while we waited for the lock, or the spec changed again.
+        for _ in range(5):
+            deployment = _load(pk)
+            if deployment is None or deployment.state == ProvisioningState.DELETING:
+                return None
+            _pass(deployment, periodic=periodic, backend=backend)
+            latest = _load(pk)
+            if latest is None or latest.generation == deployment.generation:
+                return latest.state if latest else None
+            periodic = False
+    return None
+
+
+def _pass(deployment: Deployment, *, periodic: bool, backend: Backend | None) -> None:
+    reporter = TimelineReporter(deployment)
+    backend = backend or get_backend(reporter=reporter)
+    if hasattr(backend, "reporter"):
+        backend.reporter = reporter  # type: ignore[attr-defined]
+    spec = deployment_spec(deployment)
+    started = time.monotonic()
+    new_generation = deployment.generation != deployment.observed_generation
+    terminal = deployment.state == ProvisioningState.FAILED and deployment.reason in TERMINAL_REASONS
+    if new_generation:
+        observed = backend.apply(spec)
+        Deployment.objects.filter(pk=deployment.pk, generation=deployment.generation).update(
+            observed_generation=deployment.generation
+        )
+    elif terminal or settings.STUDIO_BACKEND != "local":
+        observed = backend.observe(spec)
+    else:
+        # Local processes have no kubelet: the worker is their supervisor, so a periodic pass applies.
+        observed = backend.apply(spec)
+    ready = instances_sync(deployment=deployment, observed=observed)
+    current = sum(1 for i in observed.instances if i.ready and i.generation == spec.generation)
+    if observed.failed_reason:
+        if deployment.state != ProvisioningState.FAILED or deployment.reason != observed.failed_reason:
+            _transition(
+                deployment,
+                new=ProvisioningState.FAILED,
+                reason=observed.failed_reason,
+                message=observed.failed_message,
+            )
+        return
+    if current >= spec.instance_count and deployment.state != ProvisioningState.SUCCEEDED:
+        if _transition(deployment, new=ProvisioningState.SUCCEEDED):
+            elapsed = int((time.monotonic() - started) * 1000)
+            event_record(
+                deployment=deployment,
+                reason="Ready",
+                message=f"{ready} of {spec.instance_count} instances ready at generation {spec.generation}",
+                duration_ms=elapsed,
+            )
+
+
+def delete(pk: int, *, backend: Backend | None = None) -> bool:
+    """Stop the deployment's instances, then remove its row (and its endpoint's, when that is being deleted)."""
+    deployment = _load(pk)
+    if deployment is None:
+        return True
+    with deployment_lock(pk) as held:
+        if not held:
+            return False
+        deployment = _load(pk)
+        if deployment is None:
+            return True
+        reporter = TimelineReporter(deployment)
+        backend = backend or get_backend(reporter=reporter)
+        backend.delete(deployment_spec(deployment))
+        instances_sync(deployment=deployment, observed=Observed())
+        endpoint_id = deployment.endpoint_id
+        with transaction.atomic():
+            deployment.delete()
+            endpoint = Endpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+            if (
+                endpoint is not None
+                and endpoint.provisioning_state == ProvisioningState.DELETING
+                and not endpoint.deployments.exists()
+            ):
+                endpoint.delete()
+            routing_changed()
+    return True
+
+
+def pending_deployments() -> list[int]:
+    """Every deployment the periodic pass looks at (all but those being deleted)."""
+    return list(Deployment.objects.exclude(state=ProvisioningState.DELETING).values_list("pk", flat=True))
+
+
+def deleting_deployments() -> list[int]:
+    """Deployments whose delete task may have been lost (a worker killed mid-task)."""
+    return list(Deployment.objects.filter(state=ProvisioningState.DELETING).values_list("pk", flat=True))

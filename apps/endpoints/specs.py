@@ -1,0 +1,73 @@
+"""Build the frozen spec a backend runs from the deployment's database rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.costs.models import InstanceType
+from apps.endpoints.backends.base import (
+    DeploymentSpec,
+    EnvironmentSpec,
+    InstanceTypeSpec,
+    ProbeSpec,
+    RequestSpec,
+)
+from apps.endpoints.models import Deployment
+
+_PROBE_KEYS = ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold")
+_REQUEST_KEYS = ("request_timeout_ms", "max_concurrent_requests_per_instance", "max_queue_wait_ms")
+
+
+def _probe(raw: dict[str, Any] | None) -> ProbeSpec:
+    values = {key: int(value) for key, value in (raw or {}).items() if key in _PROBE_KEYS and value is not None}
+    return ProbeSpec(**values)
+
+
+def _request(raw: dict[str, Any] | None) -> RequestSpec:
+    values = {key: int(value) for key, value in (raw or {}).items() if key in _REQUEST_KEYS and value is not None}
+    return RequestSpec(**values)
+
+
+def _instance_type(name: str) -> InstanceTypeSpec:
+    row = InstanceType.objects.filter(name=name).first()
+    if row is None:
+        # A size removed from the catalog after the deployment was made still runs; it just has no price.
+        return InstanceTypeSpec(name=name, vcpus=1, memory_gib=1.0)
+    return InstanceTypeSpec(name=row.name, vcpus=row.vcpus, memory_gib=float(row.memory_gib), gpus=row.gpus)
+
+
+def deployment_spec(deployment: Deployment) -> DeploymentSpec:
+    """The desired spec of `deployment` at its current generation, as the backends take it."""
+    env = deployment.environment
+    model = deployment.model
+    code_root = deployment.code_root
+    return DeploymentSpec(
+        uid=str(deployment.uid),
+        name=deployment.name,
+        endpoint_uid=str(deployment.endpoint.uid),
+        endpoint_name=deployment.endpoint.name,
+        generation=deployment.generation,
+        environment=EnvironmentSpec(
+            name=env.name,
+            version=str(env.version),
+            image=env.image,
+            conda_file=env.conda_file,
+            pip_requirements=env.pip_requirements,
+            spec_hash=env.spec_hash,
+            inference_config=env.inference_config,
+        ),
+        instance_type=_instance_type(deployment.instance_type),
+        instance_count=deployment.instance_count,
+        model_asset=model.asset_id if model else None,
+        model_root=str(model.root) if model else None,
+        model_path_name=model.path_name if model else None,
+        model_type=model.type if model else "custom_model",
+        code_root=str(code_root) if code_root else None,
+        scoring_script=deployment.scoring_script or None,
+        environment_variables={str(k): str(v) for k, v in (deployment.environment_variables or {}).items()},
+        request=_request(deployment.request_settings),
+        liveness_probe=_probe(deployment.liveness_probe),
+        readiness_probe=_probe(deployment.readiness_probe),
+        scale_settings=dict(deployment.scale_settings or {}),
+        resources=deployment.extra.get("resources") if deployment.extra else None,
+    )
