@@ -19,6 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from apps.core import broadcast
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
 from apps.endpoints import storage
@@ -331,6 +332,7 @@ def _traffic_apply(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
     routing_changed()
+    broadcast.endpoint_changed(endpoint.pk)
 
 
 @transaction.atomic
@@ -398,7 +400,7 @@ def event_record(
     duration_ms: int | None = None,
 ) -> DeploymentEvent:
     """Add an entry to the deployment's timeline."""
-    return DeploymentEvent.objects.create(
+    event = DeploymentEvent.objects.create(
         deployment=deployment,
         reason=reason,
         message=message,
@@ -407,6 +409,8 @@ def event_record(
         container=container,
         duration_ms=duration_ms,
     )
+    broadcast.deployment_changed(deployment.pk)  # open pages redraw the deployment after commit
+    return event
 
 
 def _resolve(endpoint: Endpoint, spec: dict[str, Any], *, user: User, deployment_name: str) -> dict[str, Any]:

@@ -1,0 +1,118 @@
+"""Websockets: the consumers authorize, join their group and relay what services announce (real Redis)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from asgiref.testing import ApplicationCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from apps.endpoints import services
+from studio.routing import websocket_urlpatterns
+from tests import factories
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+def _app() -> Any:
+    from channels.routing import URLRouter
+
+    return URLRouter(websocket_urlpatterns)
+
+
+class Socket:
+    """A websocket client speaking ASGI to the studio's router (channels.testing needs daphne, which we do not ship)."""
+
+    def __init__(self, path: str, user: Any) -> None:
+        path, _, query = path.partition("?")
+        scope = {"type": "websocket", "path": path, "query_string": query.encode(), "headers": [], "user": user}
+        self.app = ApplicationCommunicator(_app(), scope)
+
+    async def connect(self) -> tuple[bool, int | None]:
+        await self.app.send_input({"type": "websocket.connect"})
+        answer = await self.app.receive_output(5)
+        return answer["type"] == "websocket.accept", answer.get("code")
+
+    async def receive_json(self, timeout: float = 5) -> Any:
+        answer = await self.app.receive_output(timeout)
+        assert answer["type"] == "websocket.send", answer
+        return json.loads(answer["text"])
+
+    async def receive_nothing(self, timeout: float = 0.3) -> bool:
+        return await self.app.receive_nothing(timeout)
+
+    async def disconnect(self) -> None:
+        await self.app.send_input({"type": "websocket.disconnect", "code": 1000})
+        await self.app.wait(1)
+
+
+async def _connect(path: str, user: Any) -> tuple[Socket, bool, int | None]:
+    socket = Socket(path, user)
+    connected, code = await socket.connect()
+    return socket, connected, code
+
+
+def _served() -> tuple[Any, Any, Any]:
+    user = factories.user("alice")
+    endpoint = factories.endpoint("ep1")
+    deployment = factories.deployment(endpoint, "blue")
+    return user, endpoint, deployment
+
+
+async def test_sockets_refuse_a_signed_out_visitor() -> None:
+    await sync_to_async(_served)()
+    for path in ("/ws/studio/", "/ws/endpoints/ep1/", "/ws/endpoints/ep1/charts/", "/ws/endpoints/ep1/logs/"):
+        communicator, connected, code = await _connect(path, AnonymousUser())
+        assert not connected and code == 4401, path
+        await communicator.disconnect()
+
+
+async def test_endpoint_socket_refuses_an_unknown_endpoint() -> None:
+    user, _, _ = await sync_to_async(_served)()
+    communicator, connected, code = await _connect("/ws/endpoints/nope/", user)
+    assert not connected and code == 4404
+    await communicator.disconnect()
+
+
+def _scale(deployment: Any, user: Any) -> None:
+    from django.db import transaction
+
+    with transaction.atomic():
+        services.deployment_scale(deployment=deployment, instance_count=2, reason="test", user=user)
+
+
+def _traffic(endpoint: Any) -> None:
+    services.traffic_set(endpoint=endpoint, traffic={"blue": 100})
+
+
+async def test_a_state_change_reaches_every_open_page_after_commit() -> None:
+    user, endpoint, deployment = await sync_to_async(_served)()
+    studio, connected, _ = await _connect("/ws/studio/", user)
+    assert connected
+    page, connected, _ = await _connect("/ws/endpoints/ep1/", user)
+    assert connected
+    await sync_to_async(_scale)(deployment, user)
+    for communicator in (studio, page):
+        message = await communicator.receive_json()
+        assert message["type"] == "deployment.state"
+        assert message["deployment"] == "blue" and message["state"] == "Scaling" and message["instance_count"] == 2
+        assert message["uid"] == str(deployment.uid)
+    await sync_to_async(_traffic)(endpoint)
+    message = await page.receive_json()
+    while message["type"] == "deployment.state":  # scaling writes two timeline entries, each announced
+        message = await page.receive_json()
+    assert message == {"type": "endpoint.traffic", "endpoint": "ep1", "traffic": {"blue": 100}, "mirror_traffic": {}}
+    while not await studio.receive_nothing():
+        assert (await studio.receive_json())["type"] == "deployment.state"  # traffic goes to the endpoint's pages only
+    await studio.disconnect()
+    await page.disconnect()
+
+
+async def test_logs_socket_refuses_an_unknown_container() -> None:
+    user, _, _ = await sync_to_async(_served)()
+    communicator, connected, code = await _connect("/ws/endpoints/ep1/logs/?container=sidecar", user)
+    assert not connected and code == 4400
+    await communicator.disconnect()
