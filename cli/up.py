@@ -228,7 +228,7 @@ def _wait_for_web(stack: Stack, url: str) -> None:
         if dead is not None:
             raise CliError(f"the {dead.name} process exited with code {dead.process.returncode} while starting")
         try:
-            httpx.get(f"{url}/api/v1/", timeout=2)
+            httpx.get(f"{url}/healthz", timeout=2)
             return
         except httpx.TransportError:
             time.sleep(0.2)

@@ -16,3 +16,9 @@ def test_catalog_is_seeded_with_azure_sizes_and_gpu_types() -> None:
 def test_redis_cache_round_trips_a_value() -> None:
     cache.set("smoke", "ok", 5)
     assert cache.get("smoke") == "ok"
+
+
+def test_healthz_answers_without_login(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.content == b"ok"
