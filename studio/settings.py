@@ -216,6 +216,7 @@ LOGGING = {
 # --- monitoring and costs (apps/monitoring, apps/costs) ---
 STUDIO_METRICS_10S_RETENTION_HOURS = env_int("STUDIO_METRICS_10S_RETENTION_HOURS", 24, minimum=1)
 STUDIO_METRICS_MINUTE_RETENTION_DAYS = env_int("STUDIO_METRICS_MINUTE_RETENTION_DAYS", 30, minimum=1)
+STUDIO_METRICS_HOUR_RETENTION_DAYS = env_int("STUDIO_METRICS_HOUR_RETENTION_DAYS", 400, minimum=1)
 STUDIO_MIRROR_PAIRS_RETENTION_DAYS = env_int("STUDIO_MIRROR_PAIRS_RETENTION_DAYS", 7, minimum=1)
 STUDIO_INSTANCE_SAMPLES_RETENTION_DAYS = env_int("STUDIO_INSTANCE_SAMPLES_RETENTION_DAYS", 7, minimum=1)
 # Relative tolerance, in parts per million, within which two numbers in mirrored answers count as equal.

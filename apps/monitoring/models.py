@@ -8,10 +8,11 @@ from django.db import models
 class Grain(models.IntegerChoices):
     TEN_SECONDS = 10, "10s"
     MINUTE = 60, "1m"
+    HOUR = 3600, "1h"
 
 
 class MetricRollup(models.Model):
-    """Requests one deployment finished in one 10-second or one-minute interval, live or mirrored.
+    """Requests one deployment finished in one 10-second, minute or hour interval, live or mirrored.
 
     Names are copied (not foreign keys) so the history of a deleted deployment stays readable.
     The latency histograms use the buckets of apps.monitoring.histogram, so merging rows and reading

@@ -23,23 +23,38 @@ LATENCY_METRICS = {
 }
 INSTANCE_METRICS = {"CpuUtilizationPercentage": "cpu_percent", "CpuMemoryUtilizationPercentage": "memory_percent"}
 METRICS = (*LATENCY_METRICS, "RequestsPerMinute", *INSTANCE_METRICS)
-GRAINS = {"10s": Grain.TEN_SECONDS, "1m": Grain.MINUTE}
+GRAINS = {"10s": Grain.TEN_SECONDS, "1m": Grain.MINUTE, "1h": Grain.HOUR}
+# Charts keep to a few thousand points per line: 10 s up to 6 hours, minutes up to 7 days, hours beyond.
+CHART_GRAINS = ((timedelta(hours=6), Grain.TEN_SECONDS), (timedelta(days=7), Grain.MINUTE))
 
 
 def grain_parse(value: str | None) -> int:
-    """`10s` or `1m` (the default) as seconds; anything else is the caller's mistake."""
+    """`10s`, `1m` (the default) or `1h` as seconds; anything else is the caller's mistake."""
     if value in (None, ""):
         return int(Grain.MINUTE)
     if value not in GRAINS:
-        raise ApplicationError(f"grain: expected 10s or 1m, got {value!r}", field="grain")
+        raise ApplicationError(f"grain: expected 10s, 1m or 1h, got {value!r}", field="grain")
     return int(GRAINS[value])
 
 
 def grain_for_window(*, start: datetime, now: datetime | None = None) -> int:
     """The finest grain still kept for a window starting at `start`."""
     now = now or timezone.now()
-    keep_10s = timedelta(hours=settings.STUDIO_METRICS_10S_RETENTION_HOURS)
-    return int(Grain.TEN_SECONDS) if start >= now - keep_10s else int(Grain.MINUTE)
+    if start >= now - timedelta(hours=settings.STUDIO_METRICS_10S_RETENTION_HOURS):
+        return int(Grain.TEN_SECONDS)
+    if start >= now - timedelta(days=settings.STUDIO_METRICS_MINUTE_RETENTION_DAYS):
+        return int(Grain.MINUTE)
+    return int(Grain.HOUR)
+
+
+def chart_grain(*, start: datetime, end: datetime, now: datetime | None = None) -> int:
+    """The grain a chart of [start, end) is drawn at: fine enough to read, never finer than what is kept."""
+    wanted = int(Grain.HOUR)
+    for span, grain in CHART_GRAINS:
+        if end - start <= span:
+            wanted = int(grain)
+            break
+    return max(wanted, grain_for_window(start=start, now=now))
 
 
 def _rollups(
@@ -245,3 +260,43 @@ def cpu_average(*, endpoint: str, deployment: str, start: datetime, end: datetim
     return InstanceSample.objects.filter(
         endpoint=endpoint, deployment=deployment, ts__gte=start, ts__lt=end, cpu_percent__isnull=False
     ).aggregate(value=Avg("cpu_percent"))["value"]
+
+
+def rollup_columns(
+    *,
+    endpoint: str,
+    start: datetime,
+    end: datetime,
+    grain: int = Grain.MINUTE,
+    deployments: list[str] | None = None,
+    mirrored: bool | None = False,
+) -> dict[str, dict[str, list[Any]]]:
+    """Per deployment, column lists (ts, p50..p99, requests, 2xx..5xx) of its rollups in one query.
+
+    What charts draw: no histogram is decoded, so a 30-day minute chart stays cheap.
+    """
+    rows = _rollups(endpoint=endpoint, start=start, end=end, grain=grain, deployments=deployments, mirrored=mirrored)
+    names = ("ts", "p50", "p90", "p95", "p99", "requests", "2xx", "3xx", "4xx", "5xx")
+    fields = (
+        "deployment",
+        "ts",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "requests",
+        "status_2xx",
+        "status_3xx",
+        "status_4xx",
+        "status_5xx",
+    )
+    columns: dict[str, dict[str, list[Any]]] = {}
+    appenders: dict[str, tuple[Any, ...]] = {}
+    for row in rows.order_by("ts").values_list(*fields).iterator(10000):
+        append = appenders.get(row[0])
+        if append is None:
+            column = columns[row[0]] = {name: [] for name in names}
+            append = appenders[row[0]] = tuple(column[name].append for name in names)
+        for add, value in zip(append, row[1:], strict=True):
+            add(value)
+    return columns

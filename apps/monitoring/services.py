@@ -2,7 +2,7 @@
 instances, prune what is past its retention.
 
 The gateway RPUSHes MetricsRecord JSON onto METRICS_QUEUE; `metrics_ingest` moves a batch to a
-processing list, folds it into the 10-second and minute rollups in one transaction, then drops the
+processing list, folds it into the 10-second, minute and hour rollups in one transaction, then drops the
 processing list. A drain that died half-way is finished by the next one (the batch is still there),
 so no record is lost; only a crash between the commit and the final delete could count a batch twice.
 """
@@ -158,12 +158,12 @@ ROLLUP_FIELDS = [
 
 @transaction.atomic
 def rollups_merge(*, records: Iterable[dict[str, Any]]) -> tuple[int, int]:
-    """Fold gateway records into the 10-second and minute rollups; returns (requests, rows written)."""
+    """Fold gateway records into the 10-second, minute and hour rollups; returns (requests, rows written)."""
     accs: dict[tuple[int, datetime, str, str, bool], _Acc] = {}
     requests = 0
     for record in records:
         requests += int(record["count"])
-        for grain in (Grain.TEN_SECONDS, Grain.MINUTE):
+        for grain in (Grain.TEN_SECONDS, Grain.MINUTE, Grain.HOUR):
             key = (
                 int(grain),
                 _bucket(int(record["ts"]), grain),
@@ -356,6 +356,8 @@ def metrics_prune(*, now: datetime | None = None) -> dict[str, int]:
     cutoff_minute = now - timedelta(days=settings.STUDIO_METRICS_MINUTE_RETENTION_DAYS)
     deleted["rollups_10s"] = MetricRollup.objects.filter(grain=Grain.TEN_SECONDS, ts__lt=cutoff_10s).delete()[0]
     deleted["rollups_1m"] = MetricRollup.objects.filter(grain=Grain.MINUTE, ts__lt=cutoff_minute).delete()[0]
+    cutoff_hour = now - timedelta(days=settings.STUDIO_METRICS_HOUR_RETENTION_DAYS)
+    deleted["rollups_1h"] = MetricRollup.objects.filter(grain=Grain.HOUR, ts__lt=cutoff_hour).delete()[0]
     cutoff_pairs = now - timedelta(days=settings.STUDIO_MIRROR_PAIRS_RETENTION_DAYS)
     deleted["mirror_pairs"] = MirrorPair.objects.filter(ts__lt=cutoff_pairs).delete()[0]
     cutoff_samples = now - timedelta(days=settings.STUDIO_INSTANCE_SAMPLES_RETENTION_DAYS)

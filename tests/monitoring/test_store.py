@@ -54,11 +54,10 @@ def test_window_percentiles_match_numpy_to_the_bucket() -> None:
     for q in (50, 90, 95, 99):
         assert summary.percentile(q) == expected_percentile(samples, q)
         assert summary.percentile(q) == pytest.approx(np.percentile(samples, q), rel=0.06)
-    # The 10-second rollups merge to the same answer.
-    fine = selectors.window_summary(
-        endpoint="ep1", deployment="blue", start=T0, end=T0 + timedelta(minutes=3), grain=Grain.TEN_SECONDS
-    )
-    assert fine.latency == summary.latency
+    # The 10-second and hour rollups merge to the same answer.
+    for grain, end in ((Grain.TEN_SECONDS, T0 + timedelta(minutes=3)), (Grain.HOUR, T0 + timedelta(hours=1))):
+        other = selectors.window_summary(endpoint="ep1", deployment="blue", start=T0, end=end, grain=grain)
+        assert (other.latency, other.requests) == (summary.latency, summary.requests)
 
 
 def test_minute_series_percentiles_and_status_classes_match_the_samples() -> None:
@@ -172,6 +171,8 @@ def test_prune_keeps_each_grain_for_its_retention(settings: object) -> None:
 
     assert deleted["rollups_10s"] == 3  # older than 24 h
     assert deleted["rollups_1m"] == 1  # older than 30 days
+    assert deleted["rollups_1h"] == 0  # hours are kept 400 days
     kept_10s = list(MetricRollup.objects.filter(grain=Grain.TEN_SECONDS).values_list("ts", flat=True))
     assert kept_10s == [now - timedelta(hours=23)]
     assert MetricRollup.objects.filter(grain=Grain.MINUTE).count() == 3
+    assert services.metrics_prune(now=now + timedelta(days=400))["rollups_1h"] == 4
