@@ -509,6 +509,9 @@ class LocalBackend:
         with self._locked(spec):
             states = self._load(spec)
             started = time.monotonic()
+            template = _template(spec)
+            wanted = [f"{spec.name}-{template}-{index}" for index in range(spec.instance_count)]
+            starting = any(name not in states for name in wanted)
             cached = (environments.env_path(spec.environment) / environments.READY_MARKER).exists()
             if not cached:
                 self._emit("BuildingEnvironment", f"building environment {spec.environment.name} (first use)")
@@ -519,14 +522,13 @@ class LocalBackend:
                 return self._observed(spec, states, ("ImageBuildFailure", str(exc)))
             for note in built.notes:
                 self._emit("EnvironmentNote", note, warning=True, container="environment")
-            self._emit(
-                "EnvironmentReady",
-                f"environment {spec.environment.name}:{spec.environment.version} "
-                + ("cached" if built.cached else f"built (log: {built.build_log})"),
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
-            template = _template(spec)
-            wanted = [f"{spec.name}-{template}-{index}" for index in range(spec.instance_count)]
+            if starting or not built.cached:
+                self._emit(
+                    "EnvironmentReady",
+                    f"environment {spec.environment.name}:{spec.environment.version} "
+                    + ("cached" if built.cached else f"built (log: {built.build_log})"),
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                )
             for index, name in enumerate(wanted):
                 state = states.get(name)
                 if state is not None and not (state.phase == "Failed" and state.generation < spec.generation):
