@@ -224,8 +224,6 @@ def _check_traffic(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str
     if len(mirror) > 1:
         raise fail("mirror_traffic", f"can go to one deployment only, got {len(mirror)}: {_format_percent(mirror)}")
     for name, percent in mirror.items():
-        if endpoint.compute:
-            raise fail("mirror_traffic", "mirroring is not supported on Kubernetes endpoints")
         if name not in names:
             raise fail(
                 "mirror_traffic",
