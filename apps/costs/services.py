@@ -98,7 +98,7 @@ def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstanceType:
         raise ApplicationError(
             f"price_per_hour: at most 4 decimal places, got {price_per_hour!r}", field="price_per_hour"
         )
-    row.price_per_hour = price
+    row.price_per_hour = price.quantize(Decimal("0.0001"))
     row.full_clean()
     row.save(update_fields=["price_per_hour"])
     return row
