@@ -24,8 +24,12 @@ from apps.endpoints.models import Endpoint, ProvisioningState
 logger = logging.getLogger(__name__)
 
 
+def _has_points(figure: dict[str, Any]) -> bool:
+    return any(trace.get("x") for trace in figure.get("data", []))
+
+
 def endpoint_figures(endpoint: Endpoint) -> dict[str, Any] | None:
-    """Plotly figures (latency percentiles, requests per minute, errors) for one endpoint, or None."""
+    """Live figures (latency percentiles, requests per minute, errors) and mirrored ones drawn apart, or None."""
     if find_spec("apps.monitoring.charts") is None:
         return None
     from apps.monitoring import charts
@@ -33,7 +37,17 @@ def endpoint_figures(endpoint: Endpoint) -> dict[str, Any] | None:
     build = getattr(charts, "endpoint_figures", None)
     if build is None:
         return None
-    figures = build(endpoint=endpoint.name)
+    live = build(endpoint=endpoint.name)
+    mirrored = build(endpoint=endpoint.name, mirrored=True)
+    figures: dict[str, Any] = {}
+    if any(_has_points(figure) for figure in live.values()):
+        figures.update(live)
+    for key, figure in mirrored.items():
+        if key != "errors" and _has_points(figure):
+            title = figure.get("layout", {}).get("title", {})
+            if isinstance(title, dict) and "text" in title:
+                figure["layout"]["title"] = {**title, "text": f"{title['text']} (mirrored copies)"}
+            figures[f"mirrored_{key}"] = figure
     return figures or None
 
 

@@ -261,6 +261,8 @@
           container.appendChild(div);
         }
         var fig = figures[key];
+        // Plain SVG traces: WebGL is not everywhere (headless browsers, old GPUs) and the series are short.
+        (fig.data || []).forEach(function (trace) { if (trace.type === "scattergl") trace.type = "scatter"; });
         if (window.Plotly) window.Plotly.react(div, fig.data || [], fig.layout || {}, { responsive: true, displaylogo: false });
       });
       if (status) status.textContent = "Updated " + new Date().toLocaleTimeString();
