@@ -142,6 +142,8 @@ def environment_view(environment: Environment) -> dict[str, Any]:
 
 
 def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
+    from apps.costs.selectors import endpoint_costs_brief  # costs read this module: imported late
+
     return {
         "name": endpoint.name,
         "description": endpoint.description,
@@ -157,6 +159,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "swagger_uri": endpoint.openapi_uri,
         "id": str(endpoint.uid),
         "creation_context": {"created_at": endpoint.created_at.isoformat()},
+        "costs": endpoint_costs_brief(endpoint=endpoint.name),
     }
 
 

@@ -120,3 +120,10 @@ def test_autoscale_put_get_delete(api: Any, history: None) -> None:
 def test_costs_need_a_login(history: None) -> None:
     assert APIClient().get("/api/v1/costs").status_code == 401
     assert APIClient().get("/api/v1/costs.csv").status_code == 401
+
+
+def test_online_endpoint_show_includes_cost_figures(api: Any, history: None) -> None:
+    with time_machine.travel(T0 + timedelta(hours=48), tick=False):
+        body = api.get("/api/v1/online-endpoints/ep1").json()
+    assert body["costs"]["month_to_date"] == "11.388000"
+    assert body["costs"]["cost_per_hour"] == "0.146000"
