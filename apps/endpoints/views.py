@@ -231,7 +231,7 @@ def environment_create(request: HttpRequest) -> HttpResponse:
 def _build_log(environment: Environment) -> str | None:
     """The local backend's build log of this environment, when it has built it."""
     root = Path(settings.STUDIO_ENVS_DIR)
-    for candidate in (root / environment.spec_hash / "build.log", root / f"{environment.spec_hash}.log"):
+    for candidate in (root / f"{environment.spec_hash}.build.log", root / environment.spec_hash / "build.log"):
         if candidate.is_file():
             return candidate.read_text(errors="replace")[-20000:]
     return None
@@ -363,11 +363,12 @@ def _tab_context(request: HttpRequest, endpoint: Endpoint, tab: str, **extra: An
     }
 
 
+# The local and Kubernetes backends' timeline reasons, grouped into the stages a card shows.
 STAGE_REASONS = (
-    ("Building environment", ("BuildingEnvironment", "EnvironmentBuild", "EnvironmentBuilt", "EnvironmentCached")),
-    ("Initializing storage", ("StorageInitializing", "StorageInitialized", "StorageInitializer")),
-    ("Starting", ("Starting", "InstanceStarting", "InstanceStarted", "Started")),
-    ("Ready", ("Ready", "InstanceReady", "Succeeded")),
+    ("Building environment", ("BuildingEnvironment", "EnvironmentReady")),
+    ("Initializing storage", ("StorageInitialized",)),
+    ("Starting", ("InstanceStarted", "InstanceReady")),
+    ("Ready", ("Ready", "Succeeded")),
 )
 
 
@@ -385,9 +386,11 @@ def _stages(deployment: Deployment) -> list[dict[str, Any]]:
         matching = [e for e in events if e.reason in reasons]
         done = bool(matching) and (label != "Ready" or deployment.state == ProvisioningState.SUCCEEDED)
         duration = next((e.duration_ms for e in reversed(matching) if e.duration_ms is not None), None)
-        stages.append({"label": label, "done": done, "duration_ms": duration})
+        seconds = None if duration is None else f"{duration / 1000:.1f} s"
+        stages.append({"label": label, "done": done, "duration_ms": duration, "took": seconds})
     if deployment.state == ProvisioningState.SUCCEEDED:
-        stages[-1]["done"] = True
+        for stage in stages:  # a cached environment or a scale-only rollout skips stages: they are done
+            stage["done"] = True
     return stages
 
 

@@ -262,7 +262,12 @@
         }
         var fig = figures[key];
         // Plain SVG traces: WebGL is not everywhere (headless browsers, old GPUs) and the series are short.
-        (fig.data || []).forEach(function (trace) { if (trace.type === "scattergl") trace.type = "scatter"; });
+        (fig.data || []).forEach(function (trace) {
+          if (trace.type === "scattergl") trace.type = "scatter";
+          // A lone point of a line is invisible: draw it as a marker until a second one arrives.
+          if (trace.mode === "lines" && (trace.x || []).length < 2) trace.mode = "lines+markers";
+        });
+        fig.layout = Object.assign({}, fig.layout || {}, { autosize: true, height: 420 });
         if (window.Plotly) window.Plotly.react(div, fig.data || [], fig.layout || {}, { responsive: true, displaylogo: false });
       });
       if (status) status.textContent = "Updated " + new Date().toLocaleTimeString();

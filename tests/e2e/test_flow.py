@@ -113,6 +113,11 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     assert "Ready" in page.locator("ol.stages").first.inner_text()
     session.shot("endpoint-details")
     assert session.axe_serious() == []
+    session.goto("/environments/flow-env/")
+    assert page.locator("pre.log").inner_text().strip(), "the environment's build log is shown once it was built"
+    session.goto("/models/flow-model/")
+    assert "flow-ep / blue" in page.locator("#content").inner_text()  # the deployments that use version 1
+    session.goto("/endpoints/flow-ep/")
 
     # Score through the Test tab.
     page.get_by_role("link", name="Test", exact=True).click()

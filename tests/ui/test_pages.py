@@ -196,3 +196,12 @@ def test_monitoring_and_costs_pages_list_endpoints(browser: Client) -> None:
     services.traffic_set(endpoint=endpoint, traffic={"blue": 100})
     listing = browser.get("/endpoints/").content.decode()
     assert "blue 100 %" in listing and "3.50 USD" in listing
+
+
+def test_environment_detail_shows_the_build_log_once_built(browser: Client, settings: Any, tmp_path: Any) -> None:
+    settings.STUDIO_ENVS_DIR = tmp_path
+    environment = factories.environment("built-env")
+    (tmp_path / f"{environment.spec_hash}.build.log").write_text("Resolved 12 packages\n<b>done</b>\n")
+    html = browser.get("/environments/built-env/").content.decode()
+    assert "Resolved 12 packages" in html and "&lt;b&gt;done&lt;/b&gt;" in html
+    assert "Not built yet" not in html
