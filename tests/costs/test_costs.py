@@ -11,6 +11,7 @@ import pytest
 
 from apps.costs import selectors, services
 from apps.costs.models import InstanceRun, InstanceType
+from apps.monitoring import charts
 from apps.monitoring import services as monitoring
 from tests import factories
 from tests.monitoring.gateway import Request, aggregate, push
@@ -182,3 +183,22 @@ def test_quota_shows_used_reserved_and_free(blue: object, settings: object) -> N
     factories.deployment(blue.endpoint, "green", instance_type="Standard_DS3_v2", instance_count=5)
     # green: 5 × 4 cores = 20 used, ceil(6.0) × 4 = 24 held: 4 reserved.
     assert selectors.quota_view() == {"limit": 100, "used": 22, "reserved": 6, "free": 72}
+
+
+def test_endpoint_costs_for_the_studio_pages(blue: object) -> None:
+    services.capacity_record(deployment=blue, instance_count=1, at=T0)
+    now = T0 + hours(26)  # 22:00 on the 10th to midnight on the 12th
+
+    costs = selectors.endpoint_costs(endpoint="ep1", now=now)
+
+    assert costs["per_deployment_per_day"] == {
+        "blue": [("2026-11-10", 2 * DS2), ("2026-11-11", 24 * DS2)],
+    }
+    assert costs["month_to_date"] == 26 * DS2
+    assert costs["cost_per_hour"] == DS2
+    assert [row["deployment"] for row in costs["idle"]] == ["blue"]
+    figure = charts.cost_figure(costs["per_deployment_per_day"], currency="USD")
+    assert [(trace["name"], trace["x"], trace["y"]) for trace in figure["data"]] == [
+        ("blue", ["2026-11-10", "2026-11-11"], [0.292, 3.504])
+    ]
+    assert figure["layout"]["barmode"] == "stack"
