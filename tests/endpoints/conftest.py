@@ -23,6 +23,7 @@ def init():
     model_dir = os.environ["AZUREML_MODEL_DIR"]
     if os.environ.get("FAIL_INIT"):
         raise RuntimeError("model weights are corrupt: " + os.environ["FAIL_INIT"])
+    time.sleep(float(os.environ.get("INIT_SLEEP_S", "0")))
     gate = os.environ.get("INIT_GATE")
     if gate and not os.path.exists(gate):
         raise RuntimeError("the gate file is missing: " + gate)

@@ -274,3 +274,41 @@ def test_a_missing_model_file_fails_with_model_not_found(local: Path) -> None:
     assert "azureml:sklearn-model:1" in deployment.message
     log = deployment_logs(deployment=deployment, container="storage-initializer", lines=20)
     assert "ERROR model azureml:sklearn-model:1" in log
+
+
+def test_a_script_that_cannot_be_imported_fails_with_user_script_import_error(local: Path) -> None:
+    endpoint = factories.endpoint("ep1")
+    code = factories.upload_folder({"score.py": "import studio_missing_module_xyz\n\ndef init():\n    pass\n"})
+    deployment = settle(factories.deployment(endpoint, "blue", code=code))
+    assert deployment.state == "Failed"
+    assert deployment.reason == "UserScriptImportError"
+    assert "No module named 'studio_missing_module_xyz'" in deployment.message
+
+
+def test_an_instance_not_ready_within_the_readiness_probe_fails_with_readiness_probe_failed(local: Path) -> None:
+    probe = {"initial_delay": 1, "period": 1, "failure_threshold": 1}
+    deployment = settle(make_deployment(env={"INIT_SLEEP_S": "30"}, readiness_probe=probe))
+    assert deployment.state == "Failed"
+    assert deployment.reason == "ReadinessProbeFailed"
+    assert "within 2 s" in deployment.message
+    assert instance_pids(local) == []
+
+
+def test_a_failed_update_leaves_the_old_instances_serving(local: Path) -> None:
+    deployment = settle(make_deployment(env={"VERSION": "1"}))
+    [old] = ready_addresses(deployment)
+    services.deployment_update(deployment=deployment, changes={"environment_variables": {"FAIL_INIT": "v2 is broken"}})
+    deployment = settle(deployment)
+    assert deployment.state == "Failed" and deployment.reason == "UserScriptInitFailed"
+    assert ready_addresses(deployment) == [old]
+    assert score(old, {}).json()["version"] == "1"
+    reconcile.reconcile(deployment.pk, periodic=True)
+    assert ready_addresses(deployment) == [old]
+    # Fixing the spec rolls out and retires both the old and the failed instance.
+    services.deployment_update(deployment=deployment, changes={"environment_variables": {"VERSION": "3"}})
+    deployment = settle(deployment)
+    assert deployment.state == "Succeeded"
+    [new] = ready_addresses(deployment)
+    assert score(new, {}).json()["version"] == "3"
+    assert Instance.objects.filter(deployment=deployment).count() == 1
+    assert len(instance_pids(local)) == 1
