@@ -130,11 +130,21 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     assert '"echo"' in page.locator("#test-body").inner_text()
     session.shot("endpoint-test")
 
-    # Add green and shadow (no traffic yet); both become ready while the page is open.
+    # Add green and shadow (no traffic yet); both become ready while the page is open. A second tab
+    # on the endpoints list (which does not poll) sees the new states pushed over the websocket.
+    other = page.context.new_page()
+    other.on("console", lambda msg: session.console_errors.append(msg.text) if msg.type == "error" else None)
+    other.goto(url + "/endpoints/")
+    other.evaluate("window.__sameDocument = true")
     _add_deployment(session, files, "flow-ep", "green")
     _add_deployment(session, files, "flow-ep", "shadow")
     for name in ("green", "shadow"):
         _wait_succeeded(session, name)
+    listed = other.locator("#endpoints-table tbody tr", has_text="flow-ep")
+    listed.filter(has_text="green Succeeded").wait_for(timeout=30_000)
+    listed.filter(has_text="shadow Succeeded").wait_for(timeout=30_000)
+    assert other.evaluate("window.__sameDocument === true")
+    other.close()
 
     # Slide green to 10: blue follows to 90, the total stays 100; mirror 10 % to shadow; apply.
     page.get_by_role("link", name="Traffic", exact=True).click()
@@ -196,6 +206,7 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     page.get_by_label("Deployment").select_option("blue")
     page.get_by_label("Container").select_option("inference-server")
     page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**container=inference-server**")  # htmx swapped the panel and pushed its URL
     page.locator("#logs-content").filter(has_text="init: model dir").wait_for()
     page.get_by_label("Container").select_option("storage-initializer")
     page.get_by_role("button", name="Show").click()
