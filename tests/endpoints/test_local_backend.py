@@ -142,6 +142,8 @@ def test_kill_9_restarts_the_instance_and_says_so(local: Path) -> None:
         time.sleep(0.2)
     assert row.restarts == 1
     assert {"InstanceCrashed", "InstanceRestarted"} <= set(reasons(deployment))
+    crashed = deployment.events.get(reason="InstanceCrashed")
+    assert crashed.type == "Warning" and "exited with code -9" in crashed.message
     assert score(row.address, {"a": 1}).status_code == 200
     # The crashed run's log is kept as the previous log.
     backend = LocalBackend()
@@ -241,6 +243,19 @@ def test_a_new_backend_object_re_adopts_running_instances_without_duplicates(loc
     assert sorted(instance.pid for instance in observed.instances) == pids
     assert len(runtime_processes(local)) == 2
     assert LocalBackend().observe(spec).ready_count == 2
+
+
+def test_a_process_no_state_file_names_is_killed_not_left_as_a_duplicate(local: Path) -> None:
+    deployment = settle(make_deployment())
+    [stray] = instance_pids(local)
+    # A worker killed between starting the process and writing its state file leaves an unnamed process.
+    [state_file] = (local / str(deployment.uid)).glob("*/state.json")
+    state_file.unlink()
+    deployment = settle(deployment)
+    processes = runtime_processes(local)
+    assert [process.pid for process in processes] != [stray]
+    assert len(processes) == 1
+    assert ready_addresses(deployment)
 
 
 def test_delete_stops_the_processes_frees_ports_and_folders_and_removes_the_rows(local: Path) -> None:

@@ -47,7 +47,29 @@ STOP_GRACE_S = 5.0
 STABLE_AFTER_S = 60.0
 MAX_BACKOFF_S = 60.0
 LOG_TAIL_LINES = 30
+# Instances this worker process started: polled so they do not linger as zombies, exit codes kept for events.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_EXIT_CODES: dict[int, int] = {}
+
+
+def _reap() -> None:
+    for pid, child in list(_CHILDREN.items()):
+        code = child.poll()
+        if code is not None:
+            _CHILDREN.pop(pid, None)
+            _EXIT_CODES[pid] = code
+
+
+def _kill_strays(folder: Path) -> None:
+    """Kill runtime processes working in `folder` that no state file names (a worker killed mid-start)."""
+    prefix = str(folder)
+    for process in psutil.process_iter(["cwd", "cmdline"]):
+        try:
+            command = process.info["cmdline"] or []
+            if "runtime" in command and (process.info["cwd"] or "").startswith(prefix):
+                os.killpg(process.pid, signal.SIGKILL)
+        except (psutil.Error, OSError):
+            pass
 
 
 class Reporter(Protocol):
@@ -196,9 +218,8 @@ class LocalBackend:
         """Is the recorded process still ours and running (a reused pid has another create time)?"""
         if not state.pid:
             return False
-        child = _CHILDREN.get(state.pid)
-        if child is not None and child.poll() is not None:
-            _CHILDREN.pop(state.pid, None)
+        _reap()
+        if state.pid in _EXIT_CODES:
             return False
         try:
             process = psutil.Process(state.pid)
@@ -209,8 +230,8 @@ class LocalBackend:
             return False
 
     def _exit_code(self, state: InstanceState) -> int | None:
-        child = _CHILDREN.pop(state.pid or 0, None)
-        return child.poll() if child is not None else None
+        _reap()
+        return _EXIT_CODES.pop(state.pid or 0, None)
 
     def _start(self, spec: DeploymentSpec, state: InstanceState, python: Path, layout: initializer.Layout) -> None:
         log_path = self._log(spec, state.name, "inference-server")
@@ -243,6 +264,7 @@ class LocalBackend:
             env["MLFLOW_MODEL_FOLDER"] = spec.model_path_name
         if layout.model_dir is not None:
             command += ["--model_dir", str(layout.model_dir)]
+        _kill_strays(self._instance_dir(spec, state.name))
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 command,
@@ -254,6 +276,7 @@ class LocalBackend:
                 start_new_session=True,  # outlives the worker; stopped as a process group
             )
         _CHILDREN[process.pid] = process
+        _EXIT_CODES.pop(process.pid, None)
         state.pid = process.pid
         try:
             state.create_time = psutil.Process(process.pid).create_time()
@@ -292,6 +315,7 @@ class LocalBackend:
                 child.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 pass
+        _EXIT_CODES.pop(pid, None)
 
     def _probe(self, port: int, timeout: float) -> bool:
         try:
