@@ -54,8 +54,8 @@ class Studio:
     def close(self) -> None:
         self.http.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send a request; the decoded JSON answer, None for 204; ApiError for any error status."""
+    def request(self, method: str, path: str, *, text: bool = False, **kwargs: Any) -> Any:
+        """Send a request; the decoded JSON answer (the text when `text`), None for 204; ApiError for any error."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -72,6 +72,8 @@ class Studio:
             raise ApiError(message, status=response.status_code, field=field)
         if response.status_code == 204 or not response.content:
             return None
+        if text:
+            return response.text
         try:
             return response.json()
         except ValueError:

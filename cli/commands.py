@@ -361,3 +361,26 @@ def deployment_get_logs(args: Namespace, studio: Studio) -> Any:
         instance=args.instance,
     )
     return Raw(answer.get("content", ""))
+
+
+# --- costs ---
+
+
+def _window(args: Namespace) -> dict[str, Any]:
+    return {"start": args.start, "end": args.end, "endpoint": args.endpoint_name}
+
+
+def costs_show(args: Namespace, studio: Studio) -> Any:
+    """Costs over a window (default the last 30 days): per endpoint, deployment and day, month, idle."""
+    return studio.get("costs", **_window(args))
+
+
+def costs_export(args: Namespace, studio: Studio) -> Any:
+    """The cost rows as CSV, one line per day, endpoint, deployment and instance type."""
+    params = {key: value for key, value in _window(args).items() if value is not None}
+    return Raw(studio.request("GET", "costs.csv", params=params, text=True) or "")
+
+
+def costs_quota(args: Namespace, studio: Studio) -> Any:
+    """Cores of the quota: limit, used, reserved for upgrades, free."""
+    return studio.get("quota")

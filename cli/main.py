@@ -211,6 +211,19 @@ def build_parser() -> Parser:
     leaf.add_argument("--container", help="inference-server (default) or storage-initializer")
     leaf.add_argument("--instance", help="one instance (default: the first)")
     _local(leaf)
+
+    costs = groups.add_parser("costs", help="what deployments cost, and the core quota").add_subparsers(
+        dest="verb", metavar="<verb>", required=True, parser_class=Parser
+    )
+    for name, func, help in (
+        ("show", commands.costs_show, "costs per endpoint, deployment and day; month to date and projected"),
+        ("export", commands.costs_export, "the cost rows as CSV"),
+    ):
+        leaf = verb(costs, name, func, help)
+        _endpoint(leaf, required=False)
+        leaf.add_argument("--start", help="ISO 8601 time (default: 30 days before --end)")
+        leaf.add_argument("--end", help="ISO 8601 time (default: now)")
+    verb(costs, "quota", commands.costs_quota, "cores used, reserved (the 20 % upgrade reserve) and free")
     return parser
 
 
