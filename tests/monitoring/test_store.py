@@ -176,3 +176,39 @@ def test_prune_keeps_each_grain_for_its_retention(settings: object) -> None:
     assert kept_10s == [now - timedelta(hours=23)]
     assert MetricRollup.objects.filter(grain=Grain.MINUTE).count() == 3
     assert services.metrics_prune(now=now + timedelta(days=400))["rollups_1h"] == 4
+
+
+def test_beat_task_drains_metrics_and_mirror_pairs() -> None:
+    from apps.monitoring import tasks
+    from tests.monitoring.gateway import push_pairs
+
+    push(aggregate([Request(ts=T0.timestamp() + i, deployment="blue", latency_ms=3.0) for i in range(7)]))
+    push_pairs(
+        [
+            {
+                "ts": T0.timestamp(),
+                "endpoint": "ep1",
+                "deployment": "green",
+                "live_deployment": "blue",
+                "request_id": "r1",
+                "live_status": 200,
+                "shadow_status": 200,
+                "live_body": "{}",
+                "shadow_body": "{}",
+                "truncated": False,
+            }
+        ]
+    )
+    assert tasks.metrics_ingest() == {"records": 7, "requests": 7, "rows": 3, "pairs": 1}  # one row per grain
+
+
+def test_latency_of_live_and_mirrored_together_merges_histograms() -> None:
+    live = [Request(ts=T0.timestamp() + i, deployment="green", latency_ms=10.0) for i in range(10)]
+    mirrored = [Request(ts=T0.timestamp() + i, deployment="green", latency_ms=100.0, mirrored=True) for i in range(10)]
+    push(aggregate(live + mirrored))
+    services.metrics_ingest()
+    end = T0 + timedelta(minutes=1)
+    (both,) = selectors.metric_series(endpoint="ep1", metric="RequestLatency_P90", start=T0, end=end, mirrored=None)
+    (only_live,) = selectors.metric_series(endpoint="ep1", metric="RequestLatency_P90", start=T0, end=end)
+    assert both["values"] == [histogram.bucket_upper_ms(histogram.bucket_index(100.0))]
+    assert only_live["values"] == [histogram.bucket_upper_ms(histogram.bucket_index(10.0))]
