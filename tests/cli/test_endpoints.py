@@ -133,7 +133,7 @@ def test_delete_without_yes_and_no_terminal_refuses(studio: Studio) -> None:
 def test_deployment_delete_after_moving_its_traffic(ep1_blue: Studio) -> None:
     assert ep1_blue("online-endpoint", "update", "-n", "ep1", "--traffic", "blue=100").code == 0
     refused = ep1_blue("online-deployment", "delete", "-n", "blue", "-e", "ep1", "--yes")
-    assert_error(refused, "deployment 'blue' takes 100 % of online endpoint 'ep1'")
+    assert_error(refused, "deployment 'blue' takes 100 % of the live traffic of online endpoint 'ep1'")
     assert ep1_blue("online-endpoint", "update", "-n", "ep1", "--traffic", "blue=0").code == 0
     deleted = ep1_blue("online-deployment", "delete", "-n", "blue", "-e", "ep1", "--yes", "--no-wait")
     assert deleted.code == 0, deleted.stderr
