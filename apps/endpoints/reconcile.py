@@ -221,6 +221,8 @@ def _pass(deployment: Deployment, *, periodic: bool, backend: Backend | None) ->
     else:
         # Local processes have no kubelet: the worker is their supervisor, so a periodic pass applies.
         observed = backend.apply(spec)
+    if getattr(backend, "reporter", None) is None:
+        _record_backend_events(deployment, observed)
     ready = instances_sync(deployment=deployment, observed=observed)
     current = sum(1 for i in observed.instances if i.ready and i.generation == spec.generation)
     if observed.failed_reason:
@@ -241,6 +243,16 @@ def _pass(deployment: Deployment, *, periodic: bool, backend: Backend | None) ->
                 message=f"{ready} of {spec.instance_count} instances ready at generation {spec.generation}",
                 duration_ms=elapsed,
             )
+
+
+def _record_backend_events(deployment: Deployment, observed: Observed) -> None:
+    """Events a backend only reports when asked (Kubernetes pod events): each distinct one once on the timeline."""
+    for event in observed.events:
+        seen = DeploymentEvent.objects.filter(
+            deployment=deployment, reason=event.reason, instance=event.instance, message=event.message
+        ).exists()
+        if not seen:
+            TimelineReporter(deployment).event(event)
 
 
 def delete(pk: int, *, backend: Backend | None = None) -> bool:
