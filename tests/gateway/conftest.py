@@ -42,8 +42,9 @@ def run(raw_data):
     data = json.loads(raw_data) if raw_data else {}
     if not isinstance(data, dict):
         data = {"data": data}
-    if data.get("sleep"):
-        time.sleep(float(data["sleep"]))
+    delay = float(data.get("sleep") or os.environ.get("SLEEP_S") or 0)
+    if delay:
+        time.sleep(delay)
     if data.get("status"):
         return AMLResponse(json.dumps({"message": "the model says no"}), int(data["status"]))
     return {"instance": os.environ.get("INSTANCE_NAME", ""), "echo": data}
@@ -93,18 +94,18 @@ def start_instance(tmp_path: Path) -> Iterator[Callable[..., RuntimeProcess]]:
     """Start real inference-server processes with SCORE_PY; all stopped at the end of the test."""
     started: list[RuntimeProcess] = []
 
-    def start(name: str) -> RuntimeProcess:
+    def start(name: str, env: dict[str, str] | None = None) -> RuntimeProcess:
         app_dir = tmp_path / f"instance-{name}"
         (app_dir / "model").mkdir(parents=True)
         (app_dir / "score.py").write_text(textwrap.dedent(SCORE_PY))
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "AML_APP_ROOT")}
-        env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", INSTANCE_NAME=name)
+        environ = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "AML_APP_ROOT")}
+        environ.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", INSTANCE_NAME=name, **(env or {}))
         command = [sys.executable, "-m", "runtime", "--entry_script", "score.py", "--model_dir", "model",
                    "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
         log_path = app_dir / "server.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(command, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(command, cwd=app_dir, env=environ, stdout=log, stderr=subprocess.STDOUT)
         instance = RuntimeProcess(name, proc, port, log_path)
         started.append(instance)
         deadline = time.monotonic() + 60
@@ -269,7 +270,11 @@ def start_gateway(transactional_db: None) -> Iterator[Callable[..., RunningGatew
     yield start
     for gateway in running:
         gateway.server.should_exit = True
-        gateway.thread.join(timeout=15)
+        gateway.thread.join(timeout=10)
+        if gateway.thread.is_alive():  # a connection that never closes must not hang the suite
+            gateway.server.force_exit = True
+            gateway.thread.join(timeout=10)
+        assert not gateway.thread.is_alive(), "the gateway did not stop"
         redis_client().delete(gateway.state.settings.metrics_queue)
     if shared:
         connection.dec_thread_sharing()
@@ -294,6 +299,7 @@ class Shot:
     status: int
     deployment: str
     body: str
+    done: float = 0.0  # time.monotonic() when the answer was in
 
 
 def fire(url: str, headers: dict[str, str], count: int, payload: Any = None) -> list[Shot]:
@@ -304,7 +310,7 @@ def fire(url: str, headers: dict[str, str], count: int, payload: Any = None) -> 
             sent = time.monotonic()
             response = client.post(url, json=payload if payload is not None else {"x": 1}, headers=headers)
             shots.append(Shot(sent, response.status_code, response.headers.get("azureml-model-deployment", ""),
-                              response.text))  # fmt: skip
+                              response.text, time.monotonic()))  # fmt: skip
     return shots
 
 
@@ -340,7 +346,7 @@ class Load:
                         self.errors.append(f"{type(exc).__name__}: {exc}")
                     continue
                 shot = Shot(sent, response.status_code, response.headers.get("azureml-model-deployment", ""),
-                            response.text)  # fmt: skip
+                            response.text, time.monotonic())  # fmt: skip
                 with self._lock:
                     self.shots.append(shot)
 

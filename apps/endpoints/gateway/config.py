@@ -111,6 +111,7 @@ class RoutingConfig:
         self.version: bytes | None = None
         self.loaded_at = 0.0
         self.reloads = 0
+        self.stopping = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db", initializer=db_thread_init)
 
     async def reload(self) -> None:
@@ -128,7 +129,7 @@ class RoutingConfig:
     async def watch(self) -> None:
         """Poll the routing version forever; reload on change and every reload_s."""
         interval = self.settings.poll_ms / 1000
-        while True:
+        while not self.stopping:
             await asyncio.sleep(interval)
             try:
                 version = await self._read_version()
@@ -157,6 +158,8 @@ class RoutingConfig:
 
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, connections.close_all)
+            await asyncio.wait_for(loop.run_in_executor(self._executor, connections.close_all), timeout=5)
+        except TimeoutError:
+            logger.warning("the database thread did not close its connection within 5 s")
         finally:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)

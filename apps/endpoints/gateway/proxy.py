@@ -147,6 +147,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pairs: list[MirrorPairRecord] = []
         self._started = False
+        self._stopping = False
         self._start_lock: asyncio.Lock | None = None
 
     # --- life cycle ---
@@ -174,10 +175,18 @@ class Gateway:
             self._started = True
 
     async def stop(self) -> None:
-        """Cancel the loops, push the last metrics, close the pool."""
-        for task in list(self._tasks):
+        """Stop the loops, push the last metrics, close the pool."""
+        if self.config is not None:
+            self.config.stopping = True
+        self._stopping = True
+        loops = list(self._tasks)
+        for task in loops:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if loops:
+            # Redis' client can turn a cancellation into a connection error, so the loops also watch the flag.
+            _, pending = await asyncio.wait(loops, timeout=5)
+            if pending:
+                logger.warning("%d gateway tasks did not stop within 5 s", len(pending))
         if self.redis is not None:
             await self._flush(final=True)
             await self.redis.aclose()
@@ -502,7 +511,7 @@ class Gateway:
         )
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.settings.metrics_flush_s)
             await self._flush()
 
