@@ -100,7 +100,7 @@ def timed(columns_of: Any, grain: int, rounds: int) -> tuple[list[float], list[f
         t2 = time.perf_counter()
         read.append(t1 - t0)
         build.append(t2 - t1)
-        points = sum(len(column["ts"]) for column in columns.values())
+        points = sum(len(column["x"]) for column in columns.values())
         size = len(json.dumps(figures))
     return read, build, points, size
 

@@ -32,15 +32,11 @@ def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
     return layout
 
 
-def _iso(stamps: list[datetime]) -> list[str]:
-    return [stamp.isoformat() for stamp in stamps]
-
-
 def latency_figure(columns: dict[str, dict[str, list[Any]]], *, percentiles: tuple[str, ...] = PERCENTILES) -> dict:
     """Request latency percentiles per deployment (RequestLatency_P50..P99), one line each."""
     data = []
     for index, (deployment, column) in enumerate(sorted(columns.items())):
-        x = _iso(column["ts"])
+        x = column["x"]
         for name in percentiles:
             data.append(
                 {
@@ -65,7 +61,7 @@ def requests_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int) -> 
             "type": "scattergl",
             "mode": "lines",
             "name": deployment,
-            "x": _iso(column["ts"]),
+            "x": column["x"],
             "y": [count * scale for count in column["requests"]],
             "stackgroup": "requests",
             "line": {"color": PALETTE[index % len(PALETTE)], "width": 1},
@@ -87,7 +83,7 @@ def errors_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int) -> di
                     "mode": "lines",
                     "name": f"{deployment} {status_class}",
                     "legendgroup": deployment,
-                    "x": _iso(column["ts"]),
+                    "x": column["x"],
                     "y": [count * scale for count in column[status_class]],
                     "line": {"color": PALETTE[index % len(PALETTE)], "dash": dash, "width": 1.5},
                 }
