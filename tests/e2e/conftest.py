@@ -96,10 +96,12 @@ def studio() -> Iterator[Studio]:
                 pass
         _kill_instances(home)
         shutil.rmtree(home, ignore_errors=True)
+        if env.get("DATABASE_URL") and env["DATABASE_URL"] != os.environ.get("DATABASE_URL"):
+            _drop_postgres(env["DATABASE_URL"])
 
 
 def _fresh_postgres(url: str) -> str:
-    """A new empty database next to the one DATABASE_URL names (dropped with the server's other test data)."""
+    """A new empty database next to the one DATABASE_URL names (dropped when the session ends)."""
     import psycopg
 
     base, _, _name = url.rpartition("/")
@@ -108,6 +110,14 @@ def _fresh_postgres(url: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"{base}/{name}"
+
+
+def _drop_postgres(url: str) -> None:
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _kill_instances(home: Path) -> None:

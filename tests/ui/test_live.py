@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from asgiref.sync import sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth.models import AnonymousUser
@@ -15,6 +16,15 @@ from studio.routing import websocket_urlpatterns
 from tests import factories
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_thread_connections() -> Any:
+    """Consumers and the test's sync code share one worker thread; close its connection so the DB can be dropped."""
+    yield
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()
 
 
 def _app() -> Any:
