@@ -350,6 +350,13 @@ class Load:
                 with self._lock:
                     self.shots.append(shot)
 
+    def wait_for_answers(self, count: int, timeout: float = 30) -> None:
+        """Block until at least `count` answers are in (a loaded machine starts threads slowly)."""
+        deadline = time.monotonic() + timeout
+        while len(self.shots) < count:
+            assert time.monotonic() < deadline, f"only {len(self.shots)} answers in {timeout}s: {self.errors[:3]}"
+            time.sleep(0.02)
+
     def failures(self) -> list[str]:
         """Everything that was not a 200, as readable lines."""
         bad = [f"{shot.status} {shot.body[:200]}" for shot in self.shots if shot.status != 200]

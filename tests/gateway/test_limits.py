@@ -123,7 +123,7 @@ def test_a_killed_instance_fails_no_client_request_when_another_is_ready(start_i
     gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=2) and gateway.state.config.table["ep1"].weights)
 
     with Load(gateway.score_url("ep1"), bearer(ep), clients=4) as load:
-        time.sleep(0.7)
+        load.wait_for_answers(40)
         first.stop(signal.SIGKILL)  # its Instance row still says ready: nobody has told the gateway
         killed_at = time.monotonic()
         time.sleep(1.0)

@@ -19,7 +19,7 @@ def test_a_traffic_change_under_load_applies_within_a_second_with_no_failed_requ
     gateway.wait_for(lambda: gateway.knows("ep1", "green", instances=1) and gateway.state.config.table["ep1"].weights)
 
     with Load(gateway.score_url("ep1"), bearer(ep), clients=4) as load:
-        time.sleep(0.7)
+        load.wait_for_answers(40)
         changing_at = time.monotonic()
         set_traffic(ep, {"blue": 0, "green": 100})  # commits, then bumps the routing version
         changed_at = time.monotonic()
@@ -42,7 +42,7 @@ def test_an_instance_turning_unready_stops_getting_requests_without_failures(sta
     gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=2) and gateway.state.config.table["ep1"].weights)
 
     with Load(gateway.score_url("ep1"), bearer(ep), clients=4) as load:
-        time.sleep(0.5)
+        load.wait_for_answers(40)
         changing_at = time.monotonic()
         Instance.objects.filter(deployment=deployment, address=first.address).update(ready=False, state="Unready")
         routing_changed()

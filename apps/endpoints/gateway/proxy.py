@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from apps.endpoints.gateway.config import GatewaySettings, RoutingConfig
 from apps.endpoints.gateway.metrics import MetricsAggregator, render_prometheus
@@ -43,19 +44,19 @@ JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 # Not forwarded upstream: hop-by-hop, recomputed, or the client's credential.
 DROP_REQUEST = frozenset(
     {
-        "host",
-        "connection",
-        "keep-alive",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "authorization",
-        "x-request-id",
-        "expect",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"authorization",
+        b"x-request-id",
+        b"expect",
     }
 )
 # Not passed back: hop-by-hop, recomputed, or set by the gateway itself.
@@ -146,6 +147,7 @@ class Gateway:
         self._round_robin = itertools.count()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pairs: list[MirrorPairRecord] = []
+        self._urls: dict[tuple[str, str], URL] = {}
         self._started = False
         self._stopping = False
         self._start_lock: asyncio.Lock | None = None
@@ -365,13 +367,10 @@ class Gateway:
         """Send to the least busy ready instance; on a refused or dropped connection, to the next one."""
         assert self.session is not None
         forwarded = CIMultiDict(
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in headers
-            if name.decode("latin-1") not in DROP_REQUEST
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in headers if name not in DROP_REQUEST
         )
         forwarded["x-request-id"] = request_id.decode("latin-1")
         skip = [name for name in SKIP_AUTO if name not in forwarded]
-        url_tail = path + ("?" + query.decode("latin-1") if query else "")
         deadline = time.monotonic() + deployment.timeout_ms / 1000
         tried: set[str] = set()
         now = time.monotonic()
@@ -393,7 +392,7 @@ class Gateway:
             try:
                 async with self.session.request(
                     method,
-                    address + url_tail,
+                    self._url(address, path, query),
                     data=body or None,
                     headers=forwarded,
                     skip_auto_headers=skip,
@@ -422,6 +421,13 @@ class Gateway:
                 )
             finally:
                 self.instance_in_flight[address] -= 1
+
+    def _url(self, address: str, path: str, query: bytes) -> URL:
+        """The instance URL, parsed once per instance and path (yarl parsing is a visible cost per request)."""
+        url = self._urls.get((address, path))
+        if url is None:
+            url = self._urls[(address, path)] = URL(address + path)
+        return url.with_query(query.decode("latin-1")) if query else url
 
     def _mirror(
         self,

@@ -1,0 +1,286 @@
+"""The scoring gateway against calling the instance directly, side by side in one run.
+
+Needs `wrk` on PATH (Debian: `apt-get install -y wrk`). Everything runs on 127.0.0.1 in a throw-away
+STUDIO_HOME (SQLite, an embedded Redis) and every round is bounded in time.
+
+One studio-infsrv instance (`python -m runtime`) serves a trivial score.py. The gateway
+(`python -m apps.endpoints.gateway`) routes two endpoints to that same instance: `bench` (blue=100) and
+`benchm` (blue=100, and 10 % mirrored to a second instance). Rounds alternate the targets:
+
+    direct     POST http://127.0.0.1:<instance>/score
+    gateway    POST http://127.0.0.1:<gateway>/endpoints/bench/score    (Bearer key)
+    mirror10   POST http://127.0.0.1:<gateway>/endpoints/benchm/score   (Bearer key, 10 % mirrored)
+
+at 16 connections (throughput) and at 1 connection (added latency); the medians of the rounds are
+printed with the ratios.
+
+    python bench/gateway_vs_direct.py [--rounds 5] [--duration 5] [--connections 16] [--gateway-workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCORE_PY = """
+    import json
+
+    def init():
+        pass
+
+    def run(raw_data):
+        return {"result": json.loads(raw_data)["data"]}
+"""
+PAYLOAD = {"data": [[0.1, -1.2, 0.3, 2.0]]}
+KEY = "bench-primary-key-0123456789abcdef"
+
+
+@dataclass
+class Round:
+    """One wrk run."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def main() -> None:
+    """Start Redis, the database, one instance, the gateway; run the rounds; print the table."""
+    args = _arguments()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed on PATH (Debian: apt-get install -y wrk)")
+    work = Path(tempfile.mkdtemp(prefix="studio-bench-gateway-"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update(STUDIO_HOME=str(work / "home"), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    processes: list[subprocess.Popen[bytes]] = []
+    sys.path.insert(0, str(REPO))
+    from apps.core.redis_server import EmbeddedRedis
+
+    redis = EmbeddedRedis(work / "redis.sock", persist=False)
+    try:
+        redis.start()
+        env["REDIS_URL"] = redis.url
+        live_port, shadow_port, gateway_port = _free_port(), _free_port(), _free_port()
+        for name, port in (("live", live_port), ("shadow", shadow_port)):
+            processes.append(_start_instance(work / name, port, env))
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
+        _write_routing(env, live_port, shadow_port)
+        processes.append(
+            _start(
+                [
+                    sys.executable,
+                    "-m",
+                    "apps.endpoints.gateway",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(gateway_port),
+                    "--workers",
+                    str(args.gateway_workers),
+                ],  # fmt: skip
+                work / "gateway.log",
+                env,
+            )
+        )
+        for port in (live_port, shadow_port, gateway_port):
+            _wait_listening(port)
+        targets = {
+            "direct": (f"http://127.0.0.1:{live_port}/score", {}),
+            "gateway": (f"http://127.0.0.1:{gateway_port}/endpoints/bench/score", {"Authorization": f"Bearer {KEY}"}),
+            "mirror10": (
+                f"http://127.0.0.1:{gateway_port}/endpoints/benchm/score",
+                {"Authorization": f"Bearer {KEY}"},
+            ),
+        }
+        _check_same_answer(targets)
+        scripts = {name: _lua(work / f"{name}.lua", headers) for name, (_, headers) in targets.items()}
+        results: dict[tuple[str, int], list[Round]] = {}
+        for connections in (args.connections, 1):
+            for name, (url, _) in targets.items():  # warm up pools and caches
+                _wrk(url, scripts[name], connections=connections, duration=1)
+            for index in range(args.rounds):
+                order = list(targets) if index % 2 == 0 else list(reversed(targets))
+                for name in order:
+                    url = targets[name][0]
+                    round_ = _wrk(url, scripts[name], connections=connections, duration=args.duration)
+                    results.setdefault((name, connections), []).append(round_)
+                    print(f"  {connections:>2} conn  {name:9} {round_.rps:9.0f} req/s  p50 {round_.p50_ms:6.2f} ms  "
+                          f"p99 {round_.p99_ms:6.2f} ms  errors {round_.errors}", flush=True)  # fmt: skip
+        _report(results, args)
+        print(f"\nshadow instance answered {_scored(shadow_port)} mirrored copies; gateway log: {work / 'gateway.log'}")
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+        redis.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk round")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--gateway-workers", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) afterwards")
+    return parser.parse_args()
+
+
+def _write_routing(env: dict[str, str], live_port: int, shadow_port: int) -> None:
+    """The rows the gateway routes by, written through the ORM in a child (its own settings)."""
+    script = f"""
+        import django
+        django.setup()
+        from apps.endpoints.models import Deployment, Endpoint, Environment, Instance
+        environment = Environment.objects.create(name="bench", version="1", image="python:3.11")
+        settings = {{"request_timeout_ms": 5000, "max_concurrent_requests_per_instance": 64}}
+        for name, mirror in (("bench", {{}}), ("benchm", {{"green": 10}})):
+            endpoint = Endpoint.objects.create(
+                name=name, primary_key="{KEY}", secondary_key="other-key-0123456789",
+                token_secret="unused", traffic={{"blue": 100, "green": 0}}, mirror_traffic=mirror,
+            )
+            for deployment_name, port in (("blue", {live_port}), ("green", {shadow_port})):
+                deployment = Deployment.objects.create(
+                    endpoint=endpoint, name=deployment_name, environment=environment,
+                    instance_type="Standard_DS2_v2", request_settings=settings, state="Succeeded",
+                )
+                Instance.objects.create(
+                    deployment=deployment, name=deployment_name + "-0", address="http://127.0.0.1:" + str(port),
+                    state="Ready", ready=True,
+                )
+    """
+    child_env = {**env, "DJANGO_SETTINGS_MODULE": "studio.settings"}
+    subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=REPO, env=child_env, check=True)
+
+
+def _start_instance(app_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    (app_dir / "model").mkdir(parents=True)
+    (app_dir / "score.py").write_text(textwrap.dedent(SCORE_PY))
+    command = [sys.executable, "-m", "runtime", "--entry_script", "score.py", "--model_dir", "model",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    return _start(command, app_dir / "server.log", env, cwd=app_dir)
+
+
+def _start(command: list[str], log: Path, env: dict[str, str], cwd: Path = REPO) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as handle:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"nothing listens on port {port} after {timeout}s")
+
+
+def _check_same_answer(targets: dict[str, tuple[str, dict[str, str]]]) -> None:
+    bodies = {}
+    for name, (url, headers) in targets.items():
+        request = urllib.request.Request(
+            url, data=json.dumps(PAYLOAD).encode(), headers={"Content-Type": "application/json", **headers}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            bodies[name] = answer.read()
+    if len(set(bodies.values())) != 1:
+        sys.exit(f"the targets answer differently: {bodies}")
+
+
+def _lua(path: Path, headers: dict[str, str]) -> Path:
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(PAYLOAD))}",
+             'wrk.headers["Content-Type"] = "application/json"']  # fmt: skip
+    lines += [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _wrk(url: str, lua: Path, *, connections: int, duration: int) -> Round:
+    threads = max(1, min(connections, os.cpu_count() or 1))
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua), url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+([\d.]+\w+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+([\d.]+\w+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Round(rps, p50, p99, errors + (int(non_2xx.group(1)) if non_2xx else 0))
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def _scored(port: int) -> int:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("infsrv_requests_total{") and 'route="/score"' in line
+    )
+
+
+def _report(results: dict[tuple[str, int], list[Round]], args: argparse.Namespace) -> None:
+    def med(name: str, connections: int, field: str) -> float:
+        return statistics.median(getattr(r, field) for r in results[(name, connections)])
+
+    print(f"\nmedians of {args.rounds} rounds x {args.duration}s, gateway workers {args.gateway_workers}, "
+          f"{os.cpu_count()} CPUs (wrk, the instance and the gateway share them)")  # fmt: skip
+    for connections in (args.connections, 1):
+        print(f"\n{connections} connection(s)")
+        print(f"{'target':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        for name in ("direct", "gateway", "mirror10"):
+            errors = sum(r.errors for r in results[(name, connections)])
+            print(f"{name:10}{med(name, connections, 'rps'):>10.0f}{med(name, connections, 'p50_ms'):>10.2f}"
+                  f"{med(name, connections, 'p99_ms'):>10.2f}{errors:>8}")  # fmt: skip
+    c = args.connections
+    print()
+    print(f"throughput gateway / direct at {c} connections: {med('gateway', c, 'rps') / med('direct', c, 'rps'):.2f}x")
+    print(f"added p50 at 1 connection: {med('gateway', 1, 'p50_ms') - med('direct', 1, 'p50_ms'):.3f} ms")
+    growth = med("mirror10", c, "p99_ms") / med("gateway", c, "p99_ms") - 1
+    print(f"live p99 with 10 % mirroring vs none at {c} connections: {growth * 100:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()
