@@ -10,6 +10,8 @@ level-triggered and idempotent: it compares the open InstanceRun rows with the c
 deployment's current instance type) and opens or closes runs at `at` (default now), so calling it
 twice with the same count changes nothing. Returns how many runs it opened or closed. Costs are
 instance-seconds of these runs × the instance type's price, so they are exact, not sampled.
+Call it with 0 before deleting a deployment's row; runs left open by a row deleted without that
+call are closed by the minute beat task (`capacity_close_orphans`), so they stop costing then.
 """
 
 from __future__ import annotations
@@ -75,6 +77,13 @@ def capacity_record(*, deployment: Deployment, instance_count: int, at: datetime
         used.add(name)
         changes += 1
     return changes
+
+
+def capacity_close_orphans(*, at: datetime | None = None) -> int:
+    """Stop the open runs of deployments deleted without a final capacity_record(..., 0); returns how many."""
+    return InstanceRun.objects.filter(deployment__isnull=True, stopped_at__isnull=True).update(
+        stopped_at=at or timezone.now()
+    )
 
 
 @transaction.atomic

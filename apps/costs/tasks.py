@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.costs import autoscale
+from apps.costs import autoscale, services
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def autoscale_evaluate() -> int:
     """Evaluate every deployment's autoscale rules and profiles; returns how many were scaled."""
+    services.capacity_close_orphans()
     return autoscale.evaluate_all()

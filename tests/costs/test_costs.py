@@ -202,3 +202,11 @@ def test_endpoint_costs_for_the_studio_pages(blue: object) -> None:
         ("blue", ["2026-11-10", "2026-11-11"], [0.292, 3.504])
     ]
     assert figure["layout"]["barmode"] == "stack"
+
+
+def test_runs_of_a_deployment_deleted_without_a_final_record_are_closed(blue: object) -> None:
+    services.capacity_record(deployment=blue, instance_count=2, at=T0)
+    blue.delete()
+    assert services.capacity_close_orphans(at=T0 + hours(1)) == 2
+    rows = selectors.cost_rows(start=T0, end=T0 + hours(5), now=T0 + hours(5))
+    assert [(r.deployment, r.instance_seconds) for r in rows] == [("blue", Decimal(7200))]
