@@ -232,6 +232,16 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     assert page.locator('[data-traffic-number="green"]').input_value() == "0"
     assert not page.get_by_label("Mirror a copy of live traffic").is_checked()
 
+    # At phone width every tab still fits: nothing scrolls sideways.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for tab in ("", "traffic/", "test/", "consume/", "monitoring/", "logs/", "events/", "costs/"):
+        session.goto(f"/endpoints/flow-ep/{tab}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"/endpoints/flow-ep/{tab} scrolls sideways at phone width ({width} px)"
+    session.goto("/endpoints/flow-ep/traffic/")
+    session.shot("phone-endpoint-traffic")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
     # The endpoints list shows state, traffic and cost per day.
     session.goto("/endpoints/")
     row = page.locator("#endpoints-table tbody tr", has_text="flow-ep")
