@@ -65,7 +65,8 @@ def _rollups(
     if deployments:
         rows = rows.filter(deployment__in=deployments)
     if mirrored is not None:
-        rows = rows.filter(mirrored=mirrored)
+        # IN, not =: Django writes `= false` as `NOT mirrored`, which no index can serve.
+        rows = rows.filter(mirrored__in=[mirrored])
     return rows
 
 
