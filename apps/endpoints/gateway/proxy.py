@@ -1,4 +1,4 @@
-"""The gateway's I/O: authenticate, route, forward with a pooled aiohttp client, mirror, count.
+"""The gateway's I/O: authenticate, route, forward over pooled keep-alive connections, mirror, count.
 
 Every answer the gateway makes itself is JSON `{"error": {"code", "message"}}` with Azure's status
 codes (401, 404, 408, 413, 424, 429, 503). The Authorization header is never forwarded to the model
@@ -20,10 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-from multidict import CIMultiDict
-from yarl import URL
-
 from apps.endpoints.gateway.config import GatewaySettings, RoutingConfig
 from apps.endpoints.gateway.metrics import MetricsAggregator, render_prometheus
 from apps.endpoints.gateway.routing import (
@@ -34,6 +30,7 @@ from apps.endpoints.gateway.routing import (
     least_in_flight,
     should_mirror,
 )
+from apps.endpoints.gateway.upstream import Unavailable, UpstreamClient
 from apps.endpoints.tokens import verify_token
 from apps.monitoring.records import MIRROR_BODY_LIMIT, MirrorPairRecord
 
@@ -73,7 +70,6 @@ DROP_RESPONSE = frozenset(
         b"azureml-model-deployment",
     }
 )
-SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 MAX_REQUEST_ID = 100
 MAX_CLIENT_REQUEST_ID = 40
 
@@ -138,7 +134,7 @@ class Gateway:
         self.rng = rng or random.Random()
         self.metrics = MetricsAggregator()
         self.config: RoutingConfig | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.client: UpstreamClient | None = None
         self.redis: Any = None
         self.deployment_in_flight: dict[tuple[str, str], int] = defaultdict(int)
         self.instance_in_flight: dict[str, int] = defaultdict(int)
@@ -147,7 +143,6 @@ class Gateway:
         self._round_robin = itertools.count()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pairs: list[MirrorPairRecord] = []
-        self._urls: dict[tuple[str, str], URL] = {}
         self._started = False
         self._stopping = False
         self._start_lock: asyncio.Lock | None = None
@@ -168,8 +163,7 @@ class Gateway:
 
             url = self.settings.redis_url or django_settings.REDIS_URL
             self.redis = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, enable_cleanup_closed=True)
-            self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False, cookie_jar=_NoCookies())
+            self.client = UpstreamClient()
             self.config = RoutingConfig(self.settings, self.redis, self.db_thread_init)
             await self.config.start()
             self._spawn(self.config.watch())
@@ -192,8 +186,8 @@ class Gateway:
         if self.redis is not None:
             await self._flush(final=True)
             await self.redis.aclose()
-        if self.session is not None:
-            await self.session.close()
+        if self.client is not None:
+            self.client.close()
         if self.config is not None:
             await self.config.close()
         self._started = False
@@ -365,12 +359,10 @@ class Gateway:
         request_id: bytes,
     ) -> Upstream:
         """Send to the least busy ready instance; on a refused or dropped connection, to the next one."""
-        assert self.session is not None
-        forwarded = CIMultiDict(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in headers if name not in DROP_REQUEST
-        )
-        forwarded["x-request-id"] = request_id.decode("latin-1")
-        skip = [name for name in SKIP_AUTO if name not in forwarded]
+        assert self.client is not None
+        forwarded = b"".join(name + b": " + value + b"\r\n" for name, value in headers if name not in DROP_REQUEST)
+        forwarded += b"x-request-id: " + request_id + b"\r\n"
+        target = path.encode() + (b"?" + query if query else b"")
         deadline = time.monotonic() + deployment.timeout_ms / 1000
         tried: set[str] = set()
         now = time.monotonic()
@@ -390,44 +382,24 @@ class Gateway:
             self.instance_in_flight[address] += 1
             began = time.perf_counter()
             try:
-                async with self.session.request(
-                    method,
-                    self._url(address, path, query),
-                    data=body or None,
-                    headers=forwarded,
-                    skip_auto_headers=skip,
-                    timeout=aiohttp.ClientTimeout(total=remaining),
-                    allow_redirects=False,
-                    compress=None,
-                ) as response:
-                    data = await response.read()
-                    return Upstream(
-                        status=response.status,
-                        headers=list(response.raw_headers),
-                        body=data,
-                        upstream_ms=(time.perf_counter() - began) * 1000,
-                    )
+                response = await self.client.request(address, method, target, forwarded, body, remaining)
+                return Upstream(
+                    status=response.status,
+                    headers=response.headers,
+                    body=response.body,
+                    upstream_ms=(time.perf_counter() - began) * 1000,
+                )
             except TimeoutError:
                 return Upstream(error="timeout", upstream_ms=(time.perf_counter() - began) * 1000)
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            except Unavailable as exc:
                 # Refused, or dropped before any answer (the instance died): it did not produce an answer,
                 # so the request goes to another ready instance; this one is skipped for a moment.
                 self.cooling[address] = time.monotonic() + self.settings.instance_cooldown_s
                 logger.warning(
-                    "instance %s of deployment %s failed (%s); trying another",
-                    address,
-                    deployment.name,
-                    type(exc).__name__,
+                    "instance %s of deployment %s failed (%s); trying another", address, deployment.name, exc
                 )
             finally:
                 self.instance_in_flight[address] -= 1
-
-    def _url(self, address: str, path: str, query: bytes) -> URL:
-        """The instance URL, parsed once per instance and path (yarl parsing is a visible cost per request)."""
-        url = self._urls.get((address, path))
-        if url is None:
-            url = self._urls[(address, path)] = URL(address + path)
-        return url.with_query(query.decode("latin-1")) if query else url
 
     def _mirror(
         self,
@@ -533,10 +505,6 @@ class Gateway:
         except Exception as exc:  # metrics must never take the gateway down; count what was lost
             self.metrics.records_dropped += len(records)
             logger.warning("could not push %d metrics records to Redis: %s", len(records), exc)
-
-
-class _NoCookies(aiohttp.DummyCookieJar):
-    """A model's Set-Cookie must reach the client untouched, never be replayed to other clients."""
 
 
 def _header(headers: Headers, name: bytes) -> bytes | None:
