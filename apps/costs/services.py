@@ -86,6 +86,33 @@ def capacity_close_orphans(*, at: datetime | None = None) -> int:
     )
 
 
+def idle_flag(*, now: datetime | None = None) -> int:
+    """Put an Idle warning on the timeline of each deployment idle while costing money, once per idle spell."""
+    from django.conf import settings
+
+    from apps.costs.selectors import idle_deployments, money
+    from apps.endpoints.models import DeploymentEvent
+    from apps.endpoints.services import event_record
+
+    now = now or timezone.now()
+    flagged = 0
+    for row in idle_deployments(now=now):
+        deployment = Deployment.objects.filter(endpoint__name=row["endpoint"], name=row["deployment"]).first()
+        if deployment is None or deployment.events.filter(reason="Idle", created_at__gte=row["idle_since"]).exists():
+            continue
+        event_record(
+            deployment=deployment,
+            reason="Idle",
+            type=DeploymentEvent.Type.WARNING,
+            message=(
+                f"no request since {row['idle_since']:%Y-%m-%d %H:%M} UTC while {row['instances']} instance(s) "
+                f"cost {money(row['cost_per_hour'])} {settings.STUDIO_CURRENCY} an hour"
+            ),
+        )
+        flagged += 1
+    return flagged
+
+
 @transaction.atomic
 def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstanceType:
     """Change the price per hour of an instance type (costs are recomputed with it)."""

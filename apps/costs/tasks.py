@@ -9,6 +9,7 @@ from apps.costs import autoscale, services
 
 @shared_task(acks_late=True, ignore_result=True)
 def autoscale_evaluate() -> int:
-    """Evaluate every deployment's autoscale rules and profiles; returns how many were scaled."""
+    """Close orphaned capacity runs, flag idle deployments, evaluate every autoscale; returns how many scaled."""
     services.capacity_close_orphans()
+    services.idle_flag()
     return autoscale.evaluate_all()

@@ -210,3 +210,22 @@ def test_runs_of_a_deployment_deleted_without_a_final_record_are_closed(blue: ob
     assert services.capacity_close_orphans(at=T0 + hours(1)) == 2
     rows = selectors.cost_rows(start=T0, end=T0 + hours(5), now=T0 + hours(5))
     assert [(r.deployment, r.instance_seconds) for r in rows] == [("blue", Decimal(7200))]
+
+
+def test_idle_deployments_get_one_warning_on_their_timeline_per_idle_spell(blue: object) -> None:
+    import time_machine
+
+    services.capacity_record(deployment=blue, instance_count=2, at=T0)
+    with time_machine.travel(T0 + timedelta(minutes=61), tick=False):
+        assert services.idle_flag() == 1
+        assert services.idle_flag() == 0  # once
+    (event,) = blue.events.filter(reason="Idle")
+    assert event.type == "Warning"
+    assert event.message == "no request since 2026-11-10 22:00 UTC while 2 instance(s) cost 0.292000 USD an hour"
+    # A request ends the spell; the next spell gets its own warning.
+    push(aggregate([Request(ts=(T0 + timedelta(minutes=70)).timestamp(), deployment="blue", latency_ms=5.0)]))
+    monitoring.metrics_ingest()
+    with time_machine.travel(T0 + timedelta(minutes=100), tick=False):
+        assert services.idle_flag() == 0
+    with time_machine.travel(T0 + timedelta(minutes=140), tick=False):
+        assert services.idle_flag() == 1
