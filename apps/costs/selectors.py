@@ -117,7 +117,8 @@ def costs_summary(
     for row in rows:
         by_deployment.setdefault((row.endpoint, row.deployment), []).append(row)
     for key in requests:
-        by_deployment.setdefault(key, [])
+        if key[1]:  # "" counts requests refused before routing (401, 404): no deployment, no cost
+            by_deployment.setdefault(key, [])
     deployments = []
     endpoints: dict[str, dict[str, Any]] = {}
     for (ep, deployment), group in sorted(by_deployment.items()):

@@ -17,6 +17,12 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 # Deployment colours stay the same on every chart of a page.
 PALETTE = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf")
 DASH = {"p50": "dot", "p90": "dashdot", "p95": "solid", "p99": "dash"}
+# Gateways count requests refused before a deployment was chosen (401, 404) under the name "".
+UNROUTED = "(not routed)"
+
+
+def _name(deployment: str) -> str:
+    return deployment or UNROUTED
 
 
 def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
@@ -42,8 +48,8 @@ def latency_figure(columns: dict[str, dict[str, list[Any]]], *, percentiles: tup
                 {
                     "type": "scattergl",
                     "mode": "lines",
-                    "name": f"{deployment} {name}",
-                    "legendgroup": deployment,
+                    "name": f"{_name(deployment)} {name}",
+                    "legendgroup": _name(deployment),
                     "x": x,
                     "y": column[name],
                     "line": {"color": PALETTE[index % len(PALETTE)], "dash": DASH[name], "width": 1.5},
@@ -60,7 +66,7 @@ def requests_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int) -> 
         {
             "type": "scattergl",
             "mode": "lines",
-            "name": deployment,
+            "name": _name(deployment),
             "x": column["x"],
             "y": [count * scale for count in column["requests"]],
             "stackgroup": "requests",
@@ -81,8 +87,8 @@ def errors_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int) -> di
                 {
                     "type": "scattergl",
                     "mode": "lines",
-                    "name": f"{deployment} {status_class}",
-                    "legendgroup": deployment,
+                    "name": f"{_name(deployment)} {status_class}",
+                    "legendgroup": _name(deployment),
                     "x": column["x"],
                     "y": [count * scale for count in column[status_class]],
                     "line": {"color": PALETTE[index % len(PALETTE)], "dash": dash, "width": 1.5},

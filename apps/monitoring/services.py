@@ -199,15 +199,15 @@ def rollups_merge(*, records: Iterable[dict[str, Any]]) -> tuple[int, int]:
     return requests, len(created) + len(updated)
 
 
-def metrics_ingest(*, limit: int = BATCH, max_batches: int = 200) -> IngestResult:
+def metrics_ingest(*, limit: int = BATCH, max_batches: int = 200, queue: str = METRICS_QUEUE) -> IngestResult:
     """Drain the gateways' metrics list into rollups; one drainer at a time (a Redis lock)."""
     result = IngestResult()
-    lock = redis_client().lock(METRICS_QUEUE + LOCK_SUFFIX, timeout=120, blocking_timeout=0)
+    lock = redis_client().lock(queue + LOCK_SUFFIX, timeout=120, blocking_timeout=0)
     if not lock.acquire(blocking=False):
         return result
     try:
         for _ in range(max_batches):
-            batch = _take_batch(METRICS_QUEUE, limit)
+            batch = _take_batch(queue, limit)
             if not batch:
                 break
             records = []
@@ -219,7 +219,7 @@ def metrics_ingest(*, limit: int = BATCH, max_batches: int = 200) -> IngestResul
                 else:
                     records.append(record)
             requests, rows = rollups_merge(records=records)
-            _finish_batch(METRICS_QUEUE)
+            _finish_batch(queue)
             result.records += len(batch)
             result.requests += requests
             result.rows += rows
@@ -234,14 +234,14 @@ def _clip(text: Any) -> str:
     return data.decode("utf-8", "ignore")
 
 
-def mirror_pairs_ingest(*, limit: int = BATCH) -> int:
+def mirror_pairs_ingest(*, limit: int = BATCH, queue: str = MIRROR_PAIRS_QUEUE) -> int:
     """Store the sampled live/mirrored answer pairs the gateways pushed; returns how many."""
     stored = 0
-    lock = redis_client().lock(MIRROR_PAIRS_QUEUE + LOCK_SUFFIX, timeout=120, blocking_timeout=0)
+    lock = redis_client().lock(queue + LOCK_SUFFIX, timeout=120, blocking_timeout=0)
     if not lock.acquire(blocking=False):
         return 0
     try:
-        while batch := _take_batch(MIRROR_PAIRS_QUEUE, limit):
+        while batch := _take_batch(queue, limit):
             rows = []
             for raw in batch:
                 try:
@@ -262,7 +262,7 @@ def mirror_pairs_ingest(*, limit: int = BATCH) -> int:
                 except (ValueError, KeyError, TypeError):
                     logger.warning("skipped a malformed mirror pair: %.200r", raw)
             MirrorPair.objects.bulk_create(rows, batch_size=500)
-            _finish_batch(MIRROR_PAIRS_QUEUE)
+            _finish_batch(queue)
             stored += len(rows)
     finally:
         lock.release()

@@ -229,3 +229,13 @@ def test_idle_deployments_get_one_warning_on_their_timeline_per_idle_spell(blue:
         assert services.idle_flag() == 0
     with time_machine.travel(T0 + timedelta(minutes=140), tick=False):
         assert services.idle_flag() == 1
+
+
+def test_requests_refused_before_routing_cost_nothing(blue: object) -> None:
+    services.capacity_record(deployment=blue, instance_count=1, at=T0)
+    push(aggregate([Request(ts=T0.timestamp() + i, deployment="", latency_ms=1.0, status=401) for i in range(5)]))
+    push(aggregate([Request(ts=T0.timestamp() + i, deployment="blue", latency_ms=1.0) for i in range(10)]))
+    monitoring.metrics_ingest()
+    summary = selectors.costs_summary(start=T0, end=T0 + hours(1), now=T0 + hours(1))
+    assert [d["deployment"] for d in summary["deployments"]] == ["blue"]
+    assert summary["endpoints"][0]["cost_per_1000_requests"] == DS2 * 1000 / 10

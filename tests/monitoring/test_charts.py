@@ -44,3 +44,12 @@ def test_chart_grain_keeps_lines_readable_and_within_retention() -> None:
     # Two hours a week ago: 10-second rollups are gone, minutes remain.
     week_ago = now - timedelta(days=7)
     assert selectors.chart_grain(start=week_ago, end=week_ago + timedelta(hours=2), now=now) == Grain.MINUTE
+
+
+def test_requests_refused_before_routing_are_drawn_as_not_routed() -> None:
+    push(aggregate([Request(ts=T0.timestamp(), deployment="", latency_ms=1.0, status=401) for _ in range(3)]))
+    services.metrics_ingest()
+    figures = charts.endpoint_figures(endpoint="ep1", minutes=60, now=T0 + timedelta(minutes=30))
+    assert [trace["name"] for trace in figures["requests"]["data"]] == ["(not routed)"]
+    assert figures["errors"]["data"][0]["name"] == "(not routed) 4xx"
+    assert figures["errors"]["data"][0]["y"] == [18.0]
