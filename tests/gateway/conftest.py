@@ -236,6 +236,7 @@ def start_gateway(transactional_db: None) -> Iterator[Callable[..., RunningGatew
     from apps.endpoints.gateway.app import create_application
     from apps.endpoints.gateway.config import GatewaySettings
     from apps.endpoints.gateway.proxy import Gateway
+    from apps.endpoints.gateway.server import GatewayHttpProtocol
 
     running: list[RunningGateway] = []
     connection = connections["default"]
@@ -253,8 +254,8 @@ def start_gateway(transactional_db: None) -> Iterator[Callable[..., RunningGatew
         settings = GatewaySettings(metrics_queue=f"test:gateway-metrics:{uuid.uuid4().hex}", **overrides)
         app = create_application(gateway=Gateway(settings, db_thread_init=borrow_connection))
         port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", lifespan="on",
-                                log_level="warning", access_log=False)  # fmt: skip
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=GatewayHttpProtocol,
+                                lifespan="on", log_level="warning", access_log=False)  # fmt: skip
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
         thread.start()
