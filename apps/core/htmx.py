@@ -13,11 +13,17 @@ def is_htmx(request: HttpRequest) -> bool:
     return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
 
 
+def error_status(request: HttpRequest, status: int) -> int:
+    """The status of a form shown again with its errors: 200 for htmx, which swaps only 2xx answers
+    (and the browser logs every 4xx of a fetch as a console error), the real 4xx for a plain POST."""
+    return 200 if is_htmx(request) else status
+
+
 def render_page_or_fragment(
     request: HttpRequest, page: str, fragment: str, context: dict[str, Any], *, status: int = 200
 ) -> HttpResponse:
     """The fragment template for htmx, else the page that includes it."""
-    return render(request, fragment if is_htmx(request) else page, context, status=status)
+    return render(request, fragment if is_htmx(request) else page, context, status=error_status(request, status))
 
 
 def redirect(request: HttpRequest, url: str) -> HttpResponse:

@@ -128,7 +128,14 @@ class EndpointWizardForm(DeploymentForm):
 
 
 class ScaleForm(forms.Form):
+    """A deployment's size: its instance type and count."""
+
+    instance_type = forms.ChoiceField(required=False, choices=())
     instance_count = forms.IntegerField(min_value=1, max_value=50)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["instance_type"].choices = [("", "unchanged"), *_instance_type_choices()]
 
 
 class TestForm(forms.Form):

@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core.errors import ApplicationError, NotFound
-from apps.core.htmx import is_htmx, redirect, render_page_or_fragment
+from apps.core.htmx import error_status, is_htmx, redirect, render_page_or_fragment
 from apps.costs.models import InstanceType
 from apps.endpoints import selectors, services, storage
 from apps.endpoints.forms import (
@@ -397,6 +397,7 @@ def _stages(deployment: Deployment) -> list[dict[str, Any]]:
 def _card_context(deployment: Deployment, prices: dict[str, Decimal]) -> dict[str, Any]:
     price = prices.get(deployment.instance_type, Decimal(0))
     return {
+        "instance_types": sorted(prices),
         "deployment": deployment,
         "stages": _stages(deployment),
         "instances": list(deployment.instances.all()),
@@ -429,19 +430,28 @@ def deployment_card(request: HttpRequest, name: str, deployment: str) -> HttpRes
 @login_required
 @require_POST
 def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
-    """Change a deployment's instance count."""
+    """Change a deployment's instance count (a scale) or its instance type too (a rolling update)."""
     endpoint = _endpoint(name)
     row = _deployment(endpoint, deployment)
     form = ScaleForm(request.POST)
     error = None
     if form.is_valid():
+        count = form.cleaned_data["instance_count"]
+        instance_type = form.cleaned_data["instance_type"] or row.instance_type
         try:
-            row = services.deployment_scale(
-                deployment=row,
-                instance_count=form.cleaned_data["instance_count"],
-                reason=f"set to {form.cleaned_data['instance_count']} in the studio by {request.user.get_username()}",
-                user=request.user,
-            )
+            if instance_type != row.instance_type:
+                services.deployment_update(
+                    deployment=row,
+                    changes={"instance_type": instance_type, "instance_count": count},
+                    user=request.user,
+                )
+            else:
+                services.deployment_scale(
+                    deployment=row,
+                    instance_count=count,
+                    reason=f"set to {count} in the studio by {request.user.get_username()}",
+                    user=request.user,
+                )
         except ApplicationError as exc:
             error = exc.message
     else:
@@ -453,7 +463,12 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
         "card_error": error,
         "currency": settings.STUDIO_CURRENCY,
     }
-    return render(request, "endpoints/partials/_deployment_card.html", context, status=400 if error else 200)
+    return render(
+        request,
+        "endpoints/partials/_deployment_card.html",
+        context,
+        status=error_status(request, 400 if error else 200),
+    )
 
 
 @login_required
@@ -471,7 +486,7 @@ def deployment_delete(request: HttpRequest, name: str, deployment: str) -> HttpR
             "card_error": exc.message,
             "currency": settings.STUDIO_CURRENCY,
         }
-        return render(request, "endpoints/partials/_deployment_card.html", context, status=409)
+        return render(request, "endpoints/partials/_deployment_card.html", context, status=error_status(request, 409))
     row = _deployment(endpoint, deployment)
     context = {**_card_context(row, _prices()), "endpoint": endpoint, "currency": settings.STUDIO_CURRENCY}
     if is_htmx(request):
@@ -511,7 +526,8 @@ def _traffic_context(request: HttpRequest, endpoint: Endpoint, form: TrafficForm
     context = _tab_context(request, endpoint, "traffic")
     names = [d.name for d in context["deployments"] if d.state != ProvisioningState.DELETING]
     prices = _prices()
-    mirror_name, mirror_percent = next(iter(endpoint.mirror_traffic.items()), ("", 0))
+    idle = [n for n in names if not endpoint.traffic.get(n)]
+    mirror_name, mirror_percent = next(iter(endpoint.mirror_traffic.items()), (idle[0] if idle else "", 0))
     if form is None:
         initial: dict[str, Any] = {f"traffic_{n}": endpoint.traffic.get(n, 0) for n in names}
         initial.update(
@@ -651,7 +667,10 @@ def endpoint_keys(request: HttpRequest, name: str) -> HttpResponse:
             endpoint = services.keys_regenerate(endpoint=endpoint, key_type=request.POST["regenerate"])
         except ApplicationError as exc:
             return render(
-                request, "endpoints/partials/_keys.html", {"endpoint": endpoint, "error": exc.message}, status=400
+                request,
+                "endpoints/partials/_keys.html",
+                {"endpoint": endpoint, "error": exc.message},
+                status=error_status(request, 400),
             )
         context = {"endpoint": endpoint, "shown": True, "regenerated": request.POST["regenerate"]}
         return render(request, "endpoints/partials/_keys.html", context)
@@ -668,7 +687,10 @@ def endpoint_token(request: HttpRequest, name: str) -> HttpResponse:
         token = services.token_issue(endpoint=endpoint)
     except ApplicationError as exc:
         return render(
-            request, "endpoints/partials/_token.html", {"endpoint": endpoint, "error": exc.message}, status=400
+            request,
+            "endpoints/partials/_token.html",
+            {"endpoint": endpoint, "error": exc.message},
+            status=error_status(request, 400),
         )
     return render(request, "endpoints/partials/_token.html", {"endpoint": endpoint, "token": token})
 

@@ -255,7 +255,7 @@
           div = document.createElement("div");
           div.id = id;
           div.className = "chart card";
-          div.setAttribute("role", "img");
+          div.setAttribute("role", "figure");
           var title = figures[key].layout && figures[key].layout.title;
           div.setAttribute("aria-label", (title && (title.text || title)) || key);
           container.appendChild(div);

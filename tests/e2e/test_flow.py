@@ -232,6 +232,21 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     assert page.locator('[data-traffic-number="green"]').input_value() == "0"
     assert not page.get_by_label("Mirror a copy of live traffic").is_checked()
 
+    # Every tab is free of serious accessibility violations.
+    for tab in ("traffic/", "test/", "consume/", "monitoring/", "logs/", "events/", "costs/", "deployments/new/"):
+        session.goto(f"/endpoints/flow-ep/{tab}")
+        assert session.axe_serious() == [], tab
+
+    # Deleting a deployment that takes traffic is refused with the reason; copy buttons copy.
+    session.goto("/endpoints/flow-ep/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete blue").click()
+    assert "takes 100 % of the live traffic" in page.locator("#content [role=alert]").first.inner_text()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    session.goto("/endpoints/flow-ep/consume/")
+    page.get_by_role("button", name="Copy curl").click()
+    assert page.evaluate("navigator.clipboard.readText()").startswith('curl -X POST "' + scoring_uri)
+
     # At phone width every tab still fits: nothing scrolls sideways.
     page.set_viewport_size({"width": 390, "height": 844})
     for tab in ("", "traffic/", "test/", "consume/", "monitoring/", "logs/", "events/", "costs/"):
