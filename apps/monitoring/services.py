@@ -280,9 +280,26 @@ def instance_sample_record(
     vcpus: int,
     memory_gib: float,
     at: datetime | None = None,
+    cpu_cores: float | None = None,
 ) -> InstanceSample:
-    """Store one CPU/memory reading; CPU % comes from the CPU time used since the previous reading."""
+    """Store one CPU/memory reading; CPU % from the CPU time used since the previous reading.
+
+    A backend that reads a current rate instead (Kubernetes' metrics API gives cores in use) passes
+    `cpu_cores` and `cpu_seconds=0`.
+    """
     at = at or timezone.now()
+    if cpu_cores is not None:
+        return InstanceSample.objects.create(
+            ts=at,
+            endpoint=endpoint,
+            deployment=deployment,
+            instance=instance,
+            pid=pid,
+            cpu_seconds=0,
+            cpu_percent=round(100 * cpu_cores / max(1, vcpus), 2),
+            memory_bytes=memory_bytes,
+            memory_percent=round(100 * memory_bytes / (memory_gib * 1024**3), 2) if memory_gib else None,
+        )
     previous = (
         InstanceSample.objects.filter(endpoint=endpoint, deployment=deployment, instance=instance)
         .order_by("-ts", "-id")

@@ -69,3 +69,18 @@ def test_a_gone_process_is_skipped(processes: dict[str, subprocess.Popen[bytes]]
     Instance.objects.create(deployment=deployment, name="blue-2", pid=gone.pid)
     assert services.local_instances_sample() == 0
     assert not InstanceSample.objects.exists()
+
+
+def test_a_rate_reading_as_kubernetes_metrics_give_it_is_stored_as_a_percentage() -> None:
+    sample = services.instance_sample_record(
+        endpoint="ep1",
+        deployment="blue",
+        instance="blue-7d9f-abc",
+        pid=None,
+        cpu_seconds=0,
+        cpu_cores=1.5,
+        memory_bytes=2 * 1024**3,
+        vcpus=4,
+        memory_gib=16,
+    )
+    assert (sample.cpu_percent, sample.memory_percent) == (37.5, 12.5)
