@@ -244,7 +244,12 @@ class Gateway:
             live_result = self._mirror(
                 table, table.deployments[shadow], deployment.name, method, query, headers, body, request_id
             )
-        answer, upstream = await self._live(table, deployment, method, query, headers, body, request_id)
+        try:
+            answer, upstream = await self._live(table, deployment, method, query, headers, body, request_id)
+        except BaseException:
+            if live_result is not None:
+                live_result.cancel()  # no live answer to pair with: the shadow must not wait for one
+            raise
         if live_result is not None and not live_result.done():
             live_result.set_result(upstream if upstream.status is not None else Upstream(status=answer.status))
         answer.headers.append((b"x-request-id", request_id))
