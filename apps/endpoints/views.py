@@ -415,14 +415,18 @@ def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
     prices = _prices()
     context = _tab_context(request, endpoint, "details")
     context["cards"] = [_card_context(d, prices) for d in context["deployments"]]
-    return render(request, "endpoints/endpoint_details.html", context)
+    return render_page_or_fragment(
+        request, "endpoints/endpoint_details.html", "endpoints/partials/_deployment_cards.html", context
+    )
 
 
 @login_required
 def deployment_card(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """One deployment's card (htmx refreshes it when the deployment's state changes)."""
     endpoint = _endpoint(name)
-    row = _deployment(endpoint, deployment)
+    row = endpoint.deployments.filter(name=deployment).first()
+    if row is None:  # deleted while the page was open: say so instead of a 404 the page cannot show
+        return render(request, "endpoints/partials/_deployment_gone.html", {"endpoint": endpoint, "name": deployment})
     context = {**_card_context(row, _prices()), "endpoint": endpoint, "currency": settings.STUDIO_CURRENCY}
     return render(request, "endpoints/partials/_deployment_card.html", context)
 

@@ -39,8 +39,14 @@
       badge.textContent = msg.state;
       badge.className = "badge " + msg.state;
     });
-    document.querySelectorAll('[data-deployment-uid="' + msg.uid + '"]').forEach(refresh);
-    document.querySelectorAll('[data-refresh-on~="deployment.state"]').forEach(refresh);
+    var lists = Array.prototype.filter.call(document.querySelectorAll('[data-refresh-on~="deployment.state"]'), function (el) {
+      return !el.dataset.refreshEndpoint || el.dataset.refreshEndpoint === msg.endpoint;
+    });
+    lists.forEach(refresh);
+    // A card inside a list that is refreshed anyway needs no request of its own.
+    document.querySelectorAll('[data-deployment-uid="' + msg.uid + '"]').forEach(function (card) {
+      if (!lists.some(function (list) { return list.contains(card); })) refresh(card);
+    });
     document.body.dataset.lastState = msg.deployment + ":" + msg.state;
   }
 

@@ -312,3 +312,18 @@ def test_changing_the_instance_type_rolls_the_deployment_out(browser: Client, po
         "/endpoints/ep1/deployments/blue/scale/", {"instance_type": "Huge_VM", "instance_count": "1"}, htmx=True
     )
     assert unknown.status_code == 200 and "Huge_VM is not one of the available choices" in unknown.content.decode()
+
+
+def test_details_fragment_and_a_deleted_deployments_card(browser: Client, served: Endpoint) -> None:
+    fragment = browser.get("/endpoints/ep1/", HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.startswith('<div id="deployment-cards"') and "green" in fragment
+    Deployment.objects.filter(name="green").delete()
+    gone = browser.get("/endpoints/ep1/deployments/green/", HTTP_HX_REQUEST="true")
+    assert gone.status_code == 200 and "Deployment green was deleted." in gone.content.decode()
+
+
+def test_logs_download_is_an_attachment(browser: Client, served: Endpoint) -> None:
+    response = browser.get("/endpoints/ep1/logs/?deployment=blue&container=storage-initializer&lines=10&download=1")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="ep1-blue-storage-initializer.log"'
+    assert response["Content-Type"].startswith("text/plain")
