@@ -152,6 +152,12 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     assert page.locator('[data-traffic-number="blue"]').input_value() == "90"
     assert page.locator('[data-traffic-number="shadow"]').input_value() == "0"
     assert page.locator("#traffic-total").inner_text() == "100"
+    # The sliders work from the keyboard too: one step right on green takes one from blue.
+    page.locator('[data-traffic-slider="green"]').press("ArrowRight")
+    assert page.locator('[data-traffic-number="green"]').input_value() == "11"
+    assert page.locator('[data-traffic-number="blue"]').input_value() == "89"
+    page.locator('[data-traffic-slider="green"]').press("ArrowLeft")
+    assert page.locator('[data-traffic-number="blue"]').input_value() == "90"
     page.get_by_label("Mirror a copy of live traffic").check()
     page.get_by_label("Mirror to").select_option("shadow")
     page.get_by_label("Mirror percent").fill("10")
