@@ -75,7 +75,7 @@ def test_missing_or_wrong_key_is_401_and_both_keys_work(start_instance, gateway)
     url = gateway.score_url("ep1")
 
     missing = httpx.post(url, json={})
-    wrong = httpx.post(url, json={}, headers={"Authorization": "Bearer not-the-key"})
+    wrong = httpx.post(url, json={}, headers={"Authorization": "Bearer not-the-key", "x-ms-client-request-id": "c-1"})
     primary = httpx.post(url, json={}, headers=bearer(ep, "primary"))
     secondary = httpx.post(url, json={}, headers=bearer(ep, "secondary"))
 
@@ -83,6 +83,8 @@ def test_missing_or_wrong_key_is_401_and_both_keys_work(start_instance, gateway)
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "Unauthorized"
     assert "Authorization: Bearer" in wrong.json()["error"]["message"]
+    assert wrong.headers["x-ms-client-request-id"] == "c-1"  # refused answers are traceable too
+    assert uuid.UUID(wrong.headers["x-request-id"])
     assert (primary.status_code, secondary.status_code) == (200, 200)
 
 

@@ -205,15 +205,17 @@ class Gateway:
     ) -> Answer:
         """One scoring request: authenticate, pick a deployment, forward, maybe mirror, count."""
         assert self.config is not None
+        request_id = _request_id(headers)
+        client_request_id = _header(headers, b"x-ms-client-request-id")
         table = self.config.table.get(endpoint_name)
         if table is None:
-            return error_answer(404, "EndpointNotFound", f"online endpoint {endpoint_name!r} does not exist")
-        wanted = _header(headers, b"authorization")
-        pinned_raw = _header(headers, b"azureml-model-deployment")
-        if not authorized(table, wanted):
+            answer = error_answer(404, "EndpointNotFound", f"online endpoint {endpoint_name!r} does not exist")
+            return _finish(answer, request_id, client_request_id, None)
+        if not authorized(table, _header(headers, b"authorization")):
             answer = self._unauthorized(table)
             self._count(table.name, "", answer, started, None, None, len(body))
-            return answer
+            return _finish(answer, request_id, client_request_id, None)
+        pinned_raw = _header(headers, b"azureml-model-deployment")
         pinned = pinned_raw.decode("latin-1").strip() if pinned_raw else ""
         if pinned:
             deployment = table.deployments.get(pinned)
@@ -225,20 +227,18 @@ class Gateway:
                     f"in online endpoint {table.name!r}",
                 )
                 self._count(table.name, "", answer, started, None, None, len(body))
-                return answer
+                return _finish(answer, request_id, client_request_id, None)
             shadow = None  # a pinned request is never mirrored (Azure's rule)
         else:
             name = choose(table, self.rng)
             if name is None:
                 answer = error_answer(404, "NoDeploymentWithTraffic", NO_WEIGHT_MESSAGE)
                 self._count(table.name, "", answer, started, None, None, len(body))
-                return answer
+                return _finish(answer, request_id, client_request_id, None)
             deployment = table.deployments[name]
             shadow = should_mirror(table, self.rng)
             if shadow == name:
                 shadow = None
-        request_id = _request_id(headers)
-        client_request_id = _header(headers, b"x-ms-client-request-id")
         live_result: asyncio.Future[Upstream] | None = None
         if shadow is not None:
             live_result = self._mirror(
@@ -252,12 +252,8 @@ class Gateway:
             raise
         if live_result is not None and not live_result.done():
             live_result.set_result(upstream if upstream.status is not None else Upstream(status=answer.status))
-        answer.headers.append((b"x-request-id", request_id))
-        if client_request_id is not None:
-            answer.headers.append((b"x-ms-client-request-id", client_request_id[:MAX_CLIENT_REQUEST_ID]))
-        answer.headers.append((b"azureml-model-deployment", deployment.name.encode()))
         self._count(table.name, deployment.name, answer, started, upstream, upstream.upstream_ms, len(body))
-        return answer
+        return _finish(answer, request_id, client_request_id, deployment.name)
 
     async def swagger(self, *, endpoint_name: str, query: bytes, headers: Headers) -> Answer:
         """The swagger document of the pinned, else a weighted, else any ready deployment."""
@@ -524,6 +520,16 @@ def _request_id(headers: Headers) -> bytes:
     if given and len(given) <= MAX_REQUEST_ID:
         return given
     return str(uuid.uuid4()).encode()
+
+
+def _finish(answer: Answer, request_id: bytes, client_request_id: bytes | None, deployment: str | None) -> Answer:
+    """Every answer carries the request id, the client's id echoed, and the deployment that served it."""
+    answer.headers.append((b"x-request-id", request_id))
+    if client_request_id is not None:
+        answer.headers.append((b"x-ms-client-request-id", client_request_id[:MAX_CLIENT_REQUEST_ID]))
+    if deployment is not None:
+        answer.headers.append((b"azureml-model-deployment", deployment.encode()))
+    return answer
 
 
 def _pass_headers(raw: Headers) -> Headers:
