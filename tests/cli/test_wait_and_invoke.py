@@ -203,7 +203,6 @@ def test_invoke_missing_request_file(studio: Studio) -> None:
 
 
 def test_get_logs_prints_the_log_text(studio: Studio) -> None:
-    pytest.importorskip("apps.endpoints.logs", reason="the deployment log reader is not written yet")
     factories.deployment(factories.endpoint("ep1"), "blue")
     result = studio("online-deployment", "get-logs", "-n", "blue", "-e", "ep1", "--lines", "20")
     assert result.code == 0, result.stderr

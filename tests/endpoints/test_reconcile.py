@@ -91,10 +91,13 @@ def test_an_unreachable_kubernetes_api_is_retried_and_never_fails_the_deployment
     settings.STUDIO_BACKEND = "kubernetes"
     settings.STUDIO_KUBECONFIG = str(kubeconfig)
     deployment = new_deployment()
-    task = tasks.reconcile_deployment
-    assert KubernetesUnavailable in task.autoretry_for
-    assert task.retry_backoff and task.retry_jitter and task.retry_backoff_max == 60
-    result = task.apply(args=(deployment.pk,))
+    assert tasks.transient(KubernetesUnavailable("API down"))
+    assert not tasks.transient(ValueError("a bug"))
+    delays = [tasks.backoff_s(retries) for retries in (0, 0, 0, 0, 3, 3, 3, 20, 20)]
+    assert all(0 <= delay <= 2 for delay in delays[:4]) and all(0 <= delay <= 16 for delay in delays[4:7])
+    assert max(delays[7:]) <= 60 and len(set(delays)) == len(delays)  # jittered
+    result = tasks.reconcile_deployment.apply(args=(deployment.pk,))
+    assert result.state == "FAILURE"  # after its retries (eager apply runs them at once)
     assert isinstance(result.result, KubernetesUnavailable)
     assert "unreachable" in str(result.result)
     deployment.refresh_from_db()
