@@ -11,6 +11,7 @@ import pytest
 from apps.endpoints import reconcile
 from apps.endpoints.backends.kubernetes import KubernetesBackend
 from apps.endpoints.backends.manifests import object_name
+from apps.endpoints.logs import deployment_logs
 from apps.endpoints.models import Instance
 from apps.endpoints.specs import deployment_spec
 from tests import factories
@@ -44,6 +45,10 @@ def test_pods_becoming_ready_make_the_deployment_succeed_with_routable_instances
     reconcile.reconcile(deployment.pk, periodic=True, backend=backend)
     assert deployment.events.filter(reason="Pulled", instance=pod).count() == 1
     assert deployment.instance_runs.count() == 1
+    # get-logs reads the pod's container log through the API server.
+    cluster.set_log(pod, "inference-server", "line 1\nWorker with pid 7 ready for serving traffic\n")
+    text = deployment_logs(deployment=deployment, container="inference-server", lines=1)
+    assert text.strip() == "Worker with pid 7 ready for serving traffic"
 
     assert reconcile.delete(deployment.pk, backend=backend)
     cluster.collect_garbage()  # foreground deletion: the controllers remove it once its pods are gone
