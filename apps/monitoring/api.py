@@ -18,6 +18,7 @@ from apps.endpoints.selectors import deployment_get, endpoint_get
 from apps.monitoring import compare, selectors
 
 MAX_WINDOW = timedelta(days=400)
+MAX_POINTS = 50_000
 
 
 def time_param(request: Request, name: str, default: datetime) -> datetime:
@@ -77,6 +78,13 @@ def endpoint_metrics(request: Request, name: str) -> Response:
         raise ApplicationError(f"metric: required; one of {', '.join(selectors.METRICS)}", field="metric")
     start, end = window_params(request)
     grain = selectors.grain_parse(request.query_params.get("grain"))
+    if (end - start).total_seconds() / grain > MAX_POINTS:
+        raise ApplicationError(
+            f"grain: {selectors.Grain(grain).label} over {(end - start).total_seconds() / 3600:g} hours is more than "
+            f"{MAX_POINTS} points a series; "
+            "use a coarser grain (1m, 1h) or a shorter window",
+            field="grain",
+        )
     deployments = request.query_params.getlist("deployment") or None
     series = selectors.metric_series(
         endpoint=endpoint.name,

@@ -62,6 +62,16 @@ def test_requests_per_minute_by_status_class_and_mirrored(api: Any, traffic: Non
         ({"metric": "RequestsPerMinute", "start": "yesterday"}, "start", "start: expected an ISO 8601 time"),
         ({"metric": "RequestsPerMinute", "grain": "5m"}, "grain", "grain: expected 10s, 1m or 1h, got '5m'"),
         (
+            {
+                "metric": "RequestsPerMinute",
+                "grain": "10s",
+                "start": "2026-11-01T00:00:00Z",
+                "end": "2026-11-20T00:00:00Z",
+            },
+            "grain",
+            "grain: 10s over 456 hours is more than 50000 points a series; use a coarser grain",
+        ),
+        (
             {"metric": "RequestsPerMinute", "start": "2026-11-20T13:00:00Z", "end": "2026-11-20T12:00:00Z"},
             "end",
             "end: must be after start",
