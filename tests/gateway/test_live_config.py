@@ -86,3 +86,24 @@ def test_the_table_is_reloaded_periodically_even_without_a_bump(start_instance, 
 
     gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=1), timeout=3.0)
     assert httpx.post(gateway.score_url("ep1"), json={}, headers=bearer(ep)).status_code == 200
+
+
+def test_every_gateway_process_picks_up_a_change(start_instance, start_gateway) -> None:
+    blue, green = start_instance("blue-0"), start_instance("green-0")
+    gateways = [start_gateway(), start_gateway()]
+    ep = make_endpoint("ep1")
+    make_deployment(ep, "blue", blue)
+    make_deployment(ep, "green", green)
+    set_traffic(ep, {"blue": 100, "green": 0})
+    for gateway in gateways:
+        gateway.wait_for(lambda g=gateway: g.knows("ep1", "green", instances=1) and g.state.config.table["ep1"].weights)
+
+    set_traffic(ep, {"blue": 0, "green": 100})
+    changed_at = time.monotonic()
+
+    for gateway in gateways:  # both within one second of the change, not one after the other
+        url = gateway.score_url("ep1")
+        gateway.wait_for(
+            lambda u=url: httpx.post(u, json={}, headers=bearer(ep)).headers["azureml-model-deployment"] == "green",
+            timeout=max(0.05, changed_at + 1.0 - time.monotonic()),
+        )
