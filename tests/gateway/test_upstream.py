@@ -110,3 +110,35 @@ def test_refused_connections_garbage_and_silence_raise_clear_errors() -> None:
         client.close()
 
     asyncio.run(main())
+
+
+def test_connections_to_instances_gone_from_the_table_are_closed() -> None:
+    closed: list[bool] = []
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                closed.append(True)  # the client hung up
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def main() -> None:
+        client = UpstreamClient()
+        server, url = await _serve(keep_alive)
+        async with server:
+            await client.request(url, "GET", b"/", b"", b"", 5)
+            client.retain({url})
+            await asyncio.sleep(0.1)
+            assert closed == []  # still in the table: the connection stays pooled
+            client.retain(set())
+            for _ in range(50):
+                if closed:
+                    break
+                await asyncio.sleep(0.02)
+        client.close()
+
+    asyncio.run(main())
+    assert closed == [True]

@@ -112,6 +112,7 @@ class RoutingConfig:
         self.loaded_at = 0.0
         self.reloads = 0
         self.stopping = False
+        self.on_reload: Callable[[RoutingTable], None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db", initializer=db_thread_init)
 
     async def reload(self) -> None:
@@ -120,6 +121,8 @@ class RoutingConfig:
         self.table = await loop.run_in_executor(self._executor, load_table)
         self.loaded_at = time.monotonic()
         self.reloads += 1
+        if self.on_reload is not None:
+            self.on_reload(self.table)
 
     async def start(self) -> None:
         """First load; fails loudly if the database cannot be read at start-up."""

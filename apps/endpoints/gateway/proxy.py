@@ -26,6 +26,7 @@ from apps.endpoints.gateway.routing import (
     NO_WEIGHT_MESSAGE,
     DeploymentRoute,
     EndpointTable,
+    RoutingTable,
     choose,
     least_in_flight,
     should_mirror,
@@ -165,6 +166,7 @@ class Gateway:
             self.redis = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
             self.client = UpstreamClient()
             self.config = RoutingConfig(self.settings, self.redis, self.db_thread_init)
+            self.config.on_reload = self._forget_gone_instances
             await self.config.start()
             self._spawn(self.config.watch())
             self._spawn(self._flush_loop())
@@ -191,6 +193,16 @@ class Gateway:
         if self.config is not None:
             await self.config.close()
         self._started = False
+
+    def _forget_gone_instances(self, table: RoutingTable) -> None:
+        """Drop pooled connections and cool-downs of instances no longer in the table."""
+        current = {
+            address for endpoint in table.values() for d in endpoint.deployments.values() for address in d.instances
+        }
+        for address in [a for a in self.cooling if a not in current]:
+            del self.cooling[address]
+        if self.client is not None:
+            self.client.retain(current)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

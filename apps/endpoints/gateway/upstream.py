@@ -178,6 +178,13 @@ class UpstreamClient:
             target = self._targets[address] = (parts.hostname or "", port, context, parts.netloc.encode())
         return target
 
+    def retain(self, addresses: set[str]) -> None:
+        """Close the pooled connections of instances not in `addresses` (gone from the routing table)."""
+        for address in [a for a in self._idle if a not in addresses]:
+            for connection in self._idle.pop(address):
+                connection.close()
+            self._targets.pop(address, None)
+
     def close(self) -> None:
         """Close every pooled connection."""
         for idle in self._idle.values():
