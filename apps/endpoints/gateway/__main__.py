@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         access_log=False,  # an access line per request costs throughput; metrics count every request
         server_header=False,
+        proxy_headers=False,  # the gateway never looks at the client's address; skip the middleware per request
         log_level=args.log_level,
     )
     return 0
