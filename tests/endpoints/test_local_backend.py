@@ -327,3 +327,28 @@ def test_a_failed_update_leaves_the_old_instances_serving(local: Path) -> None:
     assert score(new, {}).json()["version"] == "3"
     assert Instance.objects.filter(deployment=deployment).count() == 1
     assert len(instance_pids(local)) == 1
+
+
+def test_a_custom_exception_in_init_is_named_in_the_message(local: Path) -> None:
+    endpoint = factories.endpoint("ep1")
+    script = (
+        "class ModelMissing(Exception):\n    pass\n\n"
+        "def init():\n    raise ModelMissing('no weights.bin')\n\n"
+        "def run(raw):\n    return raw\n"
+    )
+    code = factories.upload_folder({"score.py": script})
+    deployment = settle(factories.deployment(endpoint, "blue", code=code))
+    assert deployment.reason == "UserScriptInitFailed"
+    first_line = deployment.message.splitlines()[0]
+    assert first_line.startswith("the scoring script's init() raised: ")
+    assert first_line.endswith("ModelMissing: no weights.bin")
+
+
+def test_a_script_without_run_says_so(local: Path) -> None:
+    endpoint = factories.endpoint("ep1")
+    code = factories.upload_folder({"score.py": "def init():\n    pass\n"})
+    deployment = settle(factories.deployment(endpoint, "blue", code=code))
+    assert deployment.reason == "UserScriptInitFailed"
+    first_line = deployment.message.splitlines()[0]
+    assert first_line.startswith("the scoring script could not be loaded: User script at ")
+    assert first_line.endswith("does not have a run() function defined.")

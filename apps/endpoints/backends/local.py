@@ -20,6 +20,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -47,6 +48,8 @@ STOP_GRACE_S = 5.0
 STABLE_AFTER_S = 60.0
 MAX_BACKOFF_S = 60.0
 LOG_TAIL_LINES = 30
+# A traceback's exception line: unindented `RuntimeError: ...` or `entry_module.ModelMissing: ...`.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(: |$)")
 # Instances this worker process started: polled so they do not linger as zombies, exit codes kept for events.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _EXIT_CODES: dict[int, int] = {}
@@ -337,18 +340,23 @@ class LocalBackend:
             return None
         start = max(i for i, line in enumerate(lines) if "User's init function failed" in line)
         failure = lines[start:]
-        exception = ""
-        for line in failure:
-            text = line.strip()
-            if text and not text.startswith(("File ", "^", "~", "Traceback")) and ":" in text and "Error" in text:
-                exception = text.split(" - ")[-1] if " - " in text else text
+        # The user's own exception comes first in the chained traceback; the runtime's ScriptError wraps it.
+        named = [line.rstrip() for line in failure if _EXCEPTION_LINE.match(line)]
+        users = [line for line in named if not line.startswith("runtime.")]
+        exception = (users or named or [""])[0]
+        exception = exception.removeprefix("entry_module.").removeprefix("runtime.scoring.ScriptError: ")
         is_import = any(
             marker in line
             for line in failure
             for marker in ("ModuleNotFoundError", "ImportError", "SyntaxError", "IndentationError")
         ) and not any("in init" in line for line in failure)
         reason = "UserScriptImportError" if is_import else "UserScriptInitFailed"
-        what = "importing the scoring script failed" if is_import else "the scoring script's init() raised"
+        if is_import:
+            what = "importing the scoring script failed"
+        elif users:
+            what = "the scoring script's init() raised"
+        else:
+            what = "the scoring script could not be loaded"
         tail = "\n".join(failure[-LOG_TAIL_LINES:])
         return reason, f"{what}: {exception or 'see the log'}\n--- last log lines ---\n{tail}"
 
