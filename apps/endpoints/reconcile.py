@@ -44,6 +44,7 @@ TERMINAL_REASONS = frozenset(
 )
 IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
 LOCK_TTL_S = 60
+PERIODIC_WAIT_S = 5.0
 
 
 class DeploymentBusy(Exception):
@@ -219,7 +220,10 @@ def _pass(deployment: Deployment, *, periodic: bool, backend: Backend | None) ->
     elif terminal or settings.STUDIO_BACKEND != "local":
         observed = backend.observe(spec)
     else:
-        # Local processes have no kubelet: the worker is their supervisor, so a periodic pass applies.
+        # Local processes have no kubelet: the worker is their supervisor, so a periodic pass applies,
+        # waiting briefly for restarts (the next pass sees the rest).
+        if periodic and hasattr(backend, "wait_s"):
+            backend.wait_s = PERIODIC_WAIT_S
         observed = backend.apply(spec)
     if getattr(backend, "reporter", None) is None:
         _record_backend_events(deployment, observed)

@@ -24,6 +24,9 @@ def init():
     if os.environ.get("FAIL_INIT"):
         raise RuntimeError("model weights are corrupt: " + os.environ["FAIL_INIT"])
     time.sleep(float(os.environ.get("INIT_SLEEP_S", "0")))
+    sleep_file = os.environ.get("INIT_SLEEP_FILE")
+    if sleep_file and os.path.exists(sleep_file):
+        time.sleep(float(open(sleep_file).read()))
     gate = os.environ.get("INIT_GATE")
     if gate and not os.path.exists(gate):
         raise RuntimeError("the gate file is missing: " + gate)

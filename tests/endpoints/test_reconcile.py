@@ -135,3 +135,22 @@ def test_the_beat_schedule_runs_the_periodic_task_every_few_seconds(settings: An
     entry = settings.CELERY_BEAT_SCHEDULE["observe-deployments"]
     assert entry["task"] == tasks.observe_deployments.name
     assert 1 <= entry["schedule"] <= 3
+
+
+def test_a_periodic_pass_does_not_wait_out_a_slow_restart(local: Path, tmp_path: Path) -> None:
+    sleep_file = tmp_path / "sleep"
+    endpoint = factories.endpoint("ep1")
+    code = factories.upload_folder({"score.py": SCORE_PY})
+    deployment = factories.deployment(
+        endpoint, "blue", code=code, environment_variables={"INIT_SLEEP_FILE": str(sleep_file)}
+    )
+    assert reconcile.reconcile(deployment.pk) == "Succeeded"
+    [pid] = instance_pids(local)
+    sleep_file.write_text("30")  # the restarted instance takes 30 s in init()
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    reconcile.reconcile(deployment.pk, periodic=True)
+    row = Instance.objects.get(deployment=deployment)
+    # The pass came back with the restart still starting; the next passes follow it.
+    assert row.state == "Starting" and not row.ready
+    assert row.pid != pid and instance_pids(local) == [row.pid]

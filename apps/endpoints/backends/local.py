@@ -143,9 +143,14 @@ def _tail(path: Path, lines: int) -> list[str]:
 class LocalBackend:
     """Runs deployments as local processes of the runtime; see the module docstring."""
 
-    def __init__(self, *, reporter: Reporter | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self, *, reporter: Reporter | None = None, root: Path | None = None, wait_s: float | None = None
+    ) -> None:
         self.reporter = reporter
         self._root = root
+        # How long one apply may wait for starting instances (None: until ready or failed). The periodic pass
+        # caps it, so one slow start-up does not hold up the supervision of every other deployment.
+        self.wait_s = wait_s
         self._events: list[BackendEvent] = []
 
     # --- files ---
@@ -607,6 +612,7 @@ class LocalBackend:
         self, spec: DeploymentSpec, states: dict[str, InstanceState], wanted: list[str], python: Path
     ) -> None:
         """Tick every instance; wait while wanted ones are starting (not while they sit in back-off)."""
+        started = time.monotonic()
         while True:
             now = time.time()
             for state in list(states.values()):
@@ -618,6 +624,8 @@ class LocalBackend:
                 return
             # A first crash restarts within seconds: wait for it here rather than leave it to the next pass.
             if all(not self._alive(s) and s.next_start - now > 3 for s in pending):
+                return
+            if self.wait_s is not None and time.monotonic() - started > self.wait_s:
                 return
             time.sleep(POLL_S)
 
