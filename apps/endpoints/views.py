@@ -797,6 +797,7 @@ def endpoint_monitoring(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 def endpoint_costs(request: HttpRequest, name: str) -> HttpResponse:
     """The Costs tab: per deployment per day, month to date, projected month."""
+    from apps.monitoring.views import cost_figures
     from apps.monitoring.views import endpoint_costs as costs_for
 
     endpoint = _endpoint(name)
@@ -812,4 +813,5 @@ def endpoint_costs(request: HttpRequest, name: str) -> HttpResponse:
         for d in context["deployments"]
     ]
     context["costs"] = costs_for(endpoint)
+    context["figures_json"] = cost_figures(context["costs"]) or {}
     return render(request, "endpoints/endpoint_costs.html", context)

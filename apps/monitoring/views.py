@@ -63,6 +63,18 @@ def endpoint_costs(endpoint: Endpoint) -> dict[str, Any] | None:
     return read(endpoint=endpoint.name)
 
 
+def cost_figures(costs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The cost-per-day bar chart of an endpoint's accrued costs, or None when nothing accrued yet."""
+    if not costs or not costs.get("per_deployment_per_day") or find_spec("apps.monitoring.charts") is None:
+        return None
+    from apps.monitoring import charts
+
+    build = getattr(charts, "cost_figure", None)
+    if build is None:
+        return None
+    return {"cost": build(costs["per_deployment_per_day"], currency=settings.STUDIO_CURRENCY)}
+
+
 @login_required
 def endpoint_figures_json(request: HttpRequest, name: str) -> HttpResponse:
     """The figures of one endpoint as JSON (the Monitoring tab's first draw and its fallback)."""

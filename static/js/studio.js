@@ -281,9 +281,11 @@
     }
     var initial = document.getElementById("figures-data");
     draw(initial ? JSON.parse(initial.textContent) : null);
-    liveSocket(panel.dataset.wsUrl, function (msg) {
-      if (msg.type === "endpoint.charts") draw(msg.figures);
-    });
+    if (panel.dataset.wsUrl) {
+      liveSocket(panel.dataset.wsUrl, function (msg) {
+        if (msg.type === "endpoint.charts") draw(msg.figures);
+      });
+    }
   }
 
   /* --- log follow --- */

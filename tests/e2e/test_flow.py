@@ -228,6 +228,7 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     session.shot("endpoint-events")
     page.get_by_role("link", name="Costs", exact=True).last.click()
     assert "blue" in page.locator("#cost-rates").inner_text()
+    page.locator("#chart-cost").wait_for()  # the accrued cost per day, stacked by deployment
     session.shot("endpoint-costs")
 
     # Revert the 90/10 change: back to all traffic on blue and no mirror.
