@@ -19,6 +19,7 @@ urlpatterns = [
     path("endpoints/", views.endpoints_list, name="endpoints"),
     path("endpoints/new/", views.endpoint_create, name="endpoint-create"),
     path("endpoints/<str:name>/", views.endpoint_detail, name="endpoint"),
+    path("endpoints/<str:name>/delete/", views.endpoint_delete, name="endpoint-delete"),
     path("endpoints/<str:name>/traffic/", views.endpoint_traffic, name="endpoint-traffic"),
     path("endpoints/<str:name>/traffic/<int:change_id>/revert/", views.traffic_revert, name="traffic-revert"),
     path("endpoints/<str:name>/test/", views.endpoint_test, name="endpoint-test"),

@@ -421,6 +421,20 @@ def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def endpoint_delete(request: HttpRequest, name: str) -> HttpResponse:
+    """Delete the endpoint and all its deployments (their instances stop in the background)."""
+    endpoint = _endpoint(name)
+    try:
+        services.endpoint_delete(endpoint=endpoint, user=request.user)
+    except ApplicationError as exc:
+        messages.error(request, f"Could not delete online endpoint {name}: {exc.message}")
+        return redirect(request, reverse("endpoint", args=[name]))
+    messages.success(request, f"Deleting online endpoint {name} and its deployments.")
+    return redirect(request, reverse("endpoints"))
+
+
+@login_required
 def deployment_card(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """One deployment's card (htmx refreshes it when the deployment's state changes)."""
     endpoint = _endpoint(name)

@@ -218,6 +218,12 @@
     summarize();
   }
 
+  /* --- forms that ask first (plain forms; htmx ones use hx-confirm) --- */
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+
   /* --- copy buttons --- */
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");

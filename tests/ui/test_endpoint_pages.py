@@ -327,3 +327,11 @@ def test_logs_download_is_an_attachment(browser: Client, served: Endpoint) -> No
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="ep1-blue-storage-initializer.log"'
     assert response["Content-Type"].startswith("text/plain")
+
+
+def test_delete_endpoint_marks_it_and_its_deployments_deleting(browser: Client, post: Any, served: Endpoint) -> None:
+    response = post("/endpoints/ep1/delete/")
+    assert response.status_code == 303 and response["Location"] == "/endpoints/"
+    assert Endpoint.objects.get(name="ep1").provisioning_state == "Deleting"
+    assert set(Deployment.objects.values_list("state", flat=True)) == {"Deleting"}
+    assert "Deleting online endpoint ep1 and its deployments." in browser.get("/endpoints/").content.decode()
