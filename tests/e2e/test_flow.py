@@ -269,3 +269,16 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     row = page.locator("#endpoints-table tbody tr", has_text="flow-ep")
     assert "blue 100 %" in row.inner_text() and "USD" in row.inner_text()
     session.shot("endpoints-list")
+
+    # Delete the endpoint from its Details tab: it goes, with its deployments and their instances.
+    session.goto("/endpoints/flow-ep/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete endpoint flow-ep").click()
+    page.wait_for_url(url + "/endpoints/")
+    assert "Deleting online endpoint flow-ep and its deployments." in page.locator("#messages").inner_text()
+    for _ in range(60):
+        session.goto("/endpoints/")
+        if page.locator("#endpoints-empty").count():
+            break
+        page.wait_for_timeout(1000)
+    assert page.locator("#endpoints-empty").count() == 1, "the endpoint was not deleted within a minute"
