@@ -324,12 +324,14 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
     form = EndpointWizardForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        field_map: dict[str, str] = {}  # the endpoint's errors name its own fields
         try:
             with transaction.atomic():
                 endpoint = services.endpoint_create(
                     spec={"name": data["name"], "auth_mode": data["auth_mode"], "description": data["description"]},
                     user=request.user,
                 )
+                field_map = DEPLOYMENT_FIELD_MAP  # from here on "name" means the deployment's
                 upload = _code_upload(form, request.user)
                 deployment = services.deployment_create(
                     endpoint=endpoint, spec=form.deployment_spec(f"upload:{upload.uid}"), user=request.user
@@ -337,7 +339,7 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
                 if data["all_traffic"]:
                     services.traffic_set(endpoint=endpoint, traffic={deployment.name: 100}, user=request.user)
         except ApplicationError as exc:
-            _form_error(form, exc, DEPLOYMENT_FIELD_MAP if exc.field != "name" or "endpoint" in exc.message else {})
+            _form_error(form, exc, field_map)
         else:
             messages.success(request, f"Creating endpoint {endpoint.name} with deployment {deployment.name}.")
             return redirect(request, reverse("endpoint", args=[endpoint.name]))
