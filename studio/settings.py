@@ -96,6 +96,9 @@ else:
             "NAME": STUDIO_HOME / "studio.sqlite3",
             # Several processes (web, worker, gateway) share the file: wait on locks, not fail.
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+            # A file, not Django's in-memory default: tests share it between threads (live server, gateway)
+            # and processes, and shared-cache memory databases fail with "table is locked" instead of waiting.
+            "TEST": {"NAME": str(STUDIO_HOME / "test-studio.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

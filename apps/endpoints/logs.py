@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-
 from apps.endpoints import environments
 from apps.endpoints.backends import get_backend
 from apps.endpoints.backends.base import Container
 from apps.endpoints.models import Deployment
-from apps.endpoints.specs import deployment_spec
+from apps.endpoints.specs import deployment_backend_kind, deployment_spec
 
 
 def deployment_logs(
@@ -16,10 +14,9 @@ def deployment_logs(
 ) -> str:
     """The last `lines` lines of `container`'s log for the deployment's instances (or one instance)."""
     spec = deployment_spec(deployment)
-    text = get_backend(settings.STUDIO_BACKEND).logs(
-        spec, container=container, lines=lines, instance=instance, previous=previous
-    )
-    if not text.strip() and settings.STUDIO_BACKEND == "local" and deployment.reason == "ImageBuildFailure":
+    kind = deployment_backend_kind(deployment)
+    text = get_backend(kind).logs(spec, container=container, lines=lines, instance=instance, previous=previous)
+    if not text.strip() and kind == "local" and deployment.reason == "ImageBuildFailure":
         # No instance ever started: the environment's build log is what explains the failure.
         build_log = environments.build_log_path(spec.environment)
         if build_log.exists():

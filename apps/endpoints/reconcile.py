@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.db import transaction
 
 from apps.core.notify import redis_client, routing_changed
@@ -25,7 +24,7 @@ from apps.endpoints.backends import get_backend
 from apps.endpoints.backends.base import Backend, BackendEvent, Observed
 from apps.endpoints.models import Deployment, DeploymentEvent, Endpoint, Instance, ProvisioningState
 from apps.endpoints.services import event_record
-from apps.endpoints.specs import deployment_spec
+from apps.endpoints.specs import deployment_backend_kind, deployment_spec
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +204,8 @@ def reconcile(pk: int, *, periodic: bool = False, backend: Backend | None = None
 
 def _pass(deployment: Deployment, *, periodic: bool, backend: Backend | None) -> None:
     reporter = TimelineReporter(deployment)
-    backend = backend or get_backend(reporter=reporter)
+    kind = deployment_backend_kind(deployment)
+    backend = backend or get_backend(kind, reporter=reporter)
     if hasattr(backend, "reporter"):
         backend.reporter = reporter  # type: ignore[attr-defined]
     spec = deployment_spec(deployment)
@@ -217,7 +217,7 @@ def _pass(deployment: Deployment, *, periodic: bool, backend: Backend | None) ->
         Deployment.objects.filter(pk=deployment.pk, generation=deployment.generation).update(
             observed_generation=deployment.generation
         )
-    elif terminal or settings.STUDIO_BACKEND != "local":
+    elif terminal or kind != "local":
         observed = backend.observe(spec)
     else:
         # Local processes have no kubelet: the worker is their supervisor, so a periodic pass applies,
@@ -271,7 +271,7 @@ def delete(pk: int, *, backend: Backend | None = None) -> bool:
         if deployment is None:
             return True
         reporter = TimelineReporter(deployment)
-        backend = backend or get_backend(reporter=reporter)
+        backend = backend or get_backend(deployment_backend_kind(deployment), reporter=reporter)
         backend.delete(deployment_spec(deployment))
         instances_sync(deployment=deployment, observed=Observed())
         endpoint_id = deployment.endpoint_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from apps.costs.models import InstanceType
+from apps.endpoints.backends import backend_kind
 from apps.endpoints.backends.base import (
     DeploymentSpec,
     EnvironmentSpec,
@@ -34,6 +35,11 @@ def _instance_type(name: str) -> InstanceTypeSpec:
         # A size removed from the catalog after the deployment was made still runs; it just has no price.
         return InstanceTypeSpec(name=name, vcpus=1, memory_gib=1.0)
     return InstanceTypeSpec(name=row.name, vcpus=row.vcpus, memory_gib=float(row.memory_gib), gpus=row.gpus)
+
+
+def deployment_backend_kind(deployment: Deployment) -> str:
+    """ "local" or "kubernetes": which backend runs this deployment."""
+    return backend_kind(deployment_type=deployment.kind, endpoint_compute=deployment.endpoint.compute)
 
 
 def deployment_spec(deployment: Deployment) -> DeploymentSpec:

@@ -11,6 +11,13 @@ if TYPE_CHECKING:
     from apps.endpoints.backends.local import Reporter
 
 
+def backend_kind(*, deployment_type: str, endpoint_compute: str) -> str:
+    """Kubernetes when the deployment's `type` or its endpoint's `compute` says so, else the studio's default."""
+    if deployment_type == "kubernetes" or endpoint_compute:
+        return "kubernetes"
+    return settings.STUDIO_BACKEND
+
+
 def get_backend(kind: str | None = None, *, reporter: Reporter | None = None) -> Backend:
     """The backend named `kind` ("local" or "kubernetes"); settings.STUDIO_BACKEND when not given."""
     kind = kind if kind in ("local", "kubernetes") else settings.STUDIO_BACKEND
