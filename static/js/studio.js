@@ -89,6 +89,7 @@
         ["Environment", pick("environment").selectedOptions[0] ? pick("environment").selectedOptions[0].text : "—"],
         ["Instances", pick("instance_count").value + " × " + pick("instance_type").value],
         ["Estimate", (document.querySelector("[data-estimate-price]") || {}).textContent || "—"],
+        ["Quota", (document.querySelector("[data-estimate-quota]") || {}).textContent || "—"],
         ["Traffic", pick("all_traffic").checked ? "100 % to " + pick("deployment_name").value : "none yet"],
       ];
       rows.forEach(function (row) {
