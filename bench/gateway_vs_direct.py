@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -33,8 +31,9 @@ import tempfile
 import textwrap
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
+
+from loadgen import Round, free_port, run_wrk, stop
 
 REPO = Path(__file__).resolve().parents[1]
 SCORE_PY = """
@@ -48,16 +47,6 @@ SCORE_PY = """
 """
 PAYLOAD = {"data": [[0.1, -1.2, 0.3, 2.0]]}
 KEY = "bench-primary-key-0123456789abcdef"
-
-
-@dataclass
-class Round:
-    """One wrk run."""
-
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
 
 
 def main() -> None:
@@ -76,7 +65,7 @@ def main() -> None:
     try:
         redis.start()
         env["REDIS_URL"] = redis.url
-        live_port, shadow_port, gateway_port = _free_port(), _free_port(), _free_port()
+        live_port, shadow_port, gateway_port = free_port(), free_port(), free_port()
         for name, port in (("live", live_port), ("shadow", shadow_port)):
             processes.append(_start_instance(work / name, port, env))
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
@@ -113,12 +102,12 @@ def main() -> None:
         results: dict[tuple[str, int], list[Round]] = {}
         for connections in (args.connections, 1):
             for name, (url, _) in targets.items():  # warm up pools and caches
-                _wrk(url, scripts[name], connections=connections, duration=1)
+                run_wrk(url, scripts[name], connections=connections, duration=1)
             for index in range(args.rounds):
                 order = list(targets) if index % 2 == 0 else list(reversed(targets))
                 for name in order:
                     url = targets[name][0]
-                    round_ = _wrk(url, scripts[name], connections=connections, duration=args.duration)
+                    round_ = run_wrk(url, scripts[name], connections=connections, duration=args.duration)
                     results.setdefault((name, connections), []).append(round_)
                     print(f"  {connections:>2} conn  {name:9} {round_.rps:9.0f} req/s  p50 {round_.p50_ms:6.2f} ms  "
                           f"p99 {round_.p99_ms:6.2f} ms  errors {round_.errors}", flush=True)  # fmt: skip
@@ -126,7 +115,7 @@ def main() -> None:
         print(f"\nshadow instance answered {_scored(shadow_port)} mirrored copies; gateway log: {work / 'gateway.log'}")
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop(process)
         redis.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -183,22 +172,6 @@ def _start(command: list[str], log: Path, env: dict[str, str], cwd: Path = REPO)
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_listening(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -228,28 +201,6 @@ def _lua(path: Path, headers: dict[str, str]) -> Path:
     lines += [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _wrk(url: str, lua: Path, *, connections: int, duration: int) -> Round:
-    threads = max(1, min(connections, os.cpu_count() or 1))
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 30,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+([\d.]+\w+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+([\d.]+\w+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return Round(rps, p50, p99, errors + (int(non_2xx.group(1)) if non_2xx else 0))
-
-
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def _scored(port: int) -> int:

@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,8 +24,9 @@ import tempfile
 import textwrap
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
+
+from loadgen import Round, free_port, run_wrk, stop
 
 REPO = Path(__file__).resolve().parents[1]
 AZMLINFSRV = "azureml-inference-server-http==1.5.1"
@@ -62,16 +60,6 @@ TRAIN_PY = """
 PAYLOAD = {"data": [[0.1, -1.2, 0.3, 2.0], [1.5, 0.2, -0.7, 0.0]]}
 
 
-@dataclass
-class Round:
-    """One wrk run."""
-
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
 def main() -> None:
     """Build or reuse the venv, start both servers, run the rounds, print the table."""
     args = _arguments()
@@ -85,17 +73,27 @@ def main() -> None:
         (work / "score.py").write_text(textwrap.dedent(SCORE_PY))
         subprocess.run([python, "-c", textwrap.dedent(TRAIN_PY), str(work / "model" / "model.joblib")], check=True)
         lua = work / "post.lua"
-        lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(PAYLOAD))}\n'
-                       'wrk.headers["Content-Type"] = "application/json"\n')
-        ports = {"azmlinfsrv": _free_port(), "studio-infsrv": _free_port()}
+        lua.write_text(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(PAYLOAD))}\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        ports = {"azmlinfsrv": free_port(), "studio-infsrv": free_port()}
         common = ["--entry_script", "score.py", "--model_dir", "model", "--worker_count", str(args.workers)]
         env = {**os.environ, "PYTHONPATH": str(REPO), "AML_APP_ROOT": str(work)}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         bindir = Path(python).parent
         commands = {
             "azmlinfsrv": [str(bindir / "azmlinfsrv"), *common, "--port", str(ports["azmlinfsrv"])],
-            "studio-infsrv": [python, "-m", "runtime", *common, "--port", str(ports["studio-infsrv"]),
-                              "--host", "127.0.0.1"],
+            "studio-infsrv": [
+                python,
+                "-m",
+                "runtime",
+                *common,
+                "--port",
+                str(ports["studio-infsrv"]),
+                "--host",
+                "127.0.0.1",
+            ],
         }
         for name, command in commands.items():
             log = (work / f"{name}.log").open("wb")
@@ -105,18 +103,23 @@ def main() -> None:
         _check_same_answer(ports)
         rounds: dict[str, list[Round]] = {name: [] for name in ports}
         for port in ports.values():  # warm-up: first requests, caches, lazy imports
-            _wrk(port, lua, connections=args.connections, duration=2)
+            run_wrk(f"http://127.0.0.1:{port}/score", lua, connections=args.connections, duration=2)
         for i in range(args.rounds):
             for name, port in ports.items():
-                result = _wrk(port, lua, connections=args.connections, duration=args.duration)
+                result = run_wrk(
+                    f"http://127.0.0.1:{port}/score", lua, connections=args.connections, duration=args.duration
+                )
                 rounds[name].append(result)
-                print(f"round {i + 1}/{args.rounds} {name:14} {result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                      f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
+                print(
+                    f"round {i + 1}/{args.rounds} {name:14} {result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                    f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
+                    flush=True,
+                )
         rss = {name: _worker_rss_mib(servers[name].pid) for name in ports}
         _report(rounds, rss, args)
     finally:
         for proc in servers.values():
-            _stop(proc)
+            stop(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -137,16 +140,23 @@ def _venv(cache: Path) -> str:
     if not marker.exists():
         print(f"creating {venv} with {AZMLINFSRV} (first run only)", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", AZMLINFSRV, "scikit-learn", "joblib",
-                        "-r", str(REPO / "runtime" / "requirements.txt")], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                AZMLINFSRV,
+                "scikit-learn",
+                "joblib",
+                "-r",
+                str(REPO / "runtime" / "requirements.txt"),
+            ],
+            check=True,
+        )
         marker.write_text("ok\n")
     return str(python)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
@@ -167,30 +177,15 @@ def _check_same_answer(ports: dict[str, int]) -> None:
     # A benchmark of two servers that answer differently would compare nothing.
     bodies = set()
     for port in ports.values():
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=json.dumps(PAYLOAD).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/score",
+            data=json.dumps(PAYLOAD).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             bodies.add(answer.read())
     if len(bodies) != 1:
         sys.exit(f"the two servers answer differently: {bodies}")
-
-
-def _wrk(port: int, lua: Path, *, connections: int, duration: int) -> Round:
-    threads = max(1, min(connections, os.cpu_count() or 1))
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua),
-                          f"http://127.0.0.1:{port}/score"], capture_output=True, text=True, check=True,
-                         timeout=duration + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+([\d.]+\w+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+([\d.]+\w+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return Round(rps, p50, p99, errors + (int(non_2xx.group(1)) if non_2xx else 0))
-
-
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def _children(pid: int) -> list[int]:
@@ -220,29 +215,29 @@ def _worker_rss_mib(pid: int) -> float:
 
 
 def _report(rounds: dict[str, list[Round]], rss: dict[str, float], args: argparse.Namespace) -> None:
-    med = {name: {"rps": statistics.median(r.rps for r in rs), "p50": statistics.median(r.p50_ms for r in rs),
-                  "p99": statistics.median(r.p99_ms for r in rs), "errors": sum(r.errors for r in rs)}
-           for name, rs in rounds.items()}
+    med = {
+        name: {
+            "rps": statistics.median(r.rps for r in rs),
+            "p50": statistics.median(r.p50_ms for r in rs),
+            "p99": statistics.median(r.p99_ms for r in rs),
+            "errors": sum(r.errors for r in rs),
+        }
+        for name, rs in rounds.items()
+    }
     az, us = med["azmlinfsrv"], med["studio-infsrv"]
     print()
-    print(f"medians of {args.rounds} rounds x {args.duration}s, {args.connections} connections, "
-          f"--worker_count {args.workers}, {os.cpu_count()} CPUs")
+    print(
+        f"medians of {args.rounds} rounds x {args.duration}s, {args.connections} connections, "
+        f"--worker_count {args.workers}, {os.cpu_count()} CPUs"
+    )
     print(f"{'server':15}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'RSS/worker MiB':>16}{'errors':>8}")
     for name, m in med.items():
         print(f"{name:15}{m['rps']:10.0f}{m['p50']:10.2f}{m['p99']:10.2f}{rss[name]:16.1f}{m['errors']:8d}")
     ratios = (us["rps"] / az["rps"], us["p50"] / az["p50"], us["p99"] / az["p99"])
-    print(f"{'ratio studio/az':15}{ratios[0]:9.2f}x{ratios[1]:9.2f}x{ratios[2]:9.2f}x"
-          f"{rss['studio-infsrv'] / rss['azmlinfsrv']:15.2f}x")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    print(
+        f"{'ratio studio/az':15}{ratios[0]:9.2f}x{ratios[1]:9.2f}x{ratios[2]:9.2f}x"
+        f"{rss['studio-infsrv'] / rss['azmlinfsrv']:15.2f}x"
+    )
 
 
 if __name__ == "__main__":
