@@ -9,6 +9,7 @@ One studio-infsrv instance (`python -m runtime`) serves a trivial score.py. The 
 
     direct     POST http://127.0.0.1:<instance>/score
     gateway    POST http://127.0.0.1:<gateway>/endpoints/bench/score    (Bearer key)
+    nometrics  the same through a second gateway started with STUDIO_GATEWAY_METRICS=0
     mirror10   POST http://127.0.0.1:<gateway>/endpoints/benchm/score   (Bearer key, 10 % mirrored)
 
 at 16 connections (throughput) and at 1 connection (added latency); the medians of the rounds are
@@ -65,33 +66,25 @@ def main() -> None:
     try:
         redis.start()
         env["REDIS_URL"] = redis.url
-        live_port, shadow_port, gateway_port = free_port(), free_port(), free_port()
+        live_port, shadow_port, gateway_port, bare_port = free_port(), free_port(), free_port(), free_port()
         for name, port in (("live", live_port), ("shadow", shadow_port)):
             processes.append(_start_instance(work / name, port, env))
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
         _write_routing(env, live_port, shadow_port)
-        processes.append(
-            _start(
-                [
-                    sys.executable,
-                    "-m",
-                    "apps.endpoints.gateway",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(gateway_port),
-                    "--workers",
-                    str(args.gateway_workers),
-                ],  # fmt: skip
-                work / "gateway.log",
-                env,
-            )
-        )
-        for port in (live_port, shadow_port, gateway_port):
+        # The same gateway twice: as users run it, and with metrics off (to show what counting costs).
+        for port, log, metrics in ((gateway_port, "gateway.log", "1"), (bare_port, "gateway-nometrics.log", "0")):
+            command = [sys.executable, "-m", "apps.endpoints.gateway", "--host", "127.0.0.1", "--port", str(port),
+                       "--workers", str(args.gateway_workers)]  # fmt: skip
+            processes.append(_start(command, work / log, {**env, "STUDIO_GATEWAY_METRICS": metrics}))
+        for port in (live_port, shadow_port, gateway_port, bare_port):
             _wait_listening(port)
         targets = {
             "direct": (f"http://127.0.0.1:{live_port}/score", {}),
             "gateway": (f"http://127.0.0.1:{gateway_port}/endpoints/bench/score", {"Authorization": f"Bearer {KEY}"}),
+            "nometrics": (
+                f"http://127.0.0.1:{bare_port}/endpoints/bench/score",
+                {"Authorization": f"Bearer {KEY}"},
+            ),
             "mirror10": (
                 f"http://127.0.0.1:{gateway_port}/endpoints/benchm/score",
                 {"Authorization": f"Bearer {KEY}"},
@@ -221,7 +214,7 @@ def _report(results: dict[tuple[str, int], list[Round]], args: argparse.Namespac
     for connections in (args.connections, 1):
         print(f"\n{connections} connection(s)")
         print(f"{'target':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-        for name in ("direct", "gateway", "mirror10"):
+        for name in ("direct", "gateway", "nometrics", "mirror10"):
             errors = sum(r.errors for r in results[(name, connections)])
             print(f"{name:10}{med(name, connections, 'rps'):>10.0f}{med(name, connections, 'p50_ms'):>10.2f}"
                   f"{med(name, connections, 'p99_ms'):>10.2f}{errors:>8}")  # fmt: skip
@@ -229,6 +222,8 @@ def _report(results: dict[tuple[str, int], list[Round]], args: argparse.Namespac
     print()
     print(f"throughput gateway / direct at {c} connections: {med('gateway', c, 'rps') / med('direct', c, 'rps'):.2f}x")
     print(f"added p50 at 1 connection: {med('gateway', 1, 'p50_ms') - med('direct', 1, 'p50_ms'):.3f} ms")
+    counted = med("gateway", c, "rps") / med("nometrics", c, "rps")
+    print(f"throughput with metrics / without at {c} connections: {counted:.3f}x")
     growth = med("mirror10", c, "p99_ms") / med("gateway", c, "p99_ms") - 1
     print(f"live p99 with 10 % mirroring vs none at {c} connections: {growth * 100:+.1f} %")
 

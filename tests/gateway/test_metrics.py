@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from apps.monitoring.histogram import percentile
@@ -60,3 +62,22 @@ def test_the_prometheus_page_counts_requests(start_instance, gateway) -> None:
     assert 'studio_gateway_requests_total{endpoint="ep1",deployment="blue",code="200",mirrored="false"} 7' in page.text
     assert "studio_gateway_routing_reloads_total" in page.text
     assert httpx.get(f"{gateway.url}/nothing").status_code == 404
+
+
+def test_with_metrics_off_requests_are_served_and_not_counted(start_instance, start_gateway, monkeypatch) -> None:
+    from apps.endpoints.gateway.config import GatewaySettings
+
+    monkeypatch.setenv("STUDIO_GATEWAY_METRICS", "0")
+    assert GatewaySettings.from_env().metrics_enabled is False
+    gateway = start_gateway(metrics_enabled=False)
+    blue = start_instance("blue-0")
+    ep = make_endpoint("ep1")
+    make_deployment(ep, "blue", blue)
+    set_traffic(ep, {"blue": 100})
+    gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=1) and gateway.state.config.table["ep1"].weights)
+
+    statuses = {httpx.post(gateway.score_url("ep1"), json={"x": 1}, headers=bearer(ep)).status_code for _ in range(5)}
+
+    assert statuses == {200}
+    time.sleep(1.5)  # longer than one flush period: with counting on, the five requests would be in Redis by now
+    assert gateway.metrics_records() == []

@@ -40,12 +40,13 @@ class GatewaySettings:
     mirror_pairs_queue: str = MIRROR_PAIRS_QUEUE
     mirror_sample_rate: float = 0.1  # fraction of mirrored requests whose live and shadow answers are kept
     metrics_flush_s: float = 1.0
+    metrics_enabled: bool = True  # off only to measure what counting costs (bench/gateway_vs_direct.py)
     redis_url: str = ""  # empty: settings.REDIS_URL
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
         """Read from the environment with the studio's strict readers (a bad value stops the process)."""
-        from studio.env import env_int, env_str
+        from studio.env import env_bool, env_int, env_str
 
         return cls(
             max_body_bytes=env_int("STUDIO_GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
@@ -53,6 +54,7 @@ class GatewaySettings:
             reload_s=float(env_int("STUDIO_GATEWAY_RELOAD_S", int(cls.reload_s), minimum=1)),
             mirror_max_in_flight=env_int("STUDIO_GATEWAY_MIRROR_MAX_IN_FLIGHT", cls.mirror_max_in_flight, minimum=0),
             metrics_queue=env_str("STUDIO_GATEWAY_METRICS_QUEUE", METRICS_QUEUE),
+            metrics_enabled=env_bool("STUDIO_GATEWAY_METRICS", True),
         )
 
 

@@ -489,6 +489,8 @@ class Gateway:
         *,
         mirrored: bool = False,
     ) -> None:
+        if not self.settings.metrics_enabled:
+            return
         self.metrics.record(
             endpoint=endpoint,
             deployment=deployment,
