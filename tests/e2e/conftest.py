@@ -51,7 +51,7 @@ class Studio:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def studio() -> Iterator[Studio]:
     """A real `studio up` (web, gateway, worker) for the whole browser session."""
     if not Path(CHROMIUM).exists():
@@ -132,7 +132,7 @@ def _kill_instances(home: Path) -> None:
                 pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
