@@ -199,23 +199,7 @@ instance_count: 1
 """
 
 
-def _installed(module: str) -> bool:
-    from importlib.util import find_spec
-
-    try:
-        return find_spec(module) is not None
-    except ImportError:
-        return False
-
-
 @pytest.mark.e2e
-@pytest.mark.skipif(
-    not all(
-        _installed(module)
-        for module in ("apps.endpoints.tasks", "apps.endpoints.backends.local", "apps.endpoints.gateway.__main__")
-    ),
-    reason="needs the worker tasks, the local backend and the gateway",
-)
 def test_studio_up_deploys_scores_and_deletes_with_the_cli(
     start_up: object, up_env: dict[str, str], azure_files: Path
 ) -> None:

@@ -6,8 +6,6 @@ import pytest
 
 from tests.runtime.conftest import Server
 
-pytest.importorskip("inference_schema")
-
 SCRIPT = """
     import numpy as np
     from inference_schema.schema_decorators import input_schema, output_schema
@@ -85,5 +83,7 @@ def test_swagger_is_generated_from_the_decorators(server: Server) -> None:
 
 
 def test_decorated_run_is_announced_in_the_log(server: Server) -> None:
-    assert "run() is decorated with @input_schema. Server will invoke it with the following arguments: data, scale." \
+    assert (
+        "run() is decorated with @input_schema. Server will invoke it with the following arguments: data, scale."
         in server.log()
+    )

@@ -1,7 +1,6 @@
 """MLflow no-code serving: how `{"input_data": ...}` becomes what predict() receives, and a real model end to end.
 
-The parsing tests need numpy (and pandas for tabular input); the end-to-end test needs mlflow in the
-interpreter running the tests and is skipped without it.
+numpy, pandas and mlflow-skinny are test dependencies: a missing one is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -10,12 +9,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import mlflow.sklearn as mlflow_sklearn
+import numpy as np
+import pandas as pd
 import pytest
 
 from runtime.mlflow_model import InputDataError, MLflowServing, find_model, parse_input_data, to_jsonable
 from runtime.response import AMLResponse
-
-np = pytest.importorskip("numpy")
 
 
 class StandInModel:
@@ -43,7 +43,6 @@ def test_payload_without_input_data_is_refused() -> None:
 
 
 def test_split_orient_becomes_a_dataframe_with_columns_and_index() -> None:
-    pd = pytest.importorskip("pandas")
     parsed = parse_input_data({"input_data": {"columns": ["a", "b"], "index": [7, 8], "data": [[1, 2], [3, 4]]}})
     assert isinstance(parsed, pd.DataFrame)
     assert list(parsed.columns) == ["a", "b"]
@@ -52,14 +51,12 @@ def test_split_orient_becomes_a_dataframe_with_columns_and_index() -> None:
 
 
 def test_dict_of_lists_becomes_a_dataframe_by_column() -> None:
-    pd = pytest.importorskip("pandas")
     parsed = parse_input_data({"input_data": {"a": [1, 3], "b": [2, 4]}})
     assert isinstance(parsed, pd.DataFrame)
     assert parsed.to_dict(orient="list") == {"a": [1, 3], "b": [2, 4]}
 
 
 def test_rows_take_the_signature_columns_for_a_tabular_model() -> None:
-    pytest.importorskip("pandas")
     parsed = parse_input_data({"input_data": [[1, 2]]}, columns=["a", "b"])
     assert list(parsed.columns) == ["a", "b"]
 
@@ -99,18 +96,21 @@ def test_find_model_looks_into_subfolders(tmp_path: Path) -> None:
 
 
 def test_mlflow_model_without_scoring_script_is_served_end_to_end(start_runtime, tmp_path: Path) -> None:
-    mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
-    pd = pytest.importorskip("pandas")
     from mlflow.models import infer_signature
     from sklearn.linear_model import LinearRegression
 
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 1.0, 0.0]})
     model = LinearRegression().fit(frame, frame["a"] * 2 + frame["b"])
-    mlflow_sklearn.save_model(model, str(tmp_path / "models" / "regressor"), serialization_format="cloudpickle",
-                              signature=infer_signature(frame, model.predict(frame)))
+    mlflow_sklearn.save_model(
+        model,
+        str(tmp_path / "models" / "regressor"),
+        serialization_format="cloudpickle",
+        signature=infer_signature(frame, model.predict(frame)),
+    )
     server = start_runtime(None, args=["--model_dir", str(tmp_path / "models")])
-    split = server.post_json("/score", {"input_data": {"columns": ["a", "b"], "index": [0, 1],
-                                                       "data": [[1.0, 0.0], [2.0, 1.0]]}})
+    split = server.post_json(
+        "/score", {"input_data": {"columns": ["a", "b"], "index": [0, 1], "data": [[1.0, 0.0], [2.0, 1.0]]}}
+    )
     assert split.status == 200, server.log()
     assert [round(v, 6) for v in split.json()] == [2.0, 5.0]
     by_column = server.post_json("/score", {"input_data": {"a": [3.0], "b": [0.0]}})
