@@ -365,6 +365,54 @@ def local_instances_sample(*, at: datetime | None = None) -> int:
     return sampled
 
 
+def kubernetes_instances_sample(*, at: datetime | None = None) -> int:
+    """Store the metrics API's CPU cores and memory of every Kubernetes pod that is an Instance row; returns how many.
+
+    An unreachable cluster ends this round with a warning (the next one tries again); a cluster without
+    metrics-server gives no readings.
+    """
+    from apps.endpoints.backends.kubernetes import KubernetesBackend, KubernetesUnavailable
+    from apps.endpoints.models import Deployment
+    from apps.endpoints.specs import deployment_backend_kind, deployment_spec
+
+    at = at or timezone.now()
+    backend = KubernetesBackend()
+    sampled = 0
+    deployments = (
+        Deployment.objects.filter(instances__isnull=False)
+        .distinct()
+        .select_related("endpoint", "environment", "model")
+        .prefetch_related("instances")
+    )
+    for deployment in deployments:
+        if deployment_backend_kind(deployment) != "kubernetes":
+            continue
+        spec = deployment_spec(deployment)
+        try:
+            usage = backend.usage(spec)
+        except KubernetesUnavailable as error:
+            logger.warning("Kubernetes pods not sampled this round: %s", error)
+            break
+        for instance in deployment.instances.all():
+            reading = usage.get(instance.name)
+            if reading is None:  # not started yet, or too new for metrics-server's first window
+                continue
+            instance_sample_record(
+                endpoint=deployment.endpoint.name,
+                deployment=deployment.name,
+                instance=instance.name,
+                pid=None,
+                cpu_seconds=0,
+                cpu_cores=reading.cpu_cores,
+                memory_bytes=reading.memory_bytes,
+                vcpus=spec.instance_type.vcpus,
+                memory_gib=spec.instance_type.memory_gib,
+                at=at,
+            )
+            sampled += 1
+    return sampled
+
+
 def metrics_prune(*, now: datetime | None = None) -> dict[str, int]:
     """Delete rollups, mirror pairs and instance samples older than their retention."""
     now = now or timezone.now()

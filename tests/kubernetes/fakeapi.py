@@ -14,7 +14,9 @@ server also does, and the backend relies on, is added here:
   server's 400s for an unknown container or a missing previous run;
 - foreground deletion: the object lingers with a `foregroundDeletion` finalizer until the test,
   playing the garbage collector, calls `collect_garbage()`;
-- server-filled metadata: uid, resourceVersion, generation, creationTimestamp.
+- server-filled metadata: uid, resourceVersion, generation, creationTimestamp;
+- the metrics API (`metrics.k8s.io/v1beta1` PodMetrics, list with `labelSelector`) once the test
+  has called `install_metrics_server()`; before that 404, as a cluster without metrics-server.
 
 No controllers run: the tests create pods and write their status themselves.
 The server runs on its own event loop in a thread, so the synchronous `kubernetes` client can
@@ -51,7 +53,9 @@ KINDS = {
     ("", "v1", "events"): "Event",
     ("apps", "v1", "deployments"): "Deployment",
     ("autoscaling", "v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
+    ("metrics.k8s.io", "v1beta1", "pods"): "PodMetrics",
 }
+METRICS_GROUP = "metrics.k8s.io"
 
 
 @dataclass
@@ -66,8 +70,9 @@ class Call:
 
     @property
     def kind(self) -> str:
-        for (_, _, plural), kind in KINDS.items():
-            if f"/{plural}" in self.path:
+        for (group, version, plural), kind in KINDS.items():
+            prefix = f"/apis/{group}/{version}/" if group else "/api/v1/"
+            if self.path.startswith(prefix) and f"/{plural}" in self.path:
                 return kind
         return ""
 
@@ -80,6 +85,7 @@ class FakeApiServer(kmock.KubernetesEmulator):
     calls: list[Call] = attrs.field(factory=list)
     logs: dict[tuple[str, str, bool], str] = attrs.field(factory=dict)
     failures: list[tuple[Callable[[Call], bool], int, str]] = attrs.field(factory=list)
+    metrics_server: bool = False
     _applied: dict[tuple[Any, str | None, str], dict[str, Any]] = attrs.field(factory=dict)
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1000))
 
@@ -93,6 +99,9 @@ class FakeApiServer(kmock.KubernetesEmulator):
                 raise KubernetesError(status=status, reason=_reason(status), message=message)
         if request.resource is None:
             return await super()._handle(request)
+        if request.resource.group == METRICS_GROUP and not self.metrics_server:
+            # What an API server without the metrics APIService answers: a plain 404, not a Status.
+            return aiohttp.web.Response(status=404, text="404 page not found\n", content_type="text/plain")
         if request.namespace is not None and request.namespace not in self.namespaces:
             raise KubernetesError(status=404, reason="NotFound", message=f'namespaces "{request.namespace}" not found')
         if request.subresource == "log":
@@ -394,6 +403,27 @@ class FakeCluster:
 
     def set_log(self, pod: str, container: str, text: str, *, previous: bool = False) -> None:
         self._sync(lambda: self.api.logs.__setitem__((pod, container, previous), text))
+
+    def install_metrics_server(self) -> None:
+        """Serve the metrics.k8s.io API from now on (the PodMetrics the test puts with `pod_metrics`)."""
+        self._sync(lambda: setattr(self.api, "metrics_server", True))
+
+    def pod_metrics(self, pod: str, usage: dict[str, tuple[str, str]], *, namespace: str = "studio") -> None:
+        """Record a pod's usage per container, {"name": (cpu, memory)}, as metrics-server would: labels from the pod."""
+        stored = self.get("Pod", pod, namespace)
+        assert stored is not None, f"no pod {pod}"
+        self.put(
+            {
+                "apiVersion": f"{METRICS_GROUP}/v1beta1",
+                "kind": "PodMetrics",
+                "metadata": {"name": pod, "namespace": namespace, "labels": stored["metadata"].get("labels", {})},
+                "timestamp": _now(),
+                "window": "15s",
+                "containers": [
+                    {"name": name, "usage": {"cpu": cpu, "memory": memory}} for name, (cpu, memory) in usage.items()
+                ],
+            }
+        )
 
 
 # --- helpers ---

@@ -100,6 +100,14 @@ class InstanceStatus:
 
 
 @dataclass(frozen=True)
+class InstanceUsage:
+    """What one instance uses now: CPU cores (a rate, not CPU time) and memory bytes."""
+
+    cpu_cores: float
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
 class BackendEvent:
     """Something that happened to an instance, for the deployment's timeline."""
 

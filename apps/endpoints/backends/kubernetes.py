@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import urllib3
@@ -21,9 +22,17 @@ from django.conf import settings
 from kubernetes import client as k8s  # noqa: TID251 (the one module allowed)
 from kubernetes import config as k8s_config  # noqa: TID251
 from kubernetes.client.exceptions import ApiException  # noqa: TID251
+from kubernetes.utils import parse_quantity  # noqa: TID251
 
 from apps.core.errors import ApplicationError, NotFound
-from apps.endpoints.backends.base import BackendEvent, Container, DeploymentSpec, InstanceStatus, Observed
+from apps.endpoints.backends.base import (
+    BackendEvent,
+    Container,
+    DeploymentSpec,
+    InstanceStatus,
+    InstanceUsage,
+    Observed,
+)
 from apps.endpoints.backends.manifests import (
     LABEL_PREFIX,
     ManifestOptions,
@@ -43,6 +52,10 @@ APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = (5, 30)
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+# 404: no metrics.k8s.io API registered; 503: registered, but metrics-server is not answering.
+NO_METRICS_API = (404, 503)
+# API servers already reported as having no metrics API, so the sampler says so once, not every 10 s.
+_no_metrics_logged: set[str] = set()
 
 
 class KubernetesUnavailable(Exception):
@@ -152,6 +165,32 @@ class KubernetesBackend:
             chunks.append(text if text.endswith("\n") or not text else text + "\n")
         return "".join(chunks)
 
+    # --- beyond the protocol ---
+
+    def usage(self, spec: DeploymentSpec) -> dict[str, InstanceUsage]:
+        """CPU cores and memory in use per pod of the deployment, from the metrics API; {} when it has none."""
+        host = self.api_client.configuration.host
+        try:
+            listed = self._call(
+                self.custom.list_namespaced_custom_object,
+                group="metrics.k8s.io",
+                version="v1beta1",
+                namespace=self.namespace,
+                plural="pods",
+                label_selector=label_selector(spec),
+            )
+        except (ApiException, KubernetesUnavailable) as error:
+            # _call turns a 503 into KubernetesUnavailable and keeps the API's answer as the cause.
+            cause = error if isinstance(error, ApiException) else error.__cause__
+            if not isinstance(cause, ApiException) or cause.status not in NO_METRICS_API:
+                raise
+            if host not in _no_metrics_logged:
+                _no_metrics_logged.add(host)
+                logger.info("no pod CPU/memory samples: the metrics API is not served (%s)", _describe(cause).strip())
+            return {}
+        _no_metrics_logged.discard(host)
+        return usage_from(listed.get("items") or [])
+
     # --- clients ---
 
     @property
@@ -171,6 +210,10 @@ class KubernetesBackend:
     @property
     def autoscaling(self) -> k8s.AutoscalingV2Api:
         return k8s.AutoscalingV2Api(self.api_client)
+
+    @property
+    def custom(self) -> k8s.CustomObjectsApi:
+        return k8s.CustomObjectsApi(self.api_client)
 
     # --- helpers ---
 
@@ -259,6 +302,17 @@ def observed_from(
     )
     reason, message = _failure(deployment, pods, events)
     return Observed(instances=instances, failed_reason=reason, failed_message=message, events=backend_events)
+
+
+def usage_from(items: list[dict[str, Any]]) -> dict[str, InstanceUsage]:
+    """Per pod name, the sum of its containers' usage in PodMetrics items ("250m" cores, "128Mi" bytes)."""
+    usage = {}
+    for item in items:
+        containers = item.get("containers") or []
+        cores = sum((parse_quantity(c.get("usage", {}).get("cpu", "0")) for c in containers), Decimal(0))
+        memory = sum((parse_quantity(c.get("usage", {}).get("memory", "0")) for c in containers), Decimal(0))
+        usage[_pod_name(item)] = InstanceUsage(cpu_cores=float(cores), memory_bytes=int(memory))
+    return usage
 
 
 def _instance(spec: DeploymentSpec, pod: dict[str, Any], current_hash: str) -> InstanceStatus:
