@@ -250,12 +250,13 @@ def start_gateway(transactional_db: None) -> Iterator[Callable[..., RunningGatew
         if shared:
             connections["default"] = connection
 
-    def start(**overrides: Any) -> RunningGateway:
+    def start(keep_alive_s: float = 5, **overrides: Any) -> RunningGateway:
         settings = GatewaySettings(metrics_queue=f"test:gateway-metrics:{uuid.uuid4().hex}", **overrides)
         app = create_application(gateway=Gateway(settings, db_thread_init=borrow_connection))
         port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=GatewayHttpProtocol,
-                                lifespan="on", log_level="warning", access_log=False)  # fmt: skip
+                                lifespan="on", log_level="warning", access_log=False,
+                                timeout_keep_alive=keep_alive_s)  # fmt: skip
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
         thread.start()

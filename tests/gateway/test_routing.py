@@ -137,3 +137,36 @@ def test_prometheus_page_lists_cumulative_counters() -> None:
     assert 'studio_gateway_in_flight{endpoint="ep1",deployment="blue"} 2' in text
     assert 'studio_gateway_mirror_dropped_total{endpoint="ep1",deployment="green"} 1' in text
     assert "studio_gateway_routing_reloads_total 5" in text
+
+
+def test_prometheus_page_counts_seconds_not_drained_yet_once() -> None:
+    metrics = MetricsAggregator()
+
+    def record(total_ms: float, now: float) -> None:
+        metrics.record(endpoint="ep1", deployment="blue", mirrored=False, status=200, model_status=200,
+                       total_ms=total_ms, upstream_ms=None, bytes_in=0, bytes_out=0, now=now)  # fmt: skip
+
+    def value(series: str) -> str:
+        page = render_prometheus(metrics, {}, reloads=0).splitlines()
+        return next(row for row in page if row.startswith(series + " ")).rsplit(" ", 1)[1]
+
+    blue = 'endpoint="ep1",deployment="blue"'
+    requests = f'studio_gateway_requests_total{{{blue},code="200",mirrored="false"}}'
+
+    def bucket(le: str) -> str:
+        return value(f'studio_gateway_request_duration_seconds_bucket{{{blue},mirrored="false",le="{le}"}}')
+
+    record(1.0, now=100.1)  # le 0.001 (1 ms is inclusive)
+    record(4.0, now=100.5)  # le 0.005
+    assert value(requests) == "2"
+    metrics.drain(before=101)
+    record(30.0, now=101.2)  # le 0.05, not drained
+    assert value(requests) == "3"
+    assert bucket("0.001") == "1"
+    assert bucket("0.005") == "2"
+    assert bucket("0.025") == "2"
+    assert bucket("0.05") == "3"
+    assert value(f'studio_gateway_request_duration_seconds_count{{{blue},mirrored="false"}}') == "3"
+    assert value(f'studio_gateway_request_duration_seconds_sum{{{blue},mirrored="false"}}') == "0.035000"
+    metrics.drain()
+    assert value(requests) == "3"  # drained seconds are not counted twice

@@ -1,8 +1,10 @@
 """Per-second metrics aggregated in memory: MetricsRecord batches for Redis, and Prometheus counters.
 
-One request costs a few dictionary updates; once per second the finished seconds become MetricsRecord
-rows (one per second, endpoint, deployment and mirrored) that the proxy pushes to Redis in one RPUSH.
-Nothing here does I/O.
+One request costs a few integer-keyed dictionary updates on its second's accumulator; everything else
+(status classes, string keys, the cumulative Prometheus figures) is worked out once per second when
+`drain()` turns the finished seconds into MetricsRecord rows (one per second, endpoint, deployment and
+mirrored) that the proxy pushes to Redis in one RPUSH. /metrics adds the seconds not drained yet, so it is
+always current. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -16,22 +18,24 @@ from apps.monitoring.records import MetricsRecord
 
 # Prometheus histogram bounds (seconds) for the gateway's total latency.
 PROM_BOUNDS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PROM_BOUNDS_MS = tuple(bound * 1000 for bound in PROM_BOUNDS_S)
 
 Key = tuple[int, str, str, bool]
 
 
 class _Second:
-    """The running sums of one (second, endpoint, deployment, mirrored)."""
+    """The running sums of one (second, endpoint, deployment, mirrored); dictionaries keyed by int."""
 
-    __slots__ = ("count", "status", "codes", "model_codes", "latency", "upstream", "bytes_in", "bytes_out")
+    __slots__ = ("count", "codes", "model_codes", "latency", "upstream", "prom", "sum_ms", "bytes_in", "bytes_out")
 
     def __init__(self) -> None:
         self.count = 0
-        self.status: dict[str, int] = defaultdict(int)
-        self.codes: dict[str, int] = defaultdict(int)
-        self.model_codes: dict[str, int] = defaultdict(int)
-        self.latency: dict[int, int] = defaultdict(int)
-        self.upstream: dict[int, int] = defaultdict(int)
+        self.codes: dict[int, int] = {}
+        self.model_codes: dict[int, int] = {}
+        self.latency: dict[int, int] = {}
+        self.upstream: dict[int, int] = {}
+        self.prom = [0] * (len(PROM_BOUNDS_MS) + 1)
+        self.sum_ms = 0.0
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -52,8 +56,8 @@ class MetricsAggregator:
 
     def __init__(self) -> None:
         self._seconds: dict[Key, _Second] = {}
-        self.requests_total: dict[tuple[str, str, str, bool], int] = defaultdict(int)
-        self.latency_totals: dict[tuple[str, str, bool], _Totals] = defaultdict(_Totals)
+        self._requests_total: dict[tuple[str, str, str, bool], int] = defaultdict(int)
+        self._latency_totals: dict[tuple[str, str, bool], _Totals] = defaultdict(_Totals)
         self.mirror_dropped: dict[tuple[str, str], int] = defaultdict(int)
         self.records_dropped = 0  # records Redis did not take
 
@@ -72,27 +76,27 @@ class MetricsAggregator:
         now: float | None = None,
     ) -> None:
         """Add one finished request (or shadow copy)."""
-        second = int(now if now is not None else time.time())
-        key = (second, endpoint, deployment, mirrored)
+        key = (int(now if now is not None else time.time()), endpoint, deployment, mirrored)
         acc = self._seconds.get(key)
         if acc is None:
             acc = self._seconds[key] = _Second()
-        code = str(status)
         acc.count += 1
-        acc.status[f"{status // 100}xx"] += 1
-        acc.codes[code] += 1
+        codes = acc.codes
+        codes[status] = codes.get(status, 0) + 1
         if model_status is not None:
-            acc.model_codes[str(model_status)] += 1
-        acc.latency[bucket_index(total_ms)] += 1
+            model_codes = acc.model_codes
+            model_codes[model_status] = model_codes.get(model_status, 0) + 1
+        latency = acc.latency
+        index = bucket_index(total_ms)
+        latency[index] = latency.get(index, 0) + 1
         if upstream_ms is not None:
-            acc.upstream[bucket_index(upstream_ms)] += 1
+            upstream = acc.upstream
+            index = bucket_index(upstream_ms)
+            upstream[index] = upstream.get(index, 0) + 1
+        acc.prom[bisect.bisect_left(PROM_BOUNDS_MS, total_ms)] += 1
+        acc.sum_ms += total_ms
         acc.bytes_in += bytes_in
         acc.bytes_out += bytes_out
-        self.requests_total[(endpoint, deployment, code, mirrored)] += 1
-        totals = self.latency_totals[(endpoint, deployment, mirrored)]
-        totals.buckets[bisect.bisect_left(PROM_BOUNDS_S, total_ms / 1000)] += 1
-        totals.sum_s += total_ms / 1000
-        totals.count += 1
 
     def drop_mirror(self, *, endpoint: str, deployment: str) -> None:
         """Count a shadow copy not sent because too many were already in flight."""
@@ -105,7 +109,11 @@ class MetricsAggregator:
         records: list[MetricsRecord] = []
         for key in sorted(done):
             acc = self._seconds.pop(key)
+            _fold(key, acc, self._requests_total, self._latency_totals)
             second, endpoint, deployment, mirrored = key
+            status: dict[str, int] = defaultdict(int)
+            for code, count in acc.codes.items():
+                status[f"{code // 100}xx"] += count
             records.append(
                 MetricsRecord(
                     ts=second,
@@ -113,9 +121,9 @@ class MetricsAggregator:
                     deployment=deployment,
                     mirrored=mirrored,
                     count=acc.count,
-                    status=dict(acc.status),
-                    codes=dict(acc.codes),
-                    model_codes=dict(acc.model_codes),
+                    status=dict(status),
+                    codes={str(code): count for code, count in acc.codes.items()},
+                    model_codes={str(code): count for code, count in acc.model_codes.items()},
                     latency={str(k): v for k, v in acc.latency.items()},
                     upstream_latency={str(k): v for k, v in acc.upstream.items()},
                     bytes_in=acc.bytes_in,
@@ -123,6 +131,40 @@ class MetricsAggregator:
                 )
             )
         return records
+
+    @property
+    def requests_total(self) -> dict[tuple[str, str, str, bool], int]:
+        """Requests counted so far by (endpoint, deployment, status code, mirrored), drained or not."""
+        return self.totals()[0]
+
+    def totals(self) -> tuple[dict[tuple[str, str, str, bool], int], dict[tuple[str, str, bool], _Totals]]:
+        """Requests by (endpoint, deployment, code, mirrored) and latency histograms by (endpoint, deployment,
+        mirrored), cumulative since the process started, including the seconds not drained yet."""
+        requests: dict[tuple[str, str, str, bool], int] = defaultdict(int, self._requests_total)
+        latency: dict[tuple[str, str, bool], _Totals] = defaultdict(_Totals)
+        for name, totals in self._latency_totals.items():
+            copy = latency[name]
+            copy.buckets, copy.sum_s, copy.count = list(totals.buckets), totals.sum_s, totals.count
+        for key, acc in list(self._seconds.items()):
+            _fold(key, acc, requests, latency)
+        return requests, latency
+
+
+def _fold(
+    key: Key,
+    acc: _Second,
+    requests: dict[tuple[str, str, str, bool], int],
+    latency: dict[tuple[str, str, bool], _Totals],
+) -> None:
+    """Add one second's sums to cumulative Prometheus figures."""
+    _, endpoint, deployment, mirrored = key
+    for code, count in acc.codes.items():
+        requests[(endpoint, deployment, str(code), mirrored)] += count
+    totals = latency[(endpoint, deployment, mirrored)]
+    for index, count in enumerate(acc.prom):
+        totals.buckets[index] += count
+    totals.sum_s += acc.sum_ms / 1000
+    totals.count += acc.count
 
 
 def _labels(**labels: object) -> str:
@@ -138,14 +180,15 @@ def render_prometheus(metrics: MetricsAggregator, in_flight: dict[tuple[str, str
         "# HELP studio_gateway_requests_total Requests answered by the gateway (mirrored: shadow copies).",
         "# TYPE studio_gateway_requests_total counter",
     ]
-    for (endpoint, deployment, code, mirrored), value in sorted(metrics.requests_total.items()):
+    requests_total, latency_totals = metrics.totals()
+    for (endpoint, deployment, code, mirrored), value in sorted(requests_total.items()):
         labels = _labels(endpoint=endpoint, deployment=deployment, code=code, mirrored=str(mirrored).lower())
         lines.append(f"studio_gateway_requests_total{labels} {value}")
     lines += [
         "# HELP studio_gateway_request_duration_seconds Time from the request's arrival to the end of its answer.",
         "# TYPE studio_gateway_request_duration_seconds histogram",
     ]
-    for (endpoint, deployment, mirrored), totals in sorted(metrics.latency_totals.items()):
+    for (endpoint, deployment, mirrored), totals in sorted(latency_totals.items()):
         base = {"endpoint": endpoint, "deployment": deployment, "mirrored": str(mirrored).lower()}
         running = 0
         for bound, count in zip((*PROM_BOUNDS_S, "+Inf"), totals.buckets, strict=True):

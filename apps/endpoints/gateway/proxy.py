@@ -12,6 +12,7 @@ import hmac
 import itertools
 import json
 import logging
+import os
 import random
 import time
 import uuid
@@ -72,6 +73,10 @@ DROP_RESPONSE = frozenset(
     }
 )
 MAX_REQUEST_ID = 100
+# Request ids are random version-4 UUIDs from a generator seeded once per process (uuid4() makes a
+# getrandom call per id); unique is what they need to be, not unpredictable.
+_request_ids = random.Random()
+os.register_at_fork(after_in_child=_request_ids.seed)
 MAX_CLIENT_REQUEST_ID = 40
 
 
@@ -251,13 +256,14 @@ class Gateway:
             shadow = should_mirror(table, self.rng)
             if shadow == name:
                 shadow = None
+        forwarded = forwarded_headers(headers, request_id)
         live_result: asyncio.Future[Upstream] | None = None
         if shadow is not None:
             live_result = self._mirror(
-                table, table.deployments[shadow], deployment.name, method, query, headers, body, request_id
+                table, table.deployments[shadow], deployment.name, method, query, forwarded, body, request_id
             )
         try:
-            answer, upstream = await self._live(table, deployment, method, query, headers, body, request_id)
+            answer, upstream = await self._live(table, deployment, method, query, forwarded, body)
         except BaseException:
             if live_result is not None:
                 live_result.cancel()  # no live answer to pair with: the shadow must not wait for one
@@ -284,7 +290,9 @@ class Gateway:
         if deployment is None:
             return error_answer(404, "DeploymentNotFound", f"no deployment of online endpoint {table.name!r} to ask")
         request_id = _request_id(headers)
-        upstream = await self._forward(deployment, "GET", "/swagger.json", query, [], b"", request_id)
+        upstream = await self._forward(
+            deployment, "GET", "/swagger.json", query, forwarded_headers([], request_id), b""
+        )
         if upstream.status is None:
             return self._no_answer(deployment, upstream)
         answer = Answer(upstream.status, _pass_headers(upstream.headers), upstream.body)
@@ -314,9 +322,8 @@ class Gateway:
         deployment: DeploymentRoute,
         method: str,
         query: bytes,
-        headers: Headers,
+        forwarded: bytes,
         body: bytes,
-        request_id: bytes,
     ) -> tuple[Answer, Upstream]:
         key = (table.name, deployment.name)
         if not deployment.instances:
@@ -332,7 +339,7 @@ class Gateway:
             return error_answer(429, "TooManyRequests", message), Upstream()
         self.deployment_in_flight[key] += 1
         try:
-            upstream = await self._forward(deployment, method, "/score", query, headers, body, request_id)
+            upstream = await self._forward(deployment, method, "/score", query, forwarded, body)
         finally:
             self.deployment_in_flight[key] -= 1
         return self._client_answer(deployment, upstream), upstream
@@ -367,14 +374,14 @@ class Gateway:
         method: str,
         path: str,
         query: bytes,
-        headers: Headers,
+        forwarded: bytes,
         body: bytes,
-        request_id: bytes,
     ) -> Upstream:
-        """Send to the least busy ready instance; on a refused or dropped connection, to the next one."""
+        """Send to the least busy ready instance; on a refused or dropped connection, to the next one.
+
+        `forwarded`: the request's header lines as they go to the instance (`forwarded_headers`).
+        """
         assert self.client is not None
-        forwarded = b"".join(name + b": " + value + b"\r\n" for name, value in headers if name not in DROP_REQUEST)
-        forwarded += b"x-request-id: " + request_id + b"\r\n"
         target = path.encode() + (b"?" + query if query else b"")
         deadline = time.monotonic() + deployment.timeout_ms / 1000
         tried: set[str] = set()
@@ -421,7 +428,7 @@ class Gateway:
         live_name: str,
         method: str,
         query: bytes,
-        headers: Headers,
+        forwarded: bytes,
         body: bytes,
         request_id: bytes,
     ) -> asyncio.Future[Upstream] | None:
@@ -432,7 +439,7 @@ class Gateway:
         sampled = self.rng.random() < self.settings.mirror_sample_rate
         live: asyncio.Future[Upstream] | None = asyncio.get_running_loop().create_future() if sampled else None
         self.mirror_in_flight += 1
-        self._spawn(self._shadow(table, shadow, live_name, method, query, headers, body, request_id, live))
+        self._spawn(self._shadow(table, shadow, live_name, method, query, forwarded, body, request_id, live))
         return live
 
     async def _shadow(
@@ -442,14 +449,14 @@ class Gateway:
         live_name: str,
         method: str,
         query: bytes,
-        headers: Headers,
+        forwarded: bytes,
         body: bytes,
         request_id: bytes,
         live: asyncio.Future[Upstream] | None,
     ) -> None:
         started = time.perf_counter()
         try:
-            upstream = await self._forward(shadow, method, "/score", query, headers, body, request_id)
+            upstream = await self._forward(shadow, method, "/score", query, forwarded, body)
             answer = self._client_answer(shadow, upstream)
             self._count(
                 table.name, shadow.name, answer, started, upstream, upstream.upstream_ms, len(body), mirrored=True
@@ -522,6 +529,13 @@ class Gateway:
             logger.warning("could not push %d metrics records to Redis: %s", len(records), exc)
 
 
+def forwarded_headers(headers: Headers, request_id: bytes) -> bytes:
+    """The client's headers as `name: value` lines for the instance, minus hop-by-hop ones and the credential."""
+    lines = [name + b": " + value + b"\r\n" for name, value in headers if name not in DROP_REQUEST]
+    lines.append(b"x-request-id: " + request_id + b"\r\n")
+    return b"".join(lines)
+
+
 def _header(headers: Headers, name: bytes) -> bytes | None:
     for key, value in headers:
         if key == name:
@@ -533,7 +547,7 @@ def _request_id(headers: Headers) -> bytes:
     given = _header(headers, b"x-request-id")
     if given and len(given) <= MAX_REQUEST_ID:
         return given
-    return str(uuid.uuid4()).encode()
+    return str(uuid.UUID(int=_request_ids.getrandbits(128), version=4)).encode()
 
 
 def _finish(answer: Answer, request_id: bytes, client_request_id: bytes | None, deployment: str | None) -> Answer:

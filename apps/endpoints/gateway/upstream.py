@@ -45,6 +45,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.keep_alive = True
         self.framed = False  # Content-Length or chunked: the end of the answer is known without a close
+        self.timer: asyncio.TimerHandle | None = None  # the exchange's deadline
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -60,13 +61,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            if self.received and not self.framed and self.parser.get_status_code():
-                # An answer without Content-Length ends when the instance closes the connection.
-                waiter.set_result(Response(self.parser.get_status_code(), self.headers, b"".join(self.body)))
-            else:
-                waiter.set_exception(Unavailable("the instance closed the connection before answering"))
+        if self.received and not self.framed and self.parser.get_status_code():
+            # An answer without Content-Length ends when the instance closes the connection.
+            self._answer()
+        else:
+            self._fail(Unavailable("the instance closed the connection before answering"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -80,15 +79,14 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(Response(self.parser.get_status_code(), self.headers, b"".join(self.body)))
+        self._answer()
 
     # use
-    def send(self, data: bytes) -> asyncio.Future[Response]:
-        loop = asyncio.get_running_loop()
+    def send(self, data: bytes, loop: asyncio.AbstractEventLoop, deadline: float) -> asyncio.Future[Response]:
+        """Write one request; the future holds the answer, or TimeoutError once `deadline` (loop time) passes."""
         self.waiter = loop.create_future()
         self.headers, self.body, self.received, self.framed = [], [], False, False
+        self.timer = loop.call_at(deadline, self._fail, TimeoutError())
         assert self.transport is not None
         self.transport.write(data)
         return self.waiter
@@ -101,7 +99,16 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def _answer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(Response(self.parser.get_status_code(), self.headers, b"".join(self.body)))
+
     def _fail(self, exc: Exception) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
 
@@ -112,6 +119,7 @@ class UpstreamClient:
     def __init__(self) -> None:
         self._idle: dict[str, list[_Connection]] = {}
         self._targets: dict[str, tuple[str, int, ssl.SSLContext | None, bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def request(
         self, address: str, method: str, target: bytes, headers: bytes, body: bytes, timeout: float
@@ -126,37 +134,42 @@ class UpstreamClient:
             len(body),
         )
         message = head + body if body else head
-        async with asyncio.timeout(timeout):
-            idle = self._idle.get(address)
-            while idle:
-                # A pooled connection the instance already closed fails before any answer: try a fresh one.
-                connection = idle.pop()
-                if not connection.reusable():
-                    continue
-                try:
-                    response = await self._exchange(connection, message)
-                except Unavailable:
-                    if connection.received:
-                        raise
-                    continue
-                self._release(address, connection)
-                return response
-            connection = await self._connect(host, port, context)
-            response = await self._exchange(connection, message)
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        deadline = loop.time() + timeout
+        idle = self._idle.get(address)
+        while idle:
+            # A pooled connection the instance already closed fails before any answer: try a fresh one.
+            connection = idle.pop()
+            if not connection.reusable():
+                continue
+            try:
+                response = await self._exchange(connection, message, loop, deadline)
+            except Unavailable:
+                if connection.received:
+                    raise
+                continue
             self._release(address, connection)
             return response
+        connection = await self._connect(host, port, context, deadline - loop.time())
+        response = await self._exchange(connection, message, loop, deadline)
+        self._release(address, connection)
+        return response
 
-    async def _exchange(self, connection: _Connection, message: bytes) -> Response:
+    async def _exchange(
+        self, connection: _Connection, message: bytes, loop: asyncio.AbstractEventLoop, deadline: float
+    ) -> Response:
         try:
-            return await connection.send(message)
+            return await connection.send(message, loop, deadline)
         except BaseException:
             connection.close()  # a late answer must never be read as the next request's
             raise
 
-    async def _connect(self, host: str, port: int, context: ssl.SSLContext | None) -> _Connection:
+    async def _connect(self, host: str, port: int, context: ssl.SSLContext | None, timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await loop.create_connection(_Connection, host, port, ssl=context)
+            async with asyncio.timeout(timeout):
+                _, connection = await loop.create_connection(_Connection, host, port, ssl=context)
         except OSError as exc:
             raise Unavailable(f"cannot connect: {exc.strerror or exc}") from exc
         return connection
