@@ -12,8 +12,12 @@ One studio-infsrv instance (`python -m runtime`) serves a trivial score.py. The 
     nometrics  the same through a second gateway started with STUDIO_GATEWAY_METRICS=0
     mirror10   POST http://127.0.0.1:<gateway>/endpoints/benchm/score   (Bearer key, 10 % mirrored)
 
-at 16 connections (throughput) and at 1 connection (added latency); the medians of the rounds are
-printed with the ratios.
+at 16 connections (throughput) and at 1 connection (added latency). Each round drives every target once,
+back to back; a ratio is taken within each round and the median of those ratios is printed (on a shared,
+noisy machine this is steadier than a ratio of medians). For the gateways, the CPU time the gateway process
+spent per request is printed too: it is what metrics and mirroring cost the gateway itself, and it moves far
+less with neighbours' load than throughput does. For mirror10 it includes the shadow copies' work; the
+shadow instance's own CPU is printed apart, since on this machine it runs on the same two cores.
 
     python bench/gateway_vs_direct.py [--rounds 5] [--duration 5] [--connections 16] [--gateway-workers 1]
 """
@@ -34,6 +38,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 from loadgen import Round, free_port, run_wrk, stop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +81,7 @@ def main() -> None:
             command = [sys.executable, "-m", "apps.endpoints.gateway", "--host", "127.0.0.1", "--port", str(port),
                        "--workers", str(args.gateway_workers)]  # fmt: skip
             processes.append(_start(command, work / log, {**env, "STUDIO_GATEWAY_METRICS": metrics}))
+        shadow, gateway, bare = processes[1], processes[2], processes[3]
         for port in (live_port, shadow_port, gateway_port, bare_port):
             _wait_listening(port)
         targets = {
@@ -92,7 +98,10 @@ def main() -> None:
         }
         _check_same_answer(targets)
         scripts = {name: _lua(work / f"{name}.lua", headers) for name, (_, headers) in targets.items()}
+        # Whose CPU time counts for each target: the gateway process serving it, and the shadow instance.
+        watched = {"gateway": gateway, "nometrics": bare, "mirror10": gateway}
         results: dict[tuple[str, int], list[Round]] = {}
+        cpu: dict[tuple[str, int], list[tuple[float, float]]] = {}
         for connections in (args.connections, 1):
             for name, (url, _) in targets.items():  # warm up pools and caches
                 run_wrk(url, scripts[name], connections=connections, duration=1)
@@ -100,11 +109,20 @@ def main() -> None:
                 order = list(targets) if index % 2 == 0 else list(reversed(targets))
                 for name in order:
                     url = targets[name][0]
+                    before = (_cpu_seconds(watched.get(name)), _cpu_seconds(shadow))
                     round_ = run_wrk(url, scripts[name], connections=connections, duration=args.duration)
+                    requests = round_.rps * args.duration
+                    per_request = tuple(
+                        (_cpu_seconds(process) - then) / requests * 1e6
+                        for process, then in zip((watched.get(name), shadow), before, strict=True)
+                    )
                     results.setdefault((name, connections), []).append(round_)
+                    cpu.setdefault((name, connections), []).append(per_request)
                     print(f"  {connections:>2} conn  {name:9} {round_.rps:9.0f} req/s  p50 {round_.p50_ms:6.2f} ms  "
-                          f"p99 {round_.p99_ms:6.2f} ms  errors {round_.errors}", flush=True)  # fmt: skip
-        _report(results, args)
+                          f"p99 {round_.p99_ms:6.2f} ms  errors {round_.errors}  "
+                          f"CPU/request gateway {per_request[0]:5.1f} us, shadow {per_request[1]:5.1f} us",
+                          flush=True)  # fmt: skip
+        _report(results, cpu, args)
         print(f"\nshadow instance answered {_scored(shadow_port)} mirrored copies; gateway log: {work / 'gateway.log'}")
     finally:
         for process in reversed(processes):
@@ -205,27 +223,68 @@ def _scored(port: int) -> int:
     )
 
 
-def _report(results: dict[tuple[str, int], list[Round]], args: argparse.Namespace) -> None:
+def _cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
+    """User + system CPU time of a process and its children so far (0 when there is none)."""
+    if process is None:
+        return 0.0
+    root = psutil.Process(process.pid)
+    total = 0.0
+    for member in (root, *root.children(recursive=True)):
+        times = member.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def _report(
+    results: dict[tuple[str, int], list[Round]],
+    cpu: dict[tuple[str, int], list[tuple[float, float]]],
+    args: argparse.Namespace,
+) -> None:
     def med(name: str, connections: int, field: str) -> float:
         return statistics.median(getattr(r, field) for r in results[(name, connections)])
 
+    def paired(a: str, b: str, connections: int, field: str) -> float:
+        """The median over rounds of a/b, each ratio from one round (the two measured back to back)."""
+        pairs = zip(results[(a, connections)], results[(b, connections)], strict=True)
+        return statistics.median(getattr(x, field) / getattr(y, field) for x, y in pairs)
+
+    def cpu_med(name: str, connections: int, which: int) -> float:
+        return statistics.median(sample[which] for sample in cpu[(name, connections)])
+
     print(f"\nmedians of {args.rounds} rounds x {args.duration}s, gateway workers {args.gateway_workers}, "
-          f"{os.cpu_count()} CPUs (wrk, the instance and the gateway share them)")  # fmt: skip
+          f"{os.cpu_count()} CPUs (wrk, the instances and the gateways share them)")  # fmt: skip
     for connections in (args.connections, 1):
         print(f"\n{connections} connection(s)")
-        print(f"{'target':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        print(
+            f"{'target':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
+            f"{'gateway CPU/req':>17}{'shadow CPU/req':>16}"
+        )
         for name in ("direct", "gateway", "nometrics", "mirror10"):
             errors = sum(r.errors for r in results[(name, connections)])
+            gateway_cpu = f"{cpu_med(name, connections, 0):.1f} us" if name != "direct" else "-"
+            shadow_cpu = f"{cpu_med(name, connections, 1):.1f} us" if name == "mirror10" else "-"
             print(f"{name:10}{med(name, connections, 'rps'):>10.0f}{med(name, connections, 'p50_ms'):>10.2f}"
-                  f"{med(name, connections, 'p99_ms'):>10.2f}{errors:>8}")  # fmt: skip
+                  f"{med(name, connections, 'p99_ms'):>10.2f}{errors:>8}{gateway_cpu:>17}{shadow_cpu:>16}")  # fmt: skip
     c = args.connections
-    print()
-    print(f"throughput gateway / direct at {c} connections: {med('gateway', c, 'rps') / med('direct', c, 'rps'):.2f}x")
-    print(f"added p50 at 1 connection: {med('gateway', 1, 'p50_ms') - med('direct', 1, 'p50_ms'):.3f} ms")
-    counted = med("gateway", c, "rps") / med("nometrics", c, "rps")
-    print(f"throughput with metrics / without at {c} connections: {counted:.3f}x")
-    growth = med("mirror10", c, "p99_ms") / med("gateway", c, "p99_ms") - 1
-    print(f"live p99 with 10 % mirroring vs none at {c} connections: {growth * 100:+.1f} %")
+    added = statistics.median(
+        g.p50_ms - d.p50_ms for g, d in zip(results[("gateway", 1)], results[("direct", 1)], strict=True)
+    )
+    print("\nper-round ratios, median over rounds:")
+    print(
+        f"throughput gateway / direct at {c} connections: {paired('gateway', 'direct', c, 'rps'):.2f}x"
+        "  (target >= 0.6x)"
+    )
+    print(f"added p50 at 1 connection: {added:.3f} ms  (target <= 0.3 ms)")
+    print(f"throughput with metrics / without at {c} connections: {paired('gateway', 'nometrics', c, 'rps'):.3f}x  "
+          f"(target >= 0.95x); gateway CPU per request {cpu_med('gateway', c, 0):.1f} us with metrics, "
+          f"{cpu_med('nometrics', c, 0):.1f} us without")  # fmt: skip
+    growth = paired("mirror10", "gateway", c, "p99_ms") - 1
+    print(
+        f"live p99 with 10 % mirroring vs none at {c} connections: {growth * 100:+.1f} %  (target <= +10 %); "
+        f"gateway CPU per live request {cpu_med('mirror10', c, 0):.1f} us mirrored, "
+        f"{cpu_med('gateway', c, 0):.1f} us not; the shadow instance {cpu_med('mirror10', c, 1):.1f} us "
+        "per live request"
+    )
 
 
 if __name__ == "__main__":
