@@ -73,11 +73,11 @@ DROP_RESPONSE = frozenset(
     }
 )
 MAX_REQUEST_ID = 100
+MAX_CLIENT_REQUEST_ID = 40
 # Request ids are random version-4 UUIDs from a generator seeded once per process (uuid4() makes a
 # getrandom call per id); unique is what they need to be, not unpredictable.
 _request_ids = random.Random()
 os.register_at_fork(after_in_child=_request_ids.seed)
-MAX_CLIENT_REQUEST_ID = 40
 
 
 @dataclass
