@@ -31,8 +31,10 @@ HTML = "text/html; charset=utf-8"
 RUN_FAILED_MESSAGE = "An unexpected error occurred in scoring script. Check the logs for more info."
 INTERNAL_ERROR_MESSAGE = "An unexpected internal error occurred. Check the logs for more info."
 # werkzeug's wording, which azmlinfsrv passes through for unknown routes and methods
-NOT_FOUND_MESSAGE = ("The requested URL was not found on the server. If you entered the URL manually please check "
-                     "your spelling and try again.")
+NOT_FOUND_MESSAGE = (
+    "The requested URL was not found on the server. If you entered the URL manually please check "
+    "your spelling and try again."
+)
 METHOD_NOT_ALLOWED_MESSAGE = "The method is not allowed for the requested URL."
 
 _NOT_FOUND = json.dumps({"message": NOT_FOUND_MESSAGE}).encode()
@@ -42,8 +44,11 @@ _FAILED_FALSE = ("x-ms-run-function-failed", "False")
 
 def error(status: int, message: str, *, run_failed: bool = False) -> Reply:
     """A JSON error as azmlinfsrv sends it: `{"message": ...}` and x-ms-run-function-failed."""
-    return Reply(status, [("Content-Type", JSON), ("x-ms-run-function-failed", str(run_failed))],
-                 json.dumps({"message": message}).encode())
+    return Reply(
+        status,
+        [("Content-Type", JSON), ("x-ms-run-function-failed", str(run_failed))],
+        json.dumps({"message": message}).encode(),
+    )
 
 
 class ScoringApp:
@@ -104,14 +109,17 @@ class ScoringApp:
             legacy_id = headers.get("x-ms-request-id", "")
             client_id = headers.get("x-ms-client-request-id", "")
             if legacy_id:
-                logger.warning("x-ms-request-id header has been deprecated and will be removed from future versions "
-                               "of the server. Please use x-ms-client-request-id.")
+                logger.warning(
+                    "x-ms-request-id header has been deprecated and will be removed from future versions "
+                    "of the server. Please use x-ms-client-request-id."
+                )
                 client_id = client_id or legacy_id
             else:
                 legacy_id = client_id or request_id
             if len(legacy_id) > HEADER_LIMIT or len(client_id) > HEADER_LIMIT:
-                reply = error(431, f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} "
-                                   "characters")
+                reply = error(
+                    431, f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"
+                )
                 legacy_id = client_id = ""
             else:
                 reply = handler(request)
@@ -242,8 +250,13 @@ def build_app(settings: Settings) -> ScoringApp:
             sys.path.append(str(folder))
     script = load_script(settings)
     script.invoke_init()
-    swagger = Swagger(settings.app_root, script.run, service_name=settings.service_name,
-                      service_version=settings.service_version, path_prefix=settings.service_path_prefix)
+    swagger = Swagger(
+        settings.app_root,
+        script.run,
+        service_name=settings.service_name,
+        service_version=settings.service_version,
+        path_prefix=settings.service_path_prefix,
+    )
     return ScoringApp(settings, script, swagger)
 
 
@@ -263,6 +276,8 @@ def load_script(settings: Settings) -> UserScript:
 
     model_path = mlflow_model.find_model(Path(settings.model_dir)) if settings.model_dir else None
     if model_path is None:
-        raise ScriptError("No scoring script: pass --entry_script (or AZUREML_ENTRY_SCRIPT), or point --model_dir "
-                          "at an MLflow model (a folder with an MLmodel file) to serve it without code.")
+        raise ScriptError(
+            "No scoring script: pass --entry_script (or AZUREML_ENTRY_SCRIPT), or point --model_dir "
+            "at an MLflow model (a folder with an MLmodel file) to serve it without code."
+        )
     return mlflow_model.script_for(model_path)

@@ -38,8 +38,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self) -> None:
         # Our own buffered writer on stdout's descriptor: sys.stdout may be unbuffered (PYTHONUNBUFFERED).
-        stream = open(sys.stdout.fileno(), "w", buffering=1 << 16, encoding="utf-8", errors="replace",
-                      closefd=False)
+        stream = open(sys.stdout.fileno(), "w", buffering=1 << 16, encoding="utf-8", errors="replace", closefd=False)
         super().__init__(stream)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending = False
@@ -100,8 +99,9 @@ def access(message: str) -> None:
 
 
 @functools.wraps(_builtin_print)
-def _print_to_log(*objects: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None,
-                  flush: bool = False) -> None:
+def _print_to_log(
+    *objects: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
+) -> None:
     # Only what the script prints to stdout becomes a log line; explicit files (stderr, open files) are left alone.
     if file is None or file is sys.stdout:
         _print_logger.info((" " if sep is None else sep).join(map(str, objects)))

@@ -17,16 +17,18 @@ NAME = "Studio Inferencing HTTP server"
 def _port(value: str) -> int:
     port = int(value)
     if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"Specified port '{port}' is invalid. Please specify a port within the "
-                                         "[1, 65535] range.")
+        raise argparse.ArgumentTypeError(
+            f"Specified port '{port}' is invalid. Please specify a port within the [1, 65535] range."
+        )
     return port
 
 
 def _worker_count(value: str) -> int:
     count = int(value)
     if count <= 0:
-        raise argparse.ArgumentTypeError(f"Specified worker count '{count}' is invalid. Please specify a worker "
-                                         "count greater than zero.")
+        raise argparse.ArgumentTypeError(
+            f"Specified worker count '{count}' is invalid. Please specify a worker count greater than zero."
+        )
     return count
 
 
@@ -36,10 +38,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--entry_script", help="The relative or absolute path to the scoring script.")
     p.add_argument("--model_dir", help="The model directory, given to the script as AZUREML_MODEL_DIR.")
     p.add_argument("--port", type=_port, help=f"The serving port of the server. Default is {DEFAULT_PORT}.")
-    p.add_argument("--worker_count", type=_worker_count,
-                   help="The number of worker processes (also WORKER_COUNT). Default is 1.")
-    p.add_argument("--access_control_allow_origins",
-                   help='Enable CORS for the specified origins, separated by ",". Example: "microsoft.com, bing.com"')
+    p.add_argument(
+        "--worker_count", type=_worker_count, help="The number of worker processes (also WORKER_COUNT). Default is 1."
+    )
+    p.add_argument(
+        "--access_control_allow_origins",
+        help='Enable CORS for the specified origins, separated by ",". Example: "microsoft.com, bing.com"',
+    )
     p.add_argument("--config_file", help="A JSON file with the server's environment variables.")
     p.add_argument("--host", help=f"The address to listen on. Default is {DEFAULT_HOST} (azmlinfsrv's).")
     # accepted so that azmlinfsrv command lines keep working; Application Insights is not part of this server
@@ -89,13 +94,18 @@ def banner(settings: Settings) -> str:
     }
     lines = ["", f"{NAME} v{__version__} (a drop-in for azmlinfsrv)", "", "", "Server Settings", "---------------"]
     lines += [f"{key}: {value}" for key, value in settings_lines.items()]
-    lines += ["", "", "Server Routes", "---------------",
-              f"Liveness Probe: GET   {base}/",
-              f"Score:          POST  {base}/score",
-              f"Swagger:        GET   {base}/swagger.json?version=2|3|3.1",
-              f"Health (OIP):   GET   {base}/v2/health/live  {base}/v2/health/ready",
-              f"Metrics:        GET   {base}/metrics",
-              ""]
+    lines += [
+        "",
+        "",
+        "Server Routes",
+        "---------------",
+        f"Liveness Probe: GET   {base}/",
+        f"Score:          POST  {base}/score",
+        f"Swagger:        GET   {base}/swagger.json?version=2|3|3.1",
+        f"Health (OIP):   GET   {base}/v2/health/live  {base}/v2/health/ready",
+        f"Metrics:        GET   {base}/metrics",
+        "",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -110,8 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     apply_to_environment(args)
     logs.configure(os.environ.get("AZUREML_LOG_LEVEL", "INFO"))
     if not (os.environ.get("AZUREML_ENTRY_SCRIPT") or os.environ.get("AZUREML_MODEL_DIR") or args.config_file):
-        logger.error("Either provide an entry_script using --entry_script, a model with --model_dir (MLflow "
-                     "no-code serving) or a configuration file using --config_file")
+        logger.error(
+            "Either provide an entry_script using --entry_script, a model with --model_dir (MLflow "
+            "no-code serving) or a configuration file using --config_file"
+        )
         sys.exit(1)
     if args.appinsights_instrumentation_key:
         logger.warning("Application Insights is not supported by this server; the instrumentation key is ignored.")

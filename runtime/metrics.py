@@ -38,8 +38,9 @@ class Metrics:
             "# TYPE infsrv_requests_total counter",
         ]
         for (method, route, status), count in sorted(self.requests.items()):
-            lines.append(f'infsrv_requests_total{{method="{method}",route="{route}",status="{status}",'
-                         f'pid="{pid}"}} {count}')
+            lines.append(
+                f'infsrv_requests_total{{method="{method}",route="{route}",status="{status}",pid="{pid}"}} {count}'
+            )
         lines += [
             "# HELP infsrv_request_duration_seconds Time from the parsed request to the answer.",
             "# TYPE infsrv_request_duration_seconds histogram",
@@ -48,8 +49,10 @@ class Metrics:
             cumulative = 0
             for bound, in_bucket in zip((*BUCKETS, "+Inf"), row[: len(BUCKETS) + 1], strict=True):
                 cumulative += int(in_bucket)
-                lines.append(f'infsrv_request_duration_seconds_bucket{{route="{route}",le="{bound}",pid="{pid}"}} '
-                             f"{int(cumulative)}")
+                lines.append(
+                    f'infsrv_request_duration_seconds_bucket{{route="{route}",le="{bound}",pid="{pid}"}} '
+                    f"{int(cumulative)}"
+                )
             lines.append(f'infsrv_request_duration_seconds_sum{{route="{route}",pid="{pid}"}} {row[-2]:.6f}')
             lines.append(f'infsrv_request_duration_seconds_count{{route="{route}",pid="{pid}"}} {int(row[-1])}')
         lines += [

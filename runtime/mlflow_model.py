@@ -57,9 +57,11 @@ class MLflowServing:
         try:
             import mlflow.pyfunc
         except ImportError as ex:
-            raise ScriptError("The model is an MLflow model served without a scoring script, but mlflow is not "
-                              "installed in this environment: add mlflow (or mlflow-skinny) to its "
-                              "requirements.") from ex
+            raise ScriptError(
+                "The model is an MLflow model served without a scoring script, but mlflow is not "
+                "installed in this environment: add mlflow (or mlflow-skinny) to its "
+                "requirements."
+            ) from ex
         logger.info(f"Loading MLflow model from {self.model_path}")
         self.model = mlflow.pyfunc.load_model(str(self.model_path))
 

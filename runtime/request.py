@@ -144,8 +144,9 @@ def _title(name: str) -> str:
 class FileStorage:
     """An uploaded file from a multipart form, like werkzeug's FileStorage."""
 
-    def __init__(self, data: bytes, *, name: str, filename: str | None, content_type: str | None,
-                 headers: dict[str, str]) -> None:
+    def __init__(
+        self, data: bytes, *, name: str, filename: str | None, content_type: str | None, headers: dict[str, str]
+    ) -> None:
         self.stream: IO[bytes] = io.BytesIO(data)
         self.name = name
         self.filename = filename
@@ -184,8 +185,16 @@ class FileStorage:
 class AMLRequest:
     """One HTTP request; what `@rawhttp` run() functions receive (the Flask attributes Azure scripts use)."""
 
-    def __init__(self, method: str, path: str, query_string: bytes, headers: dict[str, str], body: bytes,
-                 remote_addr: str | None = None, scheme: str = "http") -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query_string: bytes,
+        headers: dict[str, str],
+        body: bytes,
+        remote_addr: str | None = None,
+        scheme: str = "http",
+    ) -> None:
         self.method = method
         self.path = path
         self.query_string = query_string
@@ -263,8 +272,9 @@ class AMLRequest:
         if not (force or self.is_json):
             if silent:
                 return None
-            raise UnsupportedMediaType("Did not attempt to load JSON data because the request Content-Type was not "
-                                       "'application/json'.")
+            raise UnsupportedMediaType(
+                "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."
+            )
         try:
             value = json.loads(self._body)
         except ValueError as ex:
@@ -352,8 +362,14 @@ def parse_multipart(body: bytes, boundary: str | None) -> tuple[MultiDict, Multi
         else:
             filename = _param(disposition, "filename")
         if filename is not None:
-            files.append((name, FileStorage(content, name=name, filename=filename,
-                                            content_type=headers.get("content-type"), headers=headers)))
+            files.append(
+                (
+                    name,
+                    FileStorage(
+                        content, name=name, filename=filename, content_type=headers.get("content-type"), headers=headers
+                    ),
+                )
+            )
         else:
             fields.append((name, content.decode("utf-8", "replace")))
     return MultiDict(fields), MultiDict(files)

@@ -13,8 +13,14 @@ JSON = "application/json"
 class AMLResponse:
     """A full HTTP answer: body, status, headers; `json_str=True` sends the body through json.dumps."""
 
-    def __init__(self, message: Any, status_code: int = 200, response_headers: Mapping[str, str] | None = None,
-                 json_str: bool = False, run_function_failed: bool = False) -> None:
+    def __init__(
+        self,
+        message: Any,
+        status_code: int = 200,
+        response_headers: Mapping[str, str] | None = None,
+        json_str: bool = False,
+        run_function_failed: bool = False,
+    ) -> None:
         self.status_code = int(status_code)
         self.headers = ResponseHeaders()
         response_headers = dict(response_headers or {})

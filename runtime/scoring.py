@@ -125,8 +125,9 @@ class UserScript:
         elif decorated:
             self.mode = "schema"
             names = ", ".join(p.name for p in params)
-            logger.info(f"run() is decorated with @input_schema. Server will invoke it with the following arguments: "
-                        f"{names}.")
+            logger.info(
+                f"run() is decorated with @input_schema. Server will invoke it with the following arguments: {names}."
+            )
         else:
             self.mode = "text"
             logger.info("run() is not decorated. Server will invoke it with the input in JSON string.")

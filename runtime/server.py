@@ -31,8 +31,9 @@ class Reply:
 
     __slots__ = ("status", "headers", "body", "stream")
 
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
-                 stream: Iterator[bytes] | None = None) -> None:
+    def __init__(
+        self, status: int, headers: list[tuple[str, str]], body: bytes = b"", stream: Iterator[bytes] | None = None
+    ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
@@ -153,8 +154,9 @@ class HttpProtocol(asyncio.Protocol):
         path = url.decode("utf-8", "replace")
         if "%" in path:
             path = unquote(path)
-        request = AMLRequest(self.parser.get_method().decode("ascii"), path, query, self._headers,
-                             b"".join(self._body), self.client)
+        request = AMLRequest(
+            self.parser.get_method().decode("ascii"), path, query, self._headers, b"".join(self._body), self.client
+        )
         keep_alive = self.parser.should_keep_alive()
         if self.busy:
             # a streamed answer is still being written: pipelined requests wait their turn
@@ -174,8 +176,11 @@ class HttpProtocol(asyncio.Protocol):
             reply = self.app(request)
         except Exception:
             logger.exception("Unhandled error while answering %s %s", request.method, request.path)
-            reply = Reply(500, [("Content-Type", "application/json")],
-                          b'{"message": "An unexpected internal error occurred. Check the logs for more info."}')
+            reply = Reply(
+                500,
+                [("Content-Type", "application/json")],
+                b'{"message": "An unexpected internal error occurred. Check the logs for more info."}',
+            )
         transport = self.transport
         if self.closed or transport is None:
             return
@@ -225,8 +230,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def _fail(self, status: int, body: bytes) -> None:
         if self.transport is not None and not self.closed:
-            self.transport.write(_status_line(status) + b"Content-Type: application/json\r\nConnection: close\r\n"
-                                 b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+            self.transport.write(
+                _status_line(status) + b"Content-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+            )
             self.transport.close()
 
 
@@ -259,7 +266,8 @@ def serve(sock: socket.socket, app: App, loop: asyncio.AbstractEventLoop) -> Non
     connections: set[HttpProtocol] = set()
 
     server = loop.run_until_complete(
-        loop.create_server(lambda: HttpProtocol(app, loop, connections), sock=sock, backlog=2048))
+        loop.create_server(lambda: HttpProtocol(app, loop, connections), sock=sock, backlog=2048)
+    )
     logs.batch_on(loop)
     stop = loop.create_future()
 

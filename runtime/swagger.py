@@ -28,8 +28,15 @@ class SwaggerError(Exception):
 class Swagger:
     """The swagger documents of one scoring script, built once at start-up."""
 
-    def __init__(self, app_root: Path, run: Callable[..., Any] | None, *, service_name: str = "ML service",
-                 service_version: str = "1.0", path_prefix: str = "") -> None:
+    def __init__(
+        self,
+        app_root: Path,
+        run: Callable[..., Any] | None,
+        *,
+        service_name: str = "ML service",
+        service_version: str = "1.0",
+        path_prefix: str = "",
+    ) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
         prefix = f"/{path_prefix.strip('/')}" if path_prefix else ""
         for version in VERSIONS:
@@ -41,8 +48,10 @@ class Swagger:
         self.supported = sorted(self.documents)
         skipped = sorted(set(VERSIONS) - set(self.documents))
         if self.supported and skipped:
-            logger.info(f"Swaggers are prepared for versions [{', '.join(self.supported)}] "
-                        f"and skipped for versions [{', '.join(skipped)}].")
+            logger.info(
+                f"Swaggers are prepared for versions [{', '.join(self.supported)}] "
+                f"and skipped for versions [{', '.join(skipped)}]."
+            )
         elif self.supported:
             logger.info(f"Swaggers are prepared for the following versions: [{', '.join(self.supported)}].")
         else:
@@ -58,8 +67,10 @@ class Swagger:
             raise SwaggerError(f"Swagger version [{version}] is not valid. Supported versions: [{supported}].")
         body = self._bodies.get(version)
         if body is None:
-            raise SwaggerError(f"Swagger version [{version}] is not supported for the scoring script. "
-                               f"Supported swagger versions: [{supported}].")
+            raise SwaggerError(
+                f"Swagger version [{version}] is not supported for the scoring script. "
+                f"Supported swagger versions: [{supported}]."
+            )
         return body
 
 
@@ -74,8 +85,9 @@ def _read_user_file(app_root: Path, version: str) -> dict[str, Any] | None:
     return None
 
 
-def _generate(version: str, run: Callable[..., Any], service_name: str, service_version: str,
-              prefix: str) -> dict[str, Any] | None:
+def _generate(
+    version: str, run: Callable[..., Any], service_name: str, service_version: str, prefix: str
+) -> dict[str, Any] | None:
     util = schema_util_module()
     if util is not None:
         supported = util.get_supported_versions(run)
@@ -122,22 +134,52 @@ def _template_v2() -> dict[str, Any]:
         "produces": ["application/json"],
         "securityDefinitions": {"Bearer": dict(_BEARER)},
         "paths": {
-            "/": {"get": {
-                "operationId": "ServiceHealthCheck", "description": _HEALTH_DESCRIPTION,
-                "responses": {"200": {"description": _HEALTH_OK, "schema": {"type": "string"},
-                                      "examples": {"application/json": "Healthy"}}, "default": dict(error)}}},
-            "/score": {"post": {
-                "operationId": "RunMLService", "description": _SCORE_DESCRIPTION, "security": [{"Bearer": []}],
-                "parameters": [{"name": "serviceInputPayload", "in": "body", "description": _SCORE_INPUT,
-                                "schema": {"$ref": "#/definitions/ServiceInput"}}],
-                "responses": {"200": {"description": _SCORE_OK, "schema": {"$ref": "#/definitions/ServiceOutput"}},
-                              "default": dict(error)}}},
-            "/swagger.json": {"get": {
-                "operationId": "GetSwaggerSpec", "description": "Get the Swagger specification.",
-                "parameters": [{"name": "version", "in": "query", "required": False, "type": "integer",
-                                "enum": [2, 3]}],
-                "responses": {"200": {"description": "The Swagger specification.", "schema": {"type": "string"}},
-                              "default": dict(error)}}},
+            "/": {
+                "get": {
+                    "operationId": "ServiceHealthCheck",
+                    "description": _HEALTH_DESCRIPTION,
+                    "responses": {
+                        "200": {
+                            "description": _HEALTH_OK,
+                            "schema": {"type": "string"},
+                            "examples": {"application/json": "Healthy"},
+                        },
+                        "default": dict(error),
+                    },
+                }
+            },
+            "/score": {
+                "post": {
+                    "operationId": "RunMLService",
+                    "description": _SCORE_DESCRIPTION,
+                    "security": [{"Bearer": []}],
+                    "parameters": [
+                        {
+                            "name": "serviceInputPayload",
+                            "in": "body",
+                            "description": _SCORE_INPUT,
+                            "schema": {"$ref": "#/definitions/ServiceInput"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": _SCORE_OK, "schema": {"$ref": "#/definitions/ServiceOutput"}},
+                        "default": dict(error),
+                    },
+                }
+            },
+            "/swagger.json": {
+                "get": {
+                    "operationId": "GetSwaggerSpec",
+                    "description": "Get the Swagger specification.",
+                    "parameters": [
+                        {"name": "version", "in": "query", "required": False, "type": "integer", "enum": [2, 3]}
+                    ],
+                    "responses": {
+                        "200": {"description": "The Swagger specification.", "schema": {"type": "string"}},
+                        "default": dict(error),
+                    },
+                }
+            },
         },
         "definitions": {"ServiceInput": {}, "ServiceOutput": {}, "ErrorResponse": copy.deepcopy(_ERROR)},
     }
@@ -145,29 +187,67 @@ def _template_v2() -> dict[str, Any]:
 
 def _template_v3() -> dict[str, Any]:
     """azmlinfsrv's swagger3_template.json."""
-    error = {"description": _FAILED,
-             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    error = {
+        "description": _FAILED,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
     return {
         "openapi": "3.0.3",
         "info": {"title": "", "description": "", "version": ""},
         "security": [{"Bearer": []}],
         "paths": {
-            "/": {"get": {
-                "operationId": "ServiceHealthCheck", "description": _HEALTH_DESCRIPTION,
-                "responses": {"200": {"description": _HEALTH_OK, "content": {"text/plain": {
-                    "schema": {"type": "string", "example": "Healthy"}}}}, "default": copy.deepcopy(error)}}},
-            "/score": {"post": {
-                "operationId": "RunMLService", "description": _SCORE_DESCRIPTION, "security": [{"Bearer": []}],
-                "requestBody": {"description": _SCORE_INPUT, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/ServiceInput"}}}},
-                "responses": {"200": {"description": _SCORE_OK, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/ServiceOutput"}}}}, "default": copy.deepcopy(error)}}},
-            "/swagger.json": {"get": {
-                "operationId": "GetSwaggerSpec", "description": "Get the Swagger specification.",
-                "parameters": [{"name": "version", "in": "query", "required": False,
-                                "schema": {"type": "integer", "enum": [2, 3]}}],
-                "responses": {"200": {"description": "The Swagger specification.", "content": {"text/plain": {
-                    "schema": {"type": "string"}}}}, "default": copy.deepcopy(error)}}},
+            "/": {
+                "get": {
+                    "operationId": "ServiceHealthCheck",
+                    "description": _HEALTH_DESCRIPTION,
+                    "responses": {
+                        "200": {
+                            "description": _HEALTH_OK,
+                            "content": {"text/plain": {"schema": {"type": "string", "example": "Healthy"}}},
+                        },
+                        "default": copy.deepcopy(error),
+                    },
+                }
+            },
+            "/score": {
+                "post": {
+                    "operationId": "RunMLService",
+                    "description": _SCORE_DESCRIPTION,
+                    "security": [{"Bearer": []}],
+                    "requestBody": {
+                        "description": _SCORE_INPUT,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ServiceInput"}}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": _SCORE_OK,
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ServiceOutput"}}},
+                        },
+                        "default": copy.deepcopy(error),
+                    },
+                }
+            },
+            "/swagger.json": {
+                "get": {
+                    "operationId": "GetSwaggerSpec",
+                    "description": "Get the Swagger specification.",
+                    "parameters": [
+                        {
+                            "name": "version",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "enum": [2, 3]},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The Swagger specification.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "default": copy.deepcopy(error),
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {"ServiceInput": {}, "ServiceOutput": {}, "ErrorResponse": copy.deepcopy(_ERROR)},

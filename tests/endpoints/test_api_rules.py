@@ -25,7 +25,8 @@ def create_endpoint(api: Any, **spec: Any) -> Any:
 
 
 def create_deployment(api: Any, endpoint: str = "ep1", **overrides: Any) -> Any:
-    return api.post(f"/api/v1/online-endpoints/{endpoint}/deployments", factories.deployment_spec(**overrides), format="json")
+    url = f"/api/v1/online-endpoints/{endpoint}/deployments"
+    return api.post(url, factories.deployment_spec(**overrides), format="json")
 
 
 # --- endpoints ---
@@ -246,7 +247,10 @@ def test_deployment_inline_model_and_environment_are_registered(api: Any) -> Non
         ({"instance_type": "Standard_Z99"}, "instance_type: unknown size 'Standard_Z99'; known sizes: "),
         ({"model": "azureml:missing:3"}, "model: model missing:3 does not exist"),
         ({"environment": "azureml:nope@latest"}, "environment: environment 'nope' does not exist"),
-        ({"request_settings": {"request_timeout_ms": 200000}}, "request_settings.request_timeout_ms: expected an integer from 1 to 180000, got 200000"),
+        (
+            {"request_settings": {"request_timeout_ms": 200000}},
+            "request_settings.request_timeout_ms: expected an integer from 1 to 180000, got 200000",
+        ),
         ({"liveness_probe": {"timeout": 0}}, "liveness_probe.timeout: expected an integer of at least 1, got 0"),
         ({"instance_typo": "x"}, "instance_typo: unknown key; expected one of:"),
         ({"endpoint_name": "other-ep"}, "endpoint_name: 'other-ep' does not match the endpoint 'ep1'"),

@@ -161,3 +161,15 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(start_gateway
 
     assert closed
     assert 0.5 < idle < 3
+
+
+def test_a_large_body_arrives_whole_and_its_answer_leaves_whole(start_instance, gateway) -> None:
+    ep, _ = _serving(gateway, start_instance)
+    data = "z" * (3 * 1024 * 1024)  # well past the 256 KiB at which reading pauses until the app takes the body
+    sock, stream = _connect(gateway)
+    with sock:
+        sock.sendall(_score(ep, json.dumps({"data": data}).encode()))
+        status, _, body = _read_answer(stream)
+
+    assert status == 200
+    assert json.loads(body)["echo"]["data"] == data

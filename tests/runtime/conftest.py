@@ -52,8 +52,14 @@ class Server:
     log_path: Path
     app_dir: Path
 
-    def request(self, method: str, path: str, body: bytes | str | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 30) -> Answer:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Answer:
         """One request on a fresh connection."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
@@ -114,8 +120,14 @@ def start_runtime(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Write a score.py (and other files) into an app folder, start the runtime on it, wait until it answers."""
     started: list[Server] = []
 
-    def start(script: str | None, *, files: dict[str, str | bytes] | None = None, env: dict[str, str] | None = None,
-              args: list[str] | None = None, wait: bool = True) -> Server:
+    def start(
+        script: str | None,
+        *,
+        files: dict[str, str | bytes] | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        wait: bool = True,
+    ) -> Server:
         app_dir = tmp_path / f"app{len(started)}"
         model_dir = app_dir / "model"
         model_dir.mkdir(parents=True)

@@ -84,8 +84,9 @@ def test_script_without_init_exits_3(start_runtime) -> None:
 
 
 def test_failing_init_with_several_workers_exits_3(start_runtime) -> None:
-    server = start_runtime("def init():\n    raise ValueError('bad')\n\ndef run(data):\n    return data\n",
-                           args=["--worker_count", "2"])
+    server = start_runtime(
+        "def init():\n    raise ValueError('bad')\n\ndef run(data):\n    return data\n", args=["--worker_count", "2"]
+    )
     assert server.proc.wait(timeout=30) == 3
     assert "Reason: Worker failed to boot." in server.log()
 
@@ -95,8 +96,10 @@ def test_unknown_path_returns_404_json(start_runtime) -> None:
     answer = server.get("/predict")
     assert answer.status == 404
     assert answer.headers["content-type"] == "application/json"
-    assert answer.json() == {"message": "The requested URL was not found on the server. If you entered the URL "
-                                        "manually please check your spelling and try again."}
+    assert answer.json() == {
+        "message": "The requested URL was not found on the server. If you entered the URL "
+        "manually please check your spelling and try again."
+    }
 
 
 def test_unsupported_method_returns_405_json(start_runtime) -> None:
@@ -129,8 +132,13 @@ def test_bad_port_flag_exits_1_with_a_message(start_runtime) -> None:
 
     from tests.runtime.conftest import runtime_env
 
-    result = subprocess.run([sys.executable, "-m", "runtime", "--entry_script", "score.py", "--port", "70000"],
-                            env=runtime_env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime", "--entry_script", "score.py", "--port", "70000"],
+        env=runtime_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "Specified port '70000' is invalid" in result.stderr
 

@@ -69,19 +69,25 @@ def test_rawhttp_run_gets_query_arguments(server: Server) -> None:
 
 def test_rawhttp_run_reads_multipart_files_and_fields(server: Server) -> None:
     boundary = uuid.uuid4().hex
-    body = _multipart(boundary, [
-        ("caption", None, None, b"a cat"),
-        ("image", "cat.png", "image/png", b"\x89PNG\r\n\x00\x01binary"),
-        ("image", "dog.jpg", "image/jpeg", b"\xff\xd8\xff" * 10),
-        ("doc", "notes.txt", "text/plain", b"hello\r\n--not-a-boundary"),
-    ])
-    answer = server.request("POST", "/score?kind=files", body,
-                            {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = _multipart(
+        boundary,
+        [
+            ("caption", None, None, b"a cat"),
+            ("image", "cat.png", "image/png", b"\x89PNG\r\n\x00\x01binary"),
+            ("image", "dog.jpg", "image/jpeg", b"\xff\xd8\xff" * 10),
+            ("doc", "notes.txt", "text/plain", b"hello\r\n--not-a-boundary"),
+        ],
+    )
+    answer = server.request(
+        "POST", "/score?kind=files", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert answer.status == 200
     assert answer.json() == {
         "field": "a cat",
-        "files": [{"name": "cat.png", "type": "image/png", "size": 14},
-                  {"name": "dog.jpg", "type": "image/jpeg", "size": 30}],
+        "files": [
+            {"name": "cat.png", "type": "image/png", "size": 14},
+            {"name": "dog.jpg", "type": "image/jpeg", "size": 30},
+        ],
         "other": "hello\r\n--not-a-boundary",
     }
 

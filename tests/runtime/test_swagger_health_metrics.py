@@ -79,8 +79,9 @@ def test_metrics_count_requests_by_status_and_expose_latency_and_in_flight(start
 
 def test_cors_origin_from_the_flag_is_allowed(start_runtime) -> None:
     server = start_runtime(PLAIN, args=["--access_control_allow_origins", "https://a.example, https://b.example"])
-    allowed = server.request("OPTIONS", "/score", headers={"Origin": "https://b.example",
-                                                           "Access-Control-Request-Method": "POST"})
+    allowed = server.request(
+        "OPTIONS", "/score", headers={"Origin": "https://b.example", "Access-Control-Request-Method": "POST"}
+    )
     assert allowed.status == 200
     assert allowed.headers["access-control-allow-origin"] == "https://b.example"
     other = server.request("POST", "/score", "x", {"Origin": "https://evil.example"})

@@ -129,8 +129,11 @@ def test_print_in_the_script_becomes_a_log_line_with_utc_time_and_pid(server: Se
     server.request("POST", "/score", "logged-input")
     log = server.wait_for_log("scoring logged-input")
     line = next(line for line in log.splitlines() if "scoring logged-input" in line)
-    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d{{3}} I \[{server.proc.pid}\] azmlinfsrv.print - "
-                        r"scoring logged-input", line)
+    assert re.fullmatch(
+        rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d{{3}} I \[{server.proc.pid}\] azmlinfsrv.print - "
+        r"scoring logged-input",
+        line,
+    )
     assert "azmlinfsrv.print - model loaded, weight 0.5" in log
 
 

@@ -61,10 +61,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_entry_script_from_environment_is_relative_to_the_app_root_and_source_dir_is_importable(
-        start_runtime) -> None:
-    server = start_runtime(None, files={
-        "src/score.py": """
+def test_entry_script_from_environment_is_relative_to_the_app_root_and_source_dir_is_importable(start_runtime) -> None:
+    server = start_runtime(
+        None,
+        files={
+            "src/score.py": """
             import helpers
 
             def init():
@@ -73,8 +74,10 @@ def test_entry_script_from_environment_is_relative_to_the_app_root_and_source_di
             def run(data):
                 return helpers.shout(data)
         """,
-        "lib/helpers.py": "def shout(text):\n    return text.upper()\n",
-    }, env={"AZUREML_ENTRY_SCRIPT": "src/score.py", "AZUREML_SOURCE_DIRECTORY": "lib"})
+            "lib/helpers.py": "def shout(text):\n    return text.upper()\n",
+        },
+        env={"AZUREML_ENTRY_SCRIPT": "src/score.py", "AZUREML_SOURCE_DIRECTORY": "lib"},
+    )
     answer = server.request("POST", "/score", "quiet")
     assert answer.json() == "QUIET"
 
@@ -91,8 +94,7 @@ def test_azureml_contrib_services_imports_resolve_to_the_runtime() -> None:
         "assert getattr(azureml, '__file__', None) is None, 'azureml must stay a namespace package'\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], env=runtime_env(), capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], env=runtime_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
@@ -135,7 +137,10 @@ def test_a_real_flask_style_azureml_contrib_services_is_overridden_by_the_runtim
 
 
 def test_config_file_sets_what_the_environment_does_not(start_runtime) -> None:
-    server = start_runtime(PID_SCRIPT, files={"cfg.json": '{"SCORING_TIMEOUT_MS": 1234, "SERVICE_NAME": "from-file"}'},
-                           args=["--config_file", "cfg.json"])
+    server = start_runtime(
+        PID_SCRIPT,
+        files={"cfg.json": '{"SCORING_TIMEOUT_MS": 1234, "SERVICE_NAME": "from-file"}'},
+        args=["--config_file", "cfg.json"],
+    )
     assert "Scoring timeout is set to 1234" in server.wait_for_log("Scoring timeout")
     assert server.get("/swagger.json").json()["info"]["title"] == "from-file"
