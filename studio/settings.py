@@ -93,7 +93,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": STUDIO_HOME / "studio.sqlite3",
+            "NAME": str(STUDIO_HOME / "studio.sqlite3"),
             # Several processes (web, worker, gateway) share the file: wait on locks, not fail.
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
             # A file, not Django's in-memory default: tests share it between threads (live server, gateway)

@@ -28,7 +28,7 @@ def _plotly_js() -> Path | None:
 
 
 @require_GET
-def plotly_js(request: HttpRequest) -> HttpResponse:
+def plotly_js(request: HttpRequest) -> FileResponse:
     """plotly.min.js served from the installed `plotly` package (4+ MB, so not copied into the repo)."""
     path = _plotly_js()
     if path is None:

@@ -266,7 +266,7 @@ def decide(
             target = current + rule["change"]
             reason = f"autoscale: {_describe(rule, value)}: scale out by {rule['change']}"
     elif all_in:
-        rule, value = min(decrease, key=lambda pair: pair[0]["change"])
+        rule, _ = min(decrease, key=lambda pair: pair[0]["change"])
         if cooling(rule):
             reason = f"autoscale: cooling down ({rule['cooldown_minutes']} min) after the last action"
         else:

@@ -119,7 +119,7 @@ def costs_summary(
     for key in requests:
         if key[1]:  # "" counts requests refused before routing (401, 404): no deployment, no cost
             by_deployment.setdefault(key, [])
-    deployments = []
+    deployments: list[dict[str, Any]] = []
     endpoints: dict[str, dict[str, Any]] = {}
     for (ep, deployment), group in sorted(by_deployment.items()):
         cost = _sum(group)

@@ -141,7 +141,7 @@ def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstanceType:
 
 
 @transaction.atomic
-def autoscale_set(*, deployment: Deployment, spec: dict[str, Any]) -> AutoscaleSetting:
+def autoscale_set(*, deployment: Deployment, spec: Any) -> AutoscaleSetting:
     """Create or replace a deployment's autoscale setting after validating every field."""
     from apps.costs.autoscale import validate_setting
 

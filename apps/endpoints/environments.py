@@ -127,7 +127,7 @@ def requirements_for(environment: EnvironmentSpec) -> tuple[list[str], list[str]
     notes: list[str] = []
     conda: Mapping[str, object] = environment.conda_file or {}
     here = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    for dependency in conda.get("dependencies") or []:  # type: ignore[union-attr]
+    for dependency in conda.get("dependencies") or []:  # type: ignore[union-attr,attr-defined]
         if isinstance(dependency, Mapping):
             for item in dependency.get("pip") or []:
                 if str(item).strip():

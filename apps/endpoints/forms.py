@@ -44,7 +44,10 @@ class ModelRegisterForm(forms.Form):
     name = forms.CharField(max_length=255, help_text="The version goes up by one with every registration.")
     type = forms.ChoiceField(choices=Model.Type.choices, initial=Model.Type.CUSTOM)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    files = MultipleFileField(help_text="One file, several files (kept together in a folder), or one zip/tar archive.")
+    # The metaclass moves fields into base_fields, so form.files stays the uploaded files at run time.
+    files = MultipleFileField(  # type: ignore[assignment]
+        help_text="One file, several files (kept together in a folder), or one zip/tar archive."
+    )
     unpack = forms.BooleanField(
         required=False, label="Unpack the archive", help_text="The single file is a zip or tar archive of a folder."
     )
@@ -60,6 +63,13 @@ class EnvironmentForm(forms.Form):
         required=False, widget=forms.Textarea(attrs={"rows": 4}), help_text="requirements.txt lines."
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+def _choices(form: forms.Form, name: str, choices: list[tuple[str, str]]) -> None:
+    """Set the choices of a form's choice field (filled per request, from the database)."""
+    field = form.fields[name]
+    assert isinstance(field, forms.ChoiceField)
+    field.choices = choices
 
 
 def _model_choices() -> list[tuple[str, str]]:
@@ -93,9 +103,9 @@ class DeploymentForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].choices = _model_choices()
-        self.fields["environment"].choices = _environment_choices()
-        self.fields["instance_type"].choices = _instance_type_choices()
+        _choices(self, "model", _model_choices())
+        _choices(self, "environment", _environment_choices())
+        _choices(self, "instance_type", _instance_type_choices())
 
     def clean_deployment_name(self) -> str:
         return _resource_name(self.cleaned_data["deployment_name"], "deployment")
@@ -135,7 +145,7 @@ class ScaleForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["instance_type"].choices = [("", "unchanged"), *_instance_type_choices()]
+        _choices(self, "instance_type", [("", "unchanged"), *_instance_type_choices()])
 
 
 class TestForm(forms.Form):
@@ -145,7 +155,7 @@ class TestForm(forms.Form):
     def __init__(self, *args: Any, deployments: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         choices = [("", "Traffic rules of the endpoint")] + [(name, f"Only {name}") for name in deployments]
-        self.fields["deployment"].choices = choices
+        _choices(self, "deployment", choices)
 
     def clean_body(self) -> str:
         body = self.cleaned_data["body"]
@@ -168,7 +178,7 @@ class TrafficForm(forms.Form):
         self.deployments = deployments
         for name in deployments:
             self.fields[f"traffic_{name}"] = forms.IntegerField(min_value=0, max_value=100, label=name)
-        self.fields["mirror_deployment"].choices = [(name, name) for name in deployments]
+        _choices(self, "mirror_deployment", [(name, name) for name in deployments])
 
     def traffic(self) -> dict[str, int]:
         return {name: self.cleaned_data[f"traffic_{name}"] for name in self.deployments}
@@ -192,4 +202,4 @@ class LogsForm(forms.Form):
 
     def __init__(self, *args: Any, deployments: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["deployment"].choices = [(name, name) for name in deployments]
+        _choices(self, "deployment", [(name, name) for name in deployments])

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -65,7 +65,7 @@ def _new_key() -> str:
 # --- uploads ---
 
 
-def upload_create(*, stream: BinaryIO, kind: str, name: str, user: User = None) -> Upload:
+def upload_create(*, stream: storage.Readable, kind: str, name: str, user: User = None) -> Upload:
     """Store an uploaded file, or a folder sent as a zip or tar archive (checked for path traversal)."""
     if kind not in Upload.Kind.values:
         raise ApplicationError(f"kind: expected file or folder, got {kind!r}", field="kind")

@@ -7,7 +7,7 @@ import shutil
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from django.conf import settings
 
@@ -64,15 +64,21 @@ def extract_archive(archive: Path, dest: Path) -> None:
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(member_info)
-                assert src is not None
-                with src, open(target, "wb") as out:
+                extracted = tf.extractfile(member_info)
+                assert extracted is not None
+                with extracted as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
     except tarfile.TarError:
         raise ApplicationError("file: a folder upload must be a .zip or .tar.gz archive", field="file") from None
 
 
-def write_stream(stream: BinaryIO, target: Path) -> tuple[str, int]:
+class Readable(Protocol):
+    """What an upload is read from: an open file, an uploaded file, a request body."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def write_stream(stream: Readable, target: Path) -> tuple[str, int]:
     """Copy a stream to a file; its SHA-256 and size."""
     digest = hashlib.sha256()
     size = 0

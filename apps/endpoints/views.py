@@ -11,9 +11,8 @@ import json
 import time
 import zipfile
 from decimal import Decimal
-from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from django.conf import settings
@@ -30,6 +29,7 @@ from apps.core.errors import ApplicationError, NotFound
 from apps.core.htmx import error_status, is_htmx, redirect, render_page_or_fragment
 from apps.costs.models import InstanceType
 from apps.endpoints import selectors, services, storage
+from apps.endpoints.backends.base import Container
 from apps.endpoints.forms import (
     DeploymentForm,
     EndpointWizardForm,
@@ -40,6 +40,7 @@ from apps.endpoints.forms import (
     TestForm,
     TrafficForm,
 )
+from apps.endpoints.logs import deployment_logs
 from apps.endpoints.models import Deployment, Endpoint, Environment, Model, ProvisioningState, TrafficChange, Upload
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -475,7 +476,7 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
         except ApplicationError as exc:
             error = exc.message
     else:
-        error = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
+        error = "; ".join(f"{field}: {' '.join(str(e) for e in errs)}" for field, errs in form.errors.items())
     row = _deployment(endpoint, deployment)
     context = {
         **_card_context(row, _prices()),
@@ -718,13 +719,11 @@ def endpoint_token(request: HttpRequest, name: str) -> HttpResponse:
 # --- logs and events ---
 
 
-def read_deployment_logs(deployment: Deployment, *, container: str, lines: int, instance: str | None) -> str | None:
-    """The deployment's log lines from the backend, or None while no backend provides logs."""
-    if find_spec("apps.endpoints.logs") is None:
-        return None
-    from apps.endpoints.logs import deployment_logs
-
-    return deployment_logs(deployment=deployment, container=container, lines=lines, instance=instance or None)
+def read_deployment_logs(deployment: Deployment, *, container: str, lines: int, instance: str | None) -> str:
+    """The deployment's log lines from its backend (`container` is one the logs form or consumer accepted)."""
+    return deployment_logs(
+        deployment=deployment, container=cast(Container, container), lines=lines, instance=instance or None
+    )
 
 
 @login_required
@@ -771,7 +770,6 @@ def endpoint_logs(request: HttpRequest, name: str) -> HttpResponse:
         error=error,
         instances=instances,
         search=search,
-        logs_available=find_spec("apps.endpoints.logs") is not None,
     )
     return render_page_or_fragment(request, "endpoints/endpoint_logs.html", "endpoints/partials/_logs.html", context)
 

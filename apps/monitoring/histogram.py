@@ -29,7 +29,7 @@ def bucket_upper_ms(index: int) -> float:
     return BOUNDS_MS[index]
 
 
-def merge(into: dict[int, int], other: Mapping[int | str, int]) -> dict[int, int]:
+def merge(into: dict[int, int], other: Mapping[int, int] | Mapping[str, int]) -> dict[int, int]:
     """Add one sparse histogram {bucket: count} into another (JSON keys arrive as strings)."""
     for key, count in other.items():
         index = int(key)
@@ -37,7 +37,7 @@ def merge(into: dict[int, int], other: Mapping[int | str, int]) -> dict[int, int
     return into
 
 
-def percentile(histogram: Mapping[int | str, int], q: float) -> float | None:
+def percentile(histogram: Mapping[int, int] | Mapping[str, int], q: float) -> float | None:
     """The q-th percentile (0-100) as the upper bound of the bucket that holds it; None when empty."""
     items = sorted((int(k), v) for k, v in histogram.items() if v)
     total = sum(count for _, count in items)

@@ -54,7 +54,7 @@ return items
 """
 
 
-def _take_batch(queue: str, limit: int) -> list[bytes]:
+def _take_batch(queue: str, limit: int) -> list[bytes | str]:
     """Move up to `limit` records to the processing list (or resume the one a dead drain left)."""
     client = redis_client()
     processing = queue + PROCESSING_SUFFIX
@@ -103,7 +103,7 @@ class _Acc:
         self.bytes_out += int(record.get("bytes_out") or 0)
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
+def _parse(raw: bytes | str) -> dict[str, Any] | None:
     try:
         record = json.loads(raw)
         int(record["ts"]), int(record["count"])
@@ -176,20 +176,20 @@ def rollups_merge(*, records: Iterable[dict[str, Any]]) -> tuple[int, int]:
         return 0, 0
     existing: dict[tuple[int, datetime, str, str, bool], MetricRollup] = {}
     by_grain: dict[int, set[datetime]] = {}
-    for grain, ts, *_ in accs:
-        by_grain.setdefault(grain, set()).add(ts)
+    for grain_value, ts, *_ in accs:
+        by_grain.setdefault(grain_value, set()).add(ts)
     endpoints = {key[2] for key in accs}
-    for grain, stamps in by_grain.items():
-        rows = MetricRollup.objects.select_for_update().filter(grain=grain, ts__in=stamps, endpoint__in=endpoints)
-        for row in rows:
-            existing[(row.grain, row.ts, row.endpoint, row.deployment, row.mirrored)] = row
+    for grain_value, stamps in by_grain.items():
+        rows = MetricRollup.objects.select_for_update().filter(grain=grain_value, ts__in=stamps, endpoint__in=endpoints)
+        for found in rows:
+            existing[(found.grain, found.ts, found.endpoint, found.deployment, found.mirrored)] = found
     created: list[MetricRollup] = []
     updated: list[MetricRollup] = []
     for key, acc in accs.items():
         row = existing.get(key)
         if row is None:
-            grain, ts, endpoint, deployment, mirrored = key
-            row = MetricRollup(grain=grain, ts=ts, endpoint=endpoint, deployment=deployment, mirrored=mirrored)
+            grain_value, ts, endpoint, deployment, mirrored = key
+            row = MetricRollup(grain=grain_value, ts=ts, endpoint=endpoint, deployment=deployment, mirrored=mirrored)
             created.append(row)
         else:
             updated.append(row)

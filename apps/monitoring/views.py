@@ -1,14 +1,13 @@
 """Monitoring and costs pages, and the chart data the endpoint's Monitoring tab draws.
 
-Charts come from apps.monitoring.charts (pure Plotly figure dicts) and costs from
-apps.costs.selectors; until those modules exist the pages show a clear "no data yet".
+Charts come from apps.monitoring.charts (pure Plotly figure dicts) and costs from apps.costs.selectors;
+a page with nothing recorded yet says so.
 """
 
 from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from importlib.util import find_spec
 from typing import Any
 
 from django.conf import settings
@@ -17,9 +16,11 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from apps.core.errors import NotFound
+from apps.costs import selectors as cost_selectors
 from apps.costs.models import InstanceType
 from apps.endpoints import selectors
 from apps.endpoints.models import Endpoint, ProvisioningState
+from apps.monitoring import charts
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +31,8 @@ def _has_points(figure: dict[str, Any]) -> bool:
 
 def endpoint_figures(endpoint: Endpoint) -> dict[str, Any] | None:
     """Live figures (latency percentiles, requests per minute, errors) and mirrored ones drawn apart, or None."""
-    if find_spec("apps.monitoring.charts") is None:
-        return None
-    from apps.monitoring import charts
-
-    build = getattr(charts, "endpoint_figures", None)
-    if build is None:
-        return None
-    live = build(endpoint=endpoint.name)
-    mirrored = build(endpoint=endpoint.name, mirrored=True)
+    live = charts.endpoint_figures(endpoint=endpoint.name)
+    mirrored = charts.endpoint_figures(endpoint=endpoint.name, mirrored=True)
     figures: dict[str, Any] = {}
     if any(_has_points(figure) for figure in live.values()):
         figures.update(live)
@@ -52,27 +46,15 @@ def endpoint_figures(endpoint: Endpoint) -> dict[str, Any] | None:
 
 
 def endpoint_costs(endpoint: Endpoint) -> dict[str, Any] | None:
-    """Accrued costs of one endpoint (per deployment per day, month to date, projected), or None."""
-    if find_spec("apps.costs.selectors") is None:
-        return None
-    from apps.costs import selectors as cost_selectors
-
-    read = getattr(cost_selectors, "endpoint_costs", None)
-    if read is None:
-        return None
-    return read(endpoint=endpoint.name)
+    """Accrued costs of one endpoint (per deployment per day, month to date, projected)."""
+    return cost_selectors.endpoint_costs(endpoint=endpoint.name)
 
 
 def cost_figures(costs: dict[str, Any] | None) -> dict[str, Any] | None:
     """The cost-per-day bar chart of an endpoint's accrued costs, or None when nothing accrued yet."""
-    if not costs or not costs.get("per_deployment_per_day") or find_spec("apps.monitoring.charts") is None:
+    if not costs or not costs.get("per_deployment_per_day"):
         return None
-    from apps.monitoring import charts
-
-    build = getattr(charts, "cost_figure", None)
-    if build is None:
-        return None
-    return {"cost": build(costs["per_deployment_per_day"], currency=settings.STUDIO_CURRENCY)}
+    return {"cost": charts.cost_figure(costs["per_deployment_per_day"], currency=settings.STUDIO_CURRENCY)}
 
 
 @login_required
@@ -92,10 +74,7 @@ def monitoring_index(request: HttpRequest) -> HttpResponse:
     for endpoint in selectors.endpoints_list().prefetch_related("deployments"):
         deployments = list(endpoint.deployments.all())
         rows.append({"endpoint": endpoint, "deployments": deployments})
-    available = find_spec("apps.monitoring.charts") is not None
-    return render(
-        request, "monitoring/monitoring.html", {"rows": rows, "section": "monitoring", "available": available}
-    )
+    return render(request, "monitoring/monitoring.html", {"rows": rows, "section": "monitoring"})
 
 
 @login_required

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -20,6 +21,7 @@ from rest_framework.response import Response
 from apps.core.errors import ApplicationError
 from apps.costs.models import InstanceType
 from apps.endpoints import selectors, services, storage
+from apps.endpoints.backends.base import Container
 from apps.endpoints.backends.signed_urls import verify_download
 from apps.endpoints.models import Environment, Model
 
@@ -46,8 +48,9 @@ def uploads(request: Request) -> Response:
     file = request.FILES.get("file")
     if file is None:
         raise ApplicationError("file: no file in the request (send it as multipart field 'file')", field="file")
-    kind = request.data.get("kind", "file")
-    name = request.data.get("name") or file.name
+    fields = cast(Mapping[str, Any], request.data)  # multipart: a QueryDict
+    kind = fields.get("kind", "file")
+    name = fields.get("name") or file.name
     upload = services.upload_create(stream=file, kind=kind, name=name, user=request.user)
     body = {
         "id": str(upload.uid),
@@ -230,7 +233,10 @@ def deployment_logs(request: Request, name: str, deployment: str) -> Response:
     if not raw_lines.isdigit() or not 1 <= int(raw_lines) <= 5000:
         raise ApplicationError(f"lines: expected a whole number from 1 to 5000, got {raw_lines!r}", field="lines")
     content = read_logs(
-        deployment=row, container=container, lines=int(raw_lines), instance=request.query_params.get("instance")
+        deployment=row,
+        container=cast(Container, container),  # one of the two, checked above
+        lines=int(raw_lines),
+        instance=request.query_params.get("instance"),
     )
     return Response({"content": content})
 

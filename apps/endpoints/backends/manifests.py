@@ -388,7 +388,7 @@ def resources(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
     return {"requests": dict(sized), "limits": dict(sized)}
 
 
-_SUFFIXES = {
+_SUFFIXES: dict[str, int | Decimal] = {
     "": 1,
     "m": Decimal("0.001"),
     "k": 10**3,
@@ -475,7 +475,8 @@ def _model_dir(spec: DeploymentSpec) -> str:
 def _pip_requirements(spec: DeploymentSpec) -> str:
     lines = [line.strip() for line in spec.environment.pip_requirements.splitlines() if line.strip()]
     conda = spec.environment.conda_file or {}
-    for dependency in conda.get("dependencies", []) if isinstance(conda, Mapping) else []:
+    dependencies = conda.get("dependencies") if isinstance(conda, Mapping) else None
+    for dependency in dependencies if isinstance(dependencies, list) else []:
         if isinstance(dependency, Mapping) and isinstance(dependency.get("pip"), list):
             lines.extend(str(item) for item in dependency["pip"])
     return "\n".join(line for line in lines if not line.startswith("#"))
