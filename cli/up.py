@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -236,31 +235,18 @@ def _wait_for_web(stack: Stack, url: str) -> None:
         raise CliError(f"the web server did not answer on {url} within {START_TIMEOUT_S:.0f} s")
 
 
-def _gateway_available() -> bool:
-    try:
-        return find_spec("apps.endpoints.gateway.__main__") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def _children(*, host: str, port: int, gateway_port: int, home: Path) -> list[tuple[str, list[str]]]:
     """What `studio up` runs, in start order (stopped in reverse)."""
     python = sys.executable
     web = [python, "-m", "uvicorn", "studio.asgi:application", "--host", host, "--port", str(port)]
     # Django's ASGI handler has no lifespan support; access logs would drown the worker's output.
     web += ["--lifespan", "off", "--no-access-log", "--ws", "auto"]
-    worker = [python, "-m", "celery", "-A", "studio.celery", "worker", "--beat", "--loglevel", "INFO"]
+    # --quiet: no ASCII banner; the periodic tasks' received/succeeded lines are quietened in LOGGING.
+    worker = [python, "-m", "celery", "-A", "studio.celery", "--quiet", "worker", "--beat", "--loglevel", "INFO"]
     worker += ["--concurrency", "4", "--hostname", "studio@%h"]
     worker += ["--schedule", str(home / "run" / "celerybeat-schedule")]
-    children = [("web", web)]
-    if _gateway_available():
-        children.append(
-            ("gateway", [python, "-m", "apps.endpoints.gateway", "--host", host, "--port", str(gateway_port)])
-        )
-    else:
-        say("WARNING: the scoring gateway (apps.endpoints.gateway) is not installed; starting without it", sys.stderr)
-    children.append(("worker", worker))
-    return children
+    gateway = [python, "-m", "apps.endpoints.gateway", "--host", host, "--port", str(gateway_port)]
+    return [("web", web), ("gateway", gateway), ("worker", worker)]
 
 
 def run(*, host: str, port: int, gateway_port: int) -> int:

@@ -213,7 +213,15 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("STUDIO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        # Every few seconds beat sends, and the worker receives and finishes, the periodic tasks; at INFO those
+        # lines would bury `studio up`'s own output (failures still log at ERROR).
+        "celery.beat": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},  # a line per request the CLI or `studio up` makes
+    },
 }
 
 # --- monitoring and costs (apps/monitoring, apps/costs) ---

@@ -133,6 +133,12 @@ def test_studio_up_serves_the_cli_stops_cleanly_and_keeps_data_on_restart(
     keys = run(("online-endpoint", "get-credentials", "-n", "ep1"), up_env).json()
     assert run(("online-endpoint", "list", "--query", "[].name"), up_env).json() == ["ep1"]
 
+    # The banner stays on screen: beat sends a periodic task every 2 s, and none of that is printed.
+    time.sleep(5)
+    after_banner = first.output().split("Press Ctrl-C to stop.", 1)[1]
+    assert "studio@" in after_banner and " ready." in after_banner  # the worker (with beat) did start
+    assert "Sending due task" not in after_banner and "succeeded in" not in after_banner, after_banner
+
     children = first.descendants()
     assert {"uvicorn", "celery", "redis-server"} <= {
         word for proc in children for word in ("uvicorn", "celery", "redis-server") if word in " ".join(proc.cmdline())
