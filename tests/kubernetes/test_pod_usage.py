@@ -116,6 +116,24 @@ def test_without_a_metrics_api_pods_are_not_sampled_and_local_instances_still_ar
     assert len(said) == 1 and said[0].levelno == logging.INFO
 
 
+def test_a_role_without_the_metrics_permission_is_named_once_and_nothing_fails(
+    backend: KubernetesBackend, cluster: FakeCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    running_on_kubernetes(backend, cluster, ["my-endpoint-blue-7d9f-aaaaa"])
+    cluster.install_metrics_server()
+    for _ in range(2):
+        cluster.fail_next(403, "pods.metrics.k8s.io is forbidden", method="GET", kind="PodMetrics")
+
+    with caplog.at_level(logging.INFO, logger="apps.endpoints.backends.kubernetes"):
+        assert tasks.instances_sample() == 0
+        assert tasks.instances_sample() == 0
+
+    assert not InstanceSample.objects.exists()
+    said = [r for r in caplog.records if "pods.metrics.k8s.io" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert "deploy/kubernetes/rbac.yaml" in said[0].getMessage()
+
+
 def test_an_unreachable_cluster_does_not_stop_local_sampling(
     backend: KubernetesBackend, cluster: FakeCluster, local_process: subprocess.Popen[bytes], settings: Any
 ) -> None:

@@ -52,8 +52,9 @@ APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = (5, 30)
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
-# 404: no metrics.k8s.io API registered; 503: registered, but metrics-server is not answering.
-NO_METRICS_API = (404, 503)
+# 404: no metrics.k8s.io API registered; 503: registered, but metrics-server is not answering;
+# 403: the studio's Role predates its permission to list PodMetrics.
+NO_METRICS_API = (404, 503, 403)
 # API servers already reported as having no metrics API, so the sampler says so once, not every 10 s.
 _no_metrics_logged: set[str] = set()
 
@@ -186,7 +187,17 @@ class KubernetesBackend:
                 raise
             if host not in _no_metrics_logged:
                 _no_metrics_logged.add(host)
-                logger.info("no pod CPU/memory samples: the metrics API is not served (%s)", _describe(cause).strip())
+                if cause.status == 403:
+                    logger.warning(
+                        "no pod CPU/memory samples: the studio may not list pods.metrics.k8s.io in namespace %s; "
+                        "apply deploy/kubernetes/rbac.yaml (%s)",
+                        self.namespace,
+                        _describe(cause).strip(),
+                    )
+                else:
+                    logger.info(
+                        "no pod CPU/memory samples: the metrics API is not served (%s)", _describe(cause).strip()
+                    )
             return {}
         _no_metrics_logged.discard(host)
         return usage_from(listed.get("items") or [])
