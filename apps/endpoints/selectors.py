@@ -12,7 +12,16 @@ from django.db.models import QuerySet
 
 from apps.core.errors import ApplicationError, NotFound
 from apps.costs.models import InstanceType
-from apps.endpoints.models import Deployment, DeploymentEvent, Endpoint, Environment, Model, ProvisioningState
+from apps.endpoints.models import (
+    Deployment,
+    DeploymentEvent,
+    Endpoint,
+    Environment,
+    Instance,
+    Model,
+    ProvisioningState,
+)
+from gateway.wire import DeploymentRow, EndpointRow
 
 # States whose instances hold cores against the quota.
 QUOTA_FREE_STATES = (ProvisioningState.DELETING, ProvisioningState.FAILED, ProvisioningState.CANCELED)
@@ -245,3 +254,35 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def routing_rows() -> list[EndpointRow]:
+    """Every endpoint with its keys, traffic, mirror and ready instances: what the gateway routes by."""
+    instances: dict[int, list[str]] = {}
+    ready = Instance.objects.filter(ready=True).exclude(address="").order_by("deployment_id", "name")
+    for deployment_id, address in ready.values_list("deployment_id", "address"):
+        instances.setdefault(deployment_id, []).append(address.rstrip("/"))
+    rows: list[EndpointRow] = []
+    endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING).prefetch_related("deployments")
+    for endpoint in endpoints:
+        deployments = [
+            DeploymentRow(
+                name=deployment.name,
+                instances=instances.get(deployment.pk, []),
+                request_settings=dict(deployment.request_settings or {}),
+            )
+            for deployment in endpoint.deployments.all()
+            if deployment.state != ProvisioningState.DELETING
+        ]
+        rows.append(
+            EndpointRow(
+                name=endpoint.name,
+                auth_mode=endpoint.auth_mode,
+                keys=[key for key in (endpoint.primary_key, endpoint.secondary_key) if key],
+                token_secret=endpoint.token_secret,
+                traffic=dict(endpoint.traffic or {}),
+                mirror_traffic=dict(endpoint.mirror_traffic or {}),
+                deployments=deployments,
+            )
+        )
+    return rows

@@ -1,0 +1,320 @@
+"""The HTTP/1.1 edge both servers share: httptools parsing under limits and deadlines, and refusals.
+
+`runtime/server.py` (the inference server) and `gateway/server.py` (the scoring gateway) subclass
+`HttpConnection`. It feeds httptools, keeps the request line, head size, header count, head and body
+deadlines, the keep-alive idle timeout and the cap on open connections, and refuses what breaks them; the
+subclasses only answer requests. It lives in the runtime because the runtime is installed into every user
+environment on its own (the gateway may import the runtime, never the reverse), so a protocol fix lands in
+both servers. httptools itself refuses `Content-Length` together with `Transfer-Encoding` (request
+smuggling), duplicate `Content-Length`s and malformed chunked framing.
+
+Cost per request is a few attribute updates: limits are counted in the parser callbacks and once per
+`data_received`, and a connection has one timer that re-arms itself lazily, never one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+
+logger = logging.getLogger(__name__)
+
+# Where the parser is on a connection; each phase has its own deadline.
+IDLE = 0  # between requests: the keep-alive timeout runs
+HEAD = 1  # from the first byte of a request to the end of its head: the head deadline runs
+BODY = 2  # from the end of the head to the end of the body: the body deadline runs
+BUSY = 3  # the request is read and being answered: no deadline (the application keeps its own)
+LINGER = 4  # refused: the answer is out; what the client still sends is read and dropped for a moment
+
+# After a refusal the connection stays open this long, reading and dropping, so that closing it does not
+# reset it (a close with unread data sends RST) before the client has read the answer.
+LINGER_S = 2.0
+_EARLY = 0.002  # timers may fire a little before their time: treat that as on time
+
+STATUS_LINES = {status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in HTTPStatus}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may cost. Each is a setting of both servers (see docs/gateway.md, docs/runtime.md)."""
+
+    max_request_line_bytes: int = 8 * 1024  # the request target; longer: 414
+    max_head_bytes: int = 64 * 1024  # request line and headers together; larger: 431
+    max_headers: int = 100  # more header fields: 431
+    head_timeout_s: float = 10.0  # from the first byte of a request to the end of its head; later: 408
+    body_timeout_s: float = 60.0  # from the end of the head to the end of the body; later: 408
+    keep_alive_s: float = 5.0  # an idle connection is closed after this long
+    max_connections: int = 1000  # open connections per process; beyond it new ones get 503 and are closed
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value <= 0:
+                raise ValueError(f"{name} must be greater than 0, got {value}")
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing and refuse the request."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 <status> <phrase>\\r\\n`."""
+    return STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
+
+
+def split_target(url: bytes) -> tuple[bytes, bytes]:
+    """(path, query) of a request target, in origin form (`/p?q`) or absolute form (`http://h/p?q`)."""
+    path, _, query = url.partition(b"?")
+    if not path.startswith(b"/"):
+        parsed = httptools.parse_url(url)  # absolute form, as clients send it to proxies
+        path, query = parsed.path or b"/", parsed.query or b""
+    return path, query
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: parsing, limits, deadlines and refusals; a subclass answers the requests.
+
+    The subclass implements `headers_complete()` (the head is in `self.url` and `self.headers`, lowered names),
+    `body(chunk)`, `message_complete()`, `answering()` (an answer is being written, or read requests wait for
+    one) and may change `error_body()`; it calls `idle()` once everything read so far has been answered, and pauses and
+    resumes reading through `pause_reading()` / `resume_reading()` so that waiting on itself never counts
+    against the client's deadlines.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: Limits, connections: set[Any]) -> None:
+        self.loop = loop
+        self.limits = limits
+        self.connections = connections  # shared by the process' connections
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False  # nothing more goes out: closed, or refused
+        self.phase = IDLE
+        self.deadline = 0.0  # loop time at which the current phase expires (0: none)
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.reading_paused = False
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_size = 0  # bytes of the request line and complete headers, counted in the callbacks
+        self.head_raw = 0  # bytes fed while the whole feed was inside the head (a header still being read)
+        self.refusal: bytes | None = None  # what ends the connection (maybe nothing), once earlier answers are out
+
+    # --- what subclasses implement ---
+
+    def headers_complete(self) -> None:
+        raise NotImplementedError
+
+    def body(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def message_complete(self) -> None:
+        raise NotImplementedError
+
+    def answering(self) -> bool:
+        """True while an answer is being written or read requests wait for theirs."""
+        raise NotImplementedError
+
+    def error_body(self, status: int, message: str) -> tuple[bytes, bytes]:
+        """(content type, body) of an answer this layer makes itself."""
+        return b"text/plain; charset=utf-8", message.encode()
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport  # type: ignore[assignment]
+        if len(self.connections) >= self.limits.max_connections:
+            # Refused before reading anything: a flood of connections costs a write and a close each.
+            self.closed = True
+            message = f"this server already has {len(self.connections)} open connections, its limit; retry later"
+            self.transport.write(self._error(503, message))  # type: ignore[union-attr]
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self.connections.add(self)
+        self._set_deadline(self.loop.time() + self.limits.keep_alive_s)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refusal is not None:
+            return  # refused: read and drop until the connection closes
+        in_head = self.phase == HEAD
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Refused):
+                self.refuse(cause.status, cause.message)
+            else:
+                logger.error("answering a request failed", exc_info=cause or exc)
+                self.refuse(500, "Internal Server Error")
+            return
+        except httptools.HttpParserUpgrade:
+            # A request to switch protocols (websocket, h2c), which neither server does: httptools read it whole
+            # and it is answered as a plain request; what the client sends next is not HTTP, so the connection
+            # ends after the answer.
+            self._end_with(b"")
+            return
+        except httptools.HttpParserError as exc:
+            self.refuse(400, f"invalid HTTP request: {exc}")
+            return
+        if in_head and self.phase == HEAD:
+            # All of it was head, and a header still being read is buffered by httptools: bound it here.
+            self.head_raw += len(data)
+            if self.head_raw > self.limits.max_head_bytes:
+                self.refuse(431, self._head_too_large())
+
+    def eof_received(self) -> bool | None:
+        return None  # the client is done: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.phase = LINGER
+        self.connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    # --- httptools callbacks ---
+
+    def on_message_begin(self) -> None:
+        self.phase = HEAD
+        self.url = b""
+        self.headers = []
+        self.head_size = self.head_raw = 0
+        self._set_deadline(self.loop.time() + self.limits.head_timeout_s)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.limits.max_request_line_bytes:
+            raise _Refused(
+                414,
+                f"the request target is longer than this server's limit of {self.limits.max_request_line_bytes} bytes",
+            )
+        self.head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.limits.max_head_bytes:
+            raise _Refused(431, self._head_too_large())
+        if len(self.headers) > self.limits.max_headers:
+            limit = self.limits.max_headers
+            raise _Refused(431, f"the request has more header fields than this server's limit of {limit}")
+
+    def on_headers_complete(self) -> None:
+        self.phase = BODY
+        self._set_deadline(self.loop.time() + self.limits.body_timeout_s)
+        self.headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.body(body)
+
+    def on_message_complete(self) -> None:
+        self.phase = BUSY
+        self.deadline = 0.0
+        self.message_complete()
+
+    # --- for subclasses ---
+
+    def idle(self) -> None:
+        """Everything read so far is answered: send a pending refusal, or start the keep-alive timeout."""
+        if self.refusal is not None:
+            self._send_refusal()
+        elif self.phase == BUSY:
+            self.phase = IDLE
+            self._set_deadline(self.loop.time() + self.limits.keep_alive_s)
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer `status` and close; after the answers already under way, if any. Nothing more is parsed."""
+        self._end_with(self._error(status, message))
+
+    def _end_with(self, last: bytes) -> None:
+        if self.refusal is not None or self.closed:
+            return
+        self.refusal = last
+        self.deadline = 0.0
+        if not self.answering():
+            self._send_refusal()
+
+    def pause_reading(self) -> None:
+        """Stop reading (the server is behind); the client's deadlines wait meanwhile."""
+        if not self.reading_paused and not self.closed and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again; a head or body deadline starts afresh."""
+        if self.reading_paused and self.transport is not None and not self.transport.is_closing():
+            self.reading_paused = False
+            self.transport.resume_reading()
+            if self.phase == HEAD:
+                self._set_deadline(self.loop.time() + self.limits.head_timeout_s)
+            elif self.phase == BODY:
+                self._set_deadline(self.loop.time() + self.limits.body_timeout_s)
+
+    def close(self) -> None:
+        """Close now."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- internals ---
+
+    def _error(self, status: int, message: str) -> bytes:
+        content_type, body = self.error_body(status, message)
+        head = b"content-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % (content_type, len(body))
+        return status_line(status) + head + body
+
+    def _head_too_large(self) -> str:
+        return f"the request head is larger than this server's limit of {self.limits.max_head_bytes} bytes"
+
+    def _send_refusal(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.refusal is None:
+            return
+        self.closed = True
+        self.phase = LINGER
+        if self.refusal:
+            transport.write(self.refusal)
+        if transport.can_write_eof():
+            transport.write_eof()  # the client sees the end of the answer at once
+        if self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()  # read and drop, so that the close does not reset the connection
+        self._set_deadline(self.loop.time() + LINGER_S)
+
+    def _set_deadline(self, when: float) -> None:
+        # One timer per connection: moved earlier when needed, else left to fire and re-arm itself.
+        self.deadline = when
+        if self.timer is None or when < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = when
+            self.timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        deadline = self.deadline
+        transport = self.transport
+        if not deadline or transport is None or transport.is_closing():
+            return  # re-armed by the next deadline
+        if self.reading_paused and self.phase in (HEAD, BODY):
+            return  # waiting on the server itself; resume_reading() starts the deadline afresh
+        if self.loop.time() + _EARLY < deadline:
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+            return
+        phase = self.phase
+        if phase == HEAD:
+            self.refuse(408, f"the request head did not arrive within {self.limits.head_timeout_s:g} s")
+        elif phase == BODY:
+            self.refuse(408, f"the request body did not arrive within {self.limits.body_timeout_s:g} s")
+        else:  # IDLE: keep-alive over; LINGER: the client had its time to read the refusal
+            self.close()
