@@ -92,7 +92,7 @@ def test_content_length_with_transfer_encoding_is_refused_and_nothing_is_smuggle
     # A front proxy that trusts Content-Length would see one request; one that trusts chunked, two.
     smuggled = f"GET {server.score_path} HTTP/1.1\r\nHost: server\r\n\r\n".encode()
     body = b"0\r\n\r\n" + smuggled
-    request = server.score(body, "Content-Length: %d" % len(body), "Transfer-Encoding: chunked")
+    request = server.score(body, f"Content-Length: {len(body)}", "Transfer-Encoding: chunked")
 
     with server.connect() as sock, sock.makefile("rb") as stream:
         sock.sendall(request)
