@@ -106,6 +106,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0  # bytes of the request line and complete headers, counted in the callbacks
         self.head_raw = 0  # bytes fed while the whole feed was inside the head (a header still being read)
+        self.begun = 0  # requests begun on this connection
         self.refusal: bytes | None = None  # what ends the connection (maybe nothing), once earlier answers are out
 
     # --- what subclasses implement ---
@@ -145,6 +146,7 @@ class HttpConnection(asyncio.Protocol):
         if self.refusal is not None:
             return  # refused: read and drop until the connection closes
         in_head = self.phase == HEAD
+        begun = self.begun
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -164,8 +166,8 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.refuse(400, f"invalid HTTP request: {exc}")
             return
-        if in_head and self.phase == HEAD:
-            # All of it was head, and a header still being read is buffered by httptools: bound it here.
+        if in_head and self.phase == HEAD and self.begun == begun:
+            # All of it was one request's head, and a header still being read is buffered by httptools: bound it.
             self.head_raw += len(data)
             if self.head_raw > self.limits.max_head_bytes:
                 self.refuse(431, self._head_too_large())
@@ -185,6 +187,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.phase = HEAD
+        self.begun += 1
         self.url = b""
         self.headers = []
         self.head_size = self.head_raw = 0

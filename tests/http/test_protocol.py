@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import BinaryIO
 
 import pytest
@@ -65,6 +66,23 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection(server: Targ
         (200, "bb"),
         (200, "ccc"),
     ]
+
+
+def test_a_large_body_then_a_pipelined_head_in_one_read_is_not_taken_for_a_large_head(server: Target) -> None:
+    first = server.score(b"b" * (70 * 1024))  # past the head limit, and likely to arrive in one read
+    second = server.score(b"next")
+    split = first.index(b"\r\n\r\n")  # the first write ends inside the first head
+    with server.connect() as sock, sock.makefile("rb") as stream:
+        sock.sendall(first[:split])
+        time.sleep(0.2)  # so that the server reads it on its own, before the rest
+        sock.sendall(first[split:] + second[:30])
+        time.sleep(0.2)
+        sock.sendall(second[30:])
+        answers = [read_answer(stream) for _ in range(2)]
+
+    assert [status for status, _, _ in answers] == [200, 200]
+    assert json.loads(answers[0][2])["length"] == 70 * 1024
+    assert json.loads(answers[1][2])["data"] == "next"
 
 
 def test_a_chunked_body_arrives_whole(server: Target) -> None:
