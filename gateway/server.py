@@ -121,7 +121,9 @@ class GatewayHttpProtocol(HttpConnection):
 
     def headers_complete(self) -> None:
         parser = self.parser
-        raw_path, query = split_target(self.url)
+        raw_path, _, query = self.url.partition(b"?")
+        if not raw_path.startswith(b"/"):
+            raw_path, query = split_target(self.url)
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
@@ -149,12 +151,12 @@ class GatewayHttpProtocol(HttpConnection):
             self.pipeline.append(request)
             self.pause_reading()
 
-    def body(self, chunk: bytes) -> None:
+    def on_body(self, body: bytes) -> None:
         request = self.parsing
         if request is None or request.finished:
             return
-        request.chunks.append(chunk)
-        request.buffered += len(chunk)
+        request.chunks.append(body)
+        request.buffered += len(body)
         if request.buffered > HIGH_WATER:
             self.pause_reading()
         request.wake()

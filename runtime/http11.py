@@ -8,8 +8,8 @@ environment on its own (the gateway may import the runtime, never the reverse), 
 both servers. httptools itself refuses `Content-Length` together with `Transfer-Encoding` (request
 smuggling), duplicate `Content-Length`s and malformed chunked framing.
 
-Cost per request is a few attribute updates: limits are counted in the parser callbacks and once per
-`data_received`, and a connection has one timer that re-arms itself lazily, never one per request.
+Cost per request is a few attribute updates: the head's limits are checked once per head and once per
+`data_received`, and deadlines need no clock reading and no timer per request (see `HttpConnection`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import httptools
 
 logger = logging.getLogger(__name__)
 
-# Where the parser is on a connection; each phase has its own deadline.
+# Where the parser is on a connection; each phase has its own deadline (an index into `timeouts`).
 IDLE = 0  # between requests: the keep-alive timeout runs
 HEAD = 1  # from the first byte of a request to the end of its head: the head deadline runs
 BODY = 2  # from the end of the head to the end of the body: the body deadline runs
@@ -34,7 +34,6 @@ LINGER = 4  # refused: the answer is out; what the client still sends is read an
 # After a refusal the connection stays open this long, reading and dropping, so that closing it does not
 # reset it (a close with unread data sends RST) before the client has read the answer.
 LINGER_S = 2.0
-_EARLY = 0.002  # timers may fire a little before their time: treat that as on time
 
 STATUS_LINES = {status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in HTTPStatus}
 
@@ -83,11 +82,15 @@ def split_target(url: bytes) -> tuple[bytes, bytes]:
 class HttpConnection(asyncio.Protocol):
     """One client connection: parsing, limits, deadlines and refusals; a subclass answers the requests.
 
-    The subclass implements `headers_complete()` (the head is in `self.url` and `self.headers`, lowered names),
-    `body(chunk)`, `message_complete()`, `answering()` (an answer is being written, or read requests wait for
-    one) and may change `error_body()`; it calls `idle()` once everything read so far has been answered, and pauses and
-    resumes reading through `pause_reading()` / `resume_reading()` so that waiting on itself never counts
-    against the client's deadlines.
+    The subclass implements `on_body(chunk)`, `headers_complete()` (the head is in `self.url` and
+    `self.headers`, lowered names), `message_complete()`, `answering()` (an answer is being written, or read
+    requests wait for one) and may change `error_body()`; it calls `idle()` once everything read so far has been
+    answered, and pauses and resumes reading through `pause_reading()` / `resume_reading()` so that waiting on
+    itself never counts against the client's deadlines.
+
+    Deadlines cost nothing per request: a phase change only moves `turn`. A timer per connection looks every
+    `tick` (a quarter of the shortest timeout); a phase it has seen unchanged for its whole timeout ends. So a
+    deadline acts between its time and a quarter of it later, never before.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: Limits, connections: set[Any]) -> None:
@@ -98,23 +101,27 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False  # nothing more goes out: closed, or refused
         self.phase = IDLE
-        self.deadline = 0.0  # loop time at which the current phase expires (0: none)
+        self.turn = 0  # moves at every phase change
+        self.seen_turn = -1  # the turn the timer saw last, and since when
+        self.seen_at = 0.0
+        self.timeouts = (limits.keep_alive_s, limits.head_timeout_s, limits.body_timeout_s, 0.0, LINGER_S)
+        self.tick = min(limits.keep_alive_s, limits.head_timeout_s, limits.body_timeout_s, LINGER_S) / 4
         self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
         self.reading_paused = False
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_size = 0  # bytes of the request line and complete headers, counted in the callbacks
-        self.head_raw = 0  # bytes fed while the whole feed was inside the head (a header still being read)
+        self.head_raw = 0  # bytes fed while the whole feed was inside one request's head
+        self.head_split = False  # the current head has taken more than one read
+        self.feed_size = 0  # bytes in the read being parsed
         self.begun = 0  # requests begun on this connection
         self.refusal: bytes | None = None  # what ends the connection (maybe nothing), once earlier answers are out
 
     # --- what subclasses implement ---
 
-    def headers_complete(self) -> None:
+    def on_body(self, body: bytes) -> None:
         raise NotImplementedError
 
-    def body(self, chunk: bytes) -> None:
+    def headers_complete(self) -> None:
         raise NotImplementedError
 
     def message_complete(self) -> None:
@@ -140,13 +147,14 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()  # type: ignore[union-attr]
             return
         self.connections.add(self)
-        self._set_deadline(self.loop.time() + self.limits.keep_alive_s)
+        self.timer = self.loop.call_later(self.tick, self._on_timer)
 
     def data_received(self, data: bytes) -> None:
         if self.refusal is not None:
             return  # refused: read and drop until the connection closes
         in_head = self.phase == HEAD
         begun = self.begun
+        self.feed_size = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -166,11 +174,13 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.refuse(400, f"invalid HTTP request: {exc}")
             return
-        if in_head and self.phase == HEAD and self.begun == begun:
-            # All of it was one request's head, and a header still being read is buffered by httptools: bound it.
-            self.head_raw += len(data)
-            if self.head_raw > self.limits.max_head_bytes:
-                self.refuse(431, self._head_too_large())
+        if self.phase == HEAD:
+            self.head_split = True
+            if in_head and self.begun == begun:
+                # All of it was one request's head, and a header still being read is buffered by httptools.
+                self.head_raw += len(data)
+                if self.head_raw > self.limits.max_head_bytes:
+                    self.refuse(431, self._head_too_large())
 
     def eof_received(self) -> bool | None:
         return None  # the client is done: close our side too
@@ -185,43 +195,44 @@ class HttpConnection(asyncio.Protocol):
 
     # --- httptools callbacks ---
 
+    # The head's limits are checked once it is complete. Until then what it can cost is bounded anyway: a head
+    # that takes more than one read is counted in data_received (head_raw), and one read is at most 256 KiB.
+
     def on_message_begin(self) -> None:
         self.phase = HEAD
+        self.turn += 1
         self.begun += 1
         self.url = b""
         self.headers = []
-        self.head_size = self.head_raw = 0
-        self._set_deadline(self.loop.time() + self.limits.head_timeout_s)
+        self.head_raw = 0
+        self.head_split = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self.limits.max_request_line_bytes:
-            raise _Refused(
-                414,
-                f"the request target is longer than this server's limit of {self.limits.max_request_line_bytes} bytes",
-            )
-        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
-        self.head_size += len(name) + len(value) + 4
-        if self.head_size > self.limits.max_head_bytes:
-            raise _Refused(431, self._head_too_large())
-        if len(self.headers) > self.limits.max_headers:
-            limit = self.limits.max_headers
-            raise _Refused(431, f"the request has more header fields than this server's limit of {limit}")
 
     def on_headers_complete(self) -> None:
+        limits = self.limits
+        if len(self.url) > limits.max_request_line_bytes:
+            raise _Refused(
+                414, f"the request target is longer than this server's limit of {limits.max_request_line_bytes} bytes"
+            )
+        if len(self.headers) > limits.max_headers:
+            raise _Refused(431, f"the request has more header fields than this server's limit of {limits.max_headers}")
+        if self.head_split or self.feed_size > limits.max_head_bytes:
+            # Not all in one read no larger than the limit: count it.
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > limits.max_head_bytes:
+                raise _Refused(431, self._head_too_large())
         self.phase = BODY
-        self._set_deadline(self.loop.time() + self.limits.body_timeout_s)
+        self.turn += 1
         self.headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        self.body(body)
 
     def on_message_complete(self) -> None:
         self.phase = BUSY
-        self.deadline = 0.0
+        self.turn += 1
         self.message_complete()
 
     # --- for subclasses ---
@@ -232,19 +243,11 @@ class HttpConnection(asyncio.Protocol):
             self._send_refusal()
         elif self.phase == BUSY:
             self.phase = IDLE
-            self._set_deadline(self.loop.time() + self.limits.keep_alive_s)
+            self.turn += 1
 
     def refuse(self, status: int, message: str) -> None:
         """Answer `status` and close; after the answers already under way, if any. Nothing more is parsed."""
         self._end_with(self._error(status, message))
-
-    def _end_with(self, last: bytes) -> None:
-        if self.refusal is not None or self.closed:
-            return
-        self.refusal = last
-        self.deadline = 0.0
-        if not self.answering():
-            self._send_refusal()
 
     def pause_reading(self) -> None:
         """Stop reading (the server is behind); the client's deadlines wait meanwhile."""
@@ -256,11 +259,8 @@ class HttpConnection(asyncio.Protocol):
         """Read again; a head or body deadline starts afresh."""
         if self.reading_paused and self.transport is not None and not self.transport.is_closing():
             self.reading_paused = False
+            self.turn += 1
             self.transport.resume_reading()
-            if self.phase == HEAD:
-                self._set_deadline(self.loop.time() + self.limits.head_timeout_s)
-            elif self.phase == BODY:
-                self._set_deadline(self.loop.time() + self.limits.body_timeout_s)
 
     def close(self) -> None:
         """Close now."""
@@ -269,6 +269,16 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
     # --- internals ---
+
+    def _end_with(self, last: bytes) -> None:
+        if self.refusal is not None or self.closed:
+            return
+        self.refusal = last
+        if self.phase in (HEAD, BODY):
+            self.phase = BUSY  # the refusal waits for earlier answers: no deadline meanwhile
+            self.turn += 1
+        if not self.answering():
+            self._send_refusal()
 
     def _error(self, status: int, message: str) -> bytes:
         content_type, body = self.error_body(status, message)
@@ -284,6 +294,7 @@ class HttpConnection(asyncio.Protocol):
             return
         self.closed = True
         self.phase = LINGER
+        self.turn += 1
         if self.refusal:
             transport.write(self.refusal)
         if transport.can_write_eof():
@@ -291,33 +302,24 @@ class HttpConnection(asyncio.Protocol):
         if self.reading_paused:
             self.reading_paused = False
             transport.resume_reading()  # read and drop, so that the close does not reset the connection
-        self._set_deadline(self.loop.time() + LINGER_S)
-
-    def _set_deadline(self, when: float) -> None:
-        # One timer per connection: moved earlier when needed, else left to fire and re-arm itself.
-        self.deadline = when
-        if self.timer is None or when < self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer_at = when
-            self.timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
-        deadline = self.deadline
         transport = self.transport
-        if not deadline or transport is None or transport.is_closing():
-            return  # re-armed by the next deadline
-        if self.reading_paused and self.phase in (HEAD, BODY):
-            return  # waiting on the server itself; resume_reading() starts the deadline afresh
-        if self.loop.time() + _EARLY < deadline:
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self._on_timer)
+        if transport is None or transport.is_closing():
             return
+        now = self.loop.time()
         phase = self.phase
-        if phase == HEAD:
-            self.refuse(408, f"the request head did not arrive within {self.limits.head_timeout_s:g} s")
-        elif phase == BODY:
-            self.refuse(408, f"the request body did not arrive within {self.limits.body_timeout_s:g} s")
-        else:  # IDLE: keep-alive over; LINGER: the client had its time to read the refusal
-            self.close()
+        if self.turn != self.seen_turn or (self.reading_paused and phase in (HEAD, BODY)):
+            # A new phase (it began within the last tick), or the server is the one waiting: start its clock.
+            self.seen_turn = self.turn
+            self.seen_at = now
+        elif phase != BUSY and now - self.seen_at >= self.timeouts[phase]:
+            if phase == HEAD:
+                self.refuse(408, f"the request head did not arrive within {self.limits.head_timeout_s:g} s")
+            elif phase == BODY:
+                self.refuse(408, f"the request body did not arrive within {self.limits.body_timeout_s:g} s")
+            else:  # IDLE: keep-alive over; LINGER: the client had its time to read the refusal
+                self.close()
+                return
+        self.timer = self.loop.call_at(now + self.tick, self._on_timer)

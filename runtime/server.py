@@ -116,11 +116,13 @@ class HttpProtocol(HttpConnection):
         if headers.get("expect", "").lower() == "100-continue" and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def body(self, chunk: bytes) -> None:
-        self._body.append(chunk)
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
 
     def message_complete(self) -> None:
-        url, query = split_target(self.url)
+        url, _, query = self.url.partition(b"?")
+        if not url.startswith(b"/"):
+            url, query = split_target(self.url)
         path = url.decode("utf-8", "replace")
         if "%" in path:
             path = unquote(path)
