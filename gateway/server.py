@@ -42,21 +42,21 @@ class _Request:
         "complete",
         "waiter",
         "keep_alive",
-        "expect_continue",
+        "may_continue",
         "started",
         "finished",
         "head",
         "chunked",
     )
 
-    def __init__(self, scope: dict[str, Any], keep_alive: bool, expect_continue: bool) -> None:
+    def __init__(self, scope: dict[str, Any], keep_alive: bool) -> None:
         self.scope = scope
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.complete = False
         self.waiter: asyncio.Future[None] | None = None
         self.keep_alive = keep_alive
-        self.expect_continue = expect_continue
+        self.may_continue = True  # a 100 Continue may still be owed (looked up when the body is awaited)
         self.started = False
         self.finished = False
         self.head = b""
@@ -142,8 +142,7 @@ class GatewayHttpProtocol(HttpConnection):
             "client": self.client,
             "state": self.app_state.copy(),
         }
-        expect = any(name == b"expect" and value.lower() == b"100-continue" for name, value in self.headers)
-        request = _Request(scope, parser.should_keep_alive(), expect)
+        request = _Request(scope, parser.should_keep_alive())
         self.parsing = request
         if self.current is None:
             self._start(request)
@@ -201,9 +200,14 @@ class GatewayHttpProtocol(HttpConnection):
                 self.close()
 
     async def _receive(self, request: _Request) -> dict[str, Any]:
-        if request.expect_continue and not self.closed:
-            request.expect_continue = False
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+        if request.may_continue and not request.chunks and not request.complete and not self.closed:
+            # The body is awaited and has not begun: a client that sent Expect: 100-continue waits for this. (When
+            # the body came with the head, as it mostly does, the headers are not even looked through.)
+            request.may_continue = False
+            for name, value in request.scope["headers"]:
+                if name == b"expect" and value.lower() == b"100-continue":
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+                    break
         while not request.chunks and not request.complete:
             if self.closed or request.finished:
                 return DISCONNECT
@@ -227,7 +231,7 @@ class GatewayHttpProtocol(HttpConnection):
             if kind != "http.response.start":
                 raise RuntimeError(f"expected http.response.start, got {kind}")
             request.started = True
-            request.expect_continue = False
+            request.may_continue = False
             request.head = self._head(request, message["status"], message.get("headers", ()))
             return
         if kind != "http.response.body":
