@@ -105,7 +105,7 @@ class HttpConnection(asyncio.Protocol):
         self.seen_turn = -1  # the turn the timer saw last, and since when
         self.seen_at = 0.0
         self.timeouts = (limits.keep_alive_s, limits.head_timeout_s, limits.body_timeout_s, 0.0, LINGER_S)
-        self.tick = min(limits.keep_alive_s, limits.head_timeout_s, limits.body_timeout_s, LINGER_S) / 4
+        self.tick = min(limits.keep_alive_s, limits.head_timeout_s, limits.body_timeout_s) / 4
         self.timer: asyncio.TimerHandle | None = None
         self.reading_paused = False
         self.url = b""
