@@ -19,8 +19,8 @@ def metrics_ingest() -> dict[str, int]:
 
 @shared_task(acks_late=True, ignore_result=True)
 def instances_sample() -> int:
-    """Sample CPU and memory of local instances (psutil) and Kubernetes pods (the metrics API)."""
-    return services.local_instances_sample() + services.kubernetes_instances_sample()
+    """Sample CPU and memory of every running instance through its deployment's backend."""
+    return services.instances_sample()
 
 
 @shared_task(acks_late=True, ignore_result=True)

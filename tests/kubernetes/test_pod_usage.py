@@ -52,7 +52,7 @@ def running_on_kubernetes(backend: KubernetesBackend, cluster: FakeCluster, pods
     name = object_name(deployment_spec(deployment))
     for index, pod in enumerate(pods):
         run_pod(cluster, pod, deployment=name, ip=f"10.1.0.{index + 7}")
-    reconcile.reconcile(deployment.pk, periodic=True, backend=backend)
+    reconcile.reconcile(deployment.pk, backend=backend)
     assert sorted(Instance.objects.filter(deployment=deployment).values_list("name", flat=True)) == sorted(pods)
     return deployment
 
