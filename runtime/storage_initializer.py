@@ -161,6 +161,8 @@ def download_into(
             problem = detail
         except InitializeError:
             raise
+        except ValueError as error:  # not a URL urllib can fetch: no retry helps
+            raise InitializeError(f"download of {what}: {error}") from None
         except (OSError, EOFError, tarfile.TarError, http.client.HTTPException) as error:
             # A connection cut, a body shorter than its Content-Length or a truncated archive: try again.
             problem = f"{type(error).__name__}: {error}"

@@ -291,7 +291,7 @@ def _dead(state: InstanceState, seen: Seen, now: float, policy: Policy) -> tuple
     name = state.name
     if _waiting_to_restart(state):
         if now >= state.next_start:
-            return replace(state, restarts=state.restarts + 1), [Restart(name)]
+            return _restarting(state), [Restart(name)]
         return state, []
     failure = init_failure(seen.log_tail) if not state.ever_ready else None
     if failure is not None:
@@ -319,9 +319,14 @@ def _dead(state: InstanceState, seen: Seen, now: float, policy: Policy) -> tuple
         text = f"instance {name} {exit_text}; restarting in {delay:.1f} s"
         actions = [Emit("InstanceCrashed", text, warning=True, instance=name, container="inference-server")]
     if now >= state.next_start:
-        state = replace(state, restarts=state.restarts + 1)
+        state = _restarting(state)
         actions.append(Restart(name))
     return state, actions
+
+
+def _restarting(state: InstanceState) -> InstanceState:
+    """The record of an instance whose restart is decided (the process fields follow once it runs)."""
+    return replace(state, restarts=state.restarts + 1, phase="Starting")
 
 
 # --- the deployment ---
