@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from apps.endpoints.backends.base import DeploymentSpec
@@ -108,7 +108,6 @@ class Plan:
     actions: tuple[Action, ...] = ()
     wait: bool = False  # something is on its way to the spec and a moment's wait may see it there
     failure: tuple[str, str] | None = None  # (Azure reason, message) when the spec cannot be reached as it is
-    wanted: tuple[str, ...] = field(default_factory=tuple)
 
 
 # --- the spec's instances ---
@@ -414,4 +413,4 @@ def step(
         wait = False  # a restart far off in its back-off is left to the next pass
     else:
         wait = bool(pending) or waiting_for_room
-    return Plan(instances=records, actions=tuple(actions), wait=wait, failure=failure, wanted=wanted)
+    return Plan(instances=records, actions=tuple(actions), wait=wait, failure=failure)
