@@ -78,11 +78,9 @@ class EndpointConsumer(_Relay):
 
 @database_sync_to_async
 def _figures(name: str) -> dict[str, Any] | None:
-    from apps.endpoints.models import Endpoint
-    from apps.monitoring.views import endpoint_figures
+    from apps.monitoring.charts import monitoring_figures
 
-    endpoint = Endpoint.objects.filter(name=name).first()
-    return endpoint_figures(endpoint) if endpoint else None
+    return monitoring_figures(endpoint=name)
 
 
 class ChartsConsumer(_Relay):
@@ -125,14 +123,14 @@ class ChartsConsumer(_Relay):
 
 @database_sync_to_async
 def _log_text(name: str, deployment: str, container: str, lines: int, instance: str | None) -> str | None:
-    from apps.endpoints.models import Deployment
-    from apps.endpoints.views import read_deployment_logs
+    from apps.endpoints.logs import deployment_logs
+    from apps.endpoints.selectors import deployment_find
 
-    row = Deployment.objects.select_related("endpoint").filter(endpoint__name=name, name=deployment).first()
+    row = deployment_find(endpoint=name, name=deployment)
     if row is None:
         return None
     try:
-        return read_deployment_logs(row, container=container, lines=lines, instance=instance)
+        return deployment_logs(deployment=row, container=container, lines=lines, instance=instance)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001  (a log being rotated or an instance going away: try again next tick)
         return None
 

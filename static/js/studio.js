@@ -1,5 +1,6 @@
 /* Studio's own script: live updates over websockets, the wizard, the traffic sliders, copy buttons,
-   live charts and log follow. Plain JavaScript, no build step; htmx does the rest. */
+   live charts and log follow. Plain JavaScript, no build step; htmx does the rest. It computes no
+   cost: every figure comes from the server (apps.costs.selectors), fetched as fragments. */
 (function () {
   "use strict";
 
@@ -115,41 +116,11 @@
     show(current);
   }
 
-  /* --- price and quota of a deployment as you choose its size --- */
-  function initEstimate(box) {
-    if (box.dataset.ready) return;
-    box.dataset.ready = "1";
-    var data = document.getElementById("instance-types");
-    var types = data ? JSON.parse(data.textContent) : [];
-    var form = box.closest("form");
-    var hours = parseFloat(box.dataset.hoursPerMonth);
-    var currency = box.dataset.currency;
-    function update() {
-      var name = form.elements.instance_type.value;
-      var count = parseInt(form.elements.instance_count.value || "0", 10);
-      var type = types.find(function (t) { return t.name === name; });
-      if (!type || !(count > 0)) return;
-      var perHour = parseFloat(type.price) * count;
-      box.querySelector("[data-estimate-price]").textContent =
-        count + " × " + name + " at " + type.price + " " + currency + "/h = " + (perHour * 24).toFixed(2) + " " + currency +
-        " a day, about " + (perHour * hours).toFixed(2) + " " + currency + " a month";
-      var needed = Math.ceil(1.2 * count) * type.vcpus;
-      var free = parseInt(box.dataset.quotaFree, 10);
-      box.querySelector("[data-estimate-quota]").textContent =
-        "needs " + needed + " cores (ceil(1.2 × " + count + ") × " + type.vcpus + " vCPUs); " + free + " free" +
-        (needed > free ? " — not enough: choose fewer or smaller instances" : "");
-    }
-    form.addEventListener("input", update);
-    form.addEventListener("change", update);
-    update();
-  }
-
   /* --- traffic sliders kept summing to 100 --- */
   function initTraffic(form) {
     if (form.dataset.ready) return;
     form.dataset.ready = "1";
     var rows = Array.prototype.slice.call(form.querySelectorAll("[data-slider-row]"));
-    var currency = form.dataset.currency;
     function values() {
       return rows.map(function (row) {
         return parseInt(row.querySelector("[data-traffic-number]").value || "0", 10) || 0;
@@ -180,32 +151,18 @@
         for (var k = 0; given < remaining; k = (k + 1) % others.length) { next[others[k]] += 1; given += 1; }
       }
       next.forEach(function (v, i) { set(i, v); });
-      summarize();
+      changed();
     }
+    /* The total here; the cost line is the server's (one definition of every cost), fetched by htmx. */
     function summarize() {
       var total = values().reduce(function (a, b) { return a + b; }, 0);
       var totalEl = form.querySelector("#traffic-total");
       if (totalEl) totalEl.textContent = String(total);
-      var mirrorOn = form.elements.mirror_enabled && form.elements.mirror_enabled.checked;
-      var mirrorTo = mirrorOn ? form.elements.mirror_deployment.value : "";
-      var idle = [];
-      var idleCost = 0;
-      var allCost = 0;
-      values().forEach(function (v, i) {
-        var cost = parseFloat(rows[i].dataset.costPerDay || "0");
-        allCost += cost;
-        if (v === 0 && rows[i].dataset.deployment !== mirrorTo) { idle.push(rows[i].dataset.deployment); idleCost += cost; }
-      });
-      var text = "Instances cost " + allCost.toFixed(2) + " " + currency +
-        " a day whatever the split: moving traffic changes no bill.";
-      if (idle.length) {
-        text += " After this change " + idle.join(", ") + " serve" + (idle.length === 1 ? "s" : "") +
-          " nothing yet cost" + (idle.length === 1 ? "s" : "") + " " + idleCost.toFixed(2) + " " + currency +
-          " a day: scale down or delete to save it.";
-      }
-      if (total !== 100 && total !== 0) text = "The split must add up to 100 % (now " + total + " %). " + text;
-      var effect = form.querySelector("[data-cost-effect]");
-      if (effect) effect.textContent = text;
+    }
+    function changed() {
+      summarize();
+      var cost = form.querySelector("#traffic-cost");
+      if (cost && window.htmx) window.htmx.trigger(cost, "studio:cost");
     }
     rows.forEach(function (row, index) {
       row.querySelector("[data-traffic-slider]").addEventListener("input", function (event) {
@@ -215,7 +172,7 @@
         rebalance(index, parseInt(event.target.value || "0", 10));
       });
     });
-    form.addEventListener("change", summarize);
+    form.addEventListener("change", changed);
     summarize();
   }
 
@@ -331,7 +288,6 @@
 
   function init(root) {
     root.querySelectorAll("[data-wizard]").forEach(initWizard);
-    root.querySelectorAll("#deployment-estimate").forEach(initEstimate);
     root.querySelectorAll("[data-traffic-form]").forEach(initTraffic);
     root.querySelectorAll("[data-charts]").forEach(initCharts);
     root.querySelectorAll("[data-logs-panel]").forEach(initLogs);

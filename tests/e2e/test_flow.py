@@ -94,8 +94,10 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     page.get_by_label("Code").set_input_files(str(files / "score.py"))
     page.get_by_label("Environment").select_option("azureml:flow-env:1")
     page.get_by_label("Instance type").select_option("Standard_DS2_v2")
-    estimate = page.locator("[data-estimate-price]").inner_text()
-    assert "1 × Standard_DS2_v2 at 0.1460 USD/h = 3.50 USD a day, about 106.58 USD a month" == estimate
+    # The estimate is the server's (apps.costs.selectors), fetched again as the size changes.
+    estimate = page.locator("[data-estimate-price]", has_text="Standard_DS2_v2")
+    estimate.wait_for()
+    assert "1 × Standard_DS2_v2 at 0.1460 USD/h = 3.50 USD a day, about 106.58 USD a month" == estimate.inner_text()
     assert page.locator("[data-estimate-quota]").inner_text().startswith("needs 4 cores (ceil(1.2 × 1) × 2 vCPUs)")
     session.shot("wizard-deployment")
     page.get_by_role("button", name="Next: review").click()
