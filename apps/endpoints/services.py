@@ -19,10 +19,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from apps.core import broadcast
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
-from apps.endpoints import storage
+from apps.endpoints import announce, storage
 from apps.endpoints.models import (
     Deployment,
     DeploymentEvent,
@@ -330,7 +329,7 @@ def _traffic_apply(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
     routing_changed()
-    broadcast.endpoint_changed(endpoint.pk)
+    announce.endpoint_changed(endpoint.pk)
 
 
 @transaction.atomic
@@ -407,7 +406,7 @@ def event_record(
         container=container,
         duration_ms=duration_ms,
     )
-    broadcast.deployment_changed(deployment.pk)  # open pages redraw the deployment after commit
+    announce.deployment_changed(deployment.pk)  # open pages redraw the deployment after commit
     return event
 
 

@@ -266,8 +266,14 @@
       var form = panel.querySelector("[data-logs-form]");
       var params = new URLSearchParams(new FormData(form));
       var search = (params.get("search") || "").toLowerCase();
+      var keep = parseInt(params.get("lines") || "100", 10) || 100;
+      var lines = null;  // the raw last lines, once the log's reader sent them (search filters what shows)
       logSocket = liveSocket(panel.dataset.wsUrl + "?" + params.toString(), function (msg) {
         if (msg.type !== "deployment.logs") return;
+        if (msg.reset) lines = msg.lines.slice();
+        else if (lines === null) return;  // new lines before the snapshot: the snapshot has them
+        else lines = lines.concat(msg.lines);
+        if (lines.length > keep) lines = lines.slice(lines.length - keep);
         var pre = panel.querySelector("#logs-content");
         if (!pre) {
           pre = document.createElement("pre");
@@ -277,9 +283,8 @@
           var empty = panel.querySelector("#logs-empty");
           if (empty) empty.replaceWith(pre); else panel.appendChild(pre);
         }
-        var content = msg.content;
-        if (search) content = content.split("\n").filter(function (l) { return l.toLowerCase().indexOf(search) >= 0; }).join("\n");
-        pre.textContent = content;
+        var shown = search ? lines.filter(function (l) { return l.toLowerCase().indexOf(search) >= 0; }) : lines;
+        pre.textContent = shown.join("\n");
         pre.scrollTop = pre.scrollHeight;
         panel.dataset.followUpdates = String(parseInt(panel.dataset.followUpdates || "0", 10) + 1);
       });
