@@ -54,7 +54,7 @@ def endpoint_costs(request: HttpRequest, name: str) -> HttpResponse:
     context = tab_context(request, endpoint, "costs")
     now = timezone.now()
     book = selectors.cost_book(endpoint=endpoint.name, now=now)
-    prices = dict(endpoint_selectors.instance_types_list().values_list("name", "price_per_hour"))
+    prices = endpoint_selectors.instance_type_prices()
     context["rates"] = [
         {
             "deployment": d,

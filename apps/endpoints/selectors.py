@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,21 @@ def deploy_prerequisites() -> dict[str, bool]:
 def instance_types_list() -> QuerySet[InstanceType]:
     """The instance-type catalog, smallest first."""
     return InstanceType.objects.all()
+
+
+def instance_type_find(*, name: str) -> InstanceType | None:
+    """A catalog row by name, or None (a form shows no estimate for a size that is not one)."""
+    return InstanceType.objects.filter(name=name).first()
+
+
+def instance_type_names() -> list[str]:
+    """The catalog's instance type names, alphabetically (the size pickers of the deployment cards)."""
+    return sorted(InstanceType.objects.values_list("name", flat=True))
+
+
+def instance_type_prices() -> dict[str, Decimal]:
+    """Price per hour of every instance type of the catalog, by name."""
+    return dict(InstanceType.objects.values_list("name", "price_per_hour"))
 
 
 def endpoints_with_deployments() -> list[Endpoint]:

@@ -44,7 +44,7 @@ def estimate_context(instance_type: Any, instance_count: Any) -> dict[str, Any]:
     """The price and quota of a deployment size as the forms show it; no estimate for a size that is not one."""
     quota = selectors.quota_summary()
     context: dict[str, Any] = {"quota": quota, "currency": settings.STUDIO_CURRENCY, "estimate": None}
-    row = selectors.instance_types_list().filter(name=str(instance_type or "")).first()
+    row = selectors.instance_type_find(name=str(instance_type or ""))
     try:
         count = int(instance_count)
     except (TypeError, ValueError):
@@ -101,7 +101,7 @@ def card_context(deployment: Deployment, book: CostBook, instance_types: list[st
 
 def cards_context(endpoint: Endpoint, deployments: list[Deployment]) -> list[dict[str, Any]]:
     book = cost_selectors.cost_book(endpoint=endpoint.name)
-    names = sorted(selectors.instance_types_list().values_list("name", flat=True))
+    names = selectors.instance_type_names()
     return [card_context(deployment, book, names) for deployment in deployments]
 
 
