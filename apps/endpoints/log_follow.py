@@ -112,7 +112,6 @@ def _read(stream: LogStream, lines: int) -> str | None:
 
 @dataclass
 class _Follower:
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
     listeners: set[str] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
     reads: int = 0
@@ -133,7 +132,8 @@ class LogFollowers:
             follower = self._followers[stream] = _Follower()  # none yet, or one of an event loop that has ended
         follower.listeners.add(channel_name)
         await asyncio.to_thread(self._want_snapshot, stream, min(max(lines, 1), MAX_LINES))
-        if follower.task is None or follower.task.done():
+        if follower.task is None or follower.task.done() or follower.task.cancelling():
+            # (a reader being stopped by the last socket's leave cannot serve this one: start another)
             follower.task = asyncio.create_task(self._follow(stream, follower), name=f"log follower {stream}")
 
     async def leave(self, stream: LogStream, channel_name: str) -> None:
@@ -189,11 +189,12 @@ class LogFollowers:
         redis_client().eval(_RELEASE, 1, stream.key, token)
 
     async def _follow(self, stream: LogStream, follower: _Follower) -> None:
+        token = uuid.uuid4().hex
         previous: list[str] | None = None
         window = WINDOW_LINES
         try:
             while follower.listeners:
-                if await asyncio.to_thread(self._owns, stream, follower.token):
+                if await asyncio.to_thread(self._owns, stream, token):
                     wanted = await asyncio.to_thread(self._wanted, stream)
                     window = max(window, wanted)
                     text = await database_sync_to_async(_read)(stream, window)
@@ -209,7 +210,7 @@ class LogFollowers:
                 await asyncio.sleep(INTERVAL_S)
         finally:
             try:
-                await asyncio.shield(asyncio.to_thread(self._release, stream, follower.token))
+                await asyncio.shield(asyncio.to_thread(self._release, stream, token))
             except Exception as exc:  # noqa: BLE001  (the key expires by itself)
                 logger.warning("could not give up following %s: %s", stream, exc)
 

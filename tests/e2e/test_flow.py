@@ -164,6 +164,8 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     page.get_by_label("Mirror to").select_option("shadow")
     page.get_by_label("Mirror percent").fill("10")
     assert "moving traffic changes no bill" in page.locator("[data-cost-effect]").inner_text()
+    # The server's cost line follows the split: green and shadow no longer idle once they get traffic.
+    page.locator("[data-cost-effect]", has_text="After this change").wait_for(state="hidden")
     session.shot("endpoint-traffic-before-apply")
     page.get_by_role("button", name="Apply").click()
     page.locator("#messages").filter(has_text="Traffic applied.").wait_for()

@@ -136,6 +136,22 @@ def test_traffic_tab_shows_a_slider_per_deployment(browser: Client, served: Endp
     assert "No traffic changes yet" not in html  # the fixture's change is in the history
 
 
+def test_traffic_tab_says_what_the_split_costs_and_which_deployment_would_idle(
+    browser: Client, served: Endpoint
+) -> None:
+    # blue and green: one Standard_DS2_v2 each, 0.1460 an hour, 3.504 a day: 7.008 a day together.
+    page = browser.get("/endpoints/ep1/traffic/").content.decode()
+    assert "Instances cost 7.01 USD a day whatever the split: moving traffic changes no bill." in page
+    assert "After this change green serves nothing yet costs 3.50 USD a day" in page
+    # The line follows the split being edited (htmx fetches it as the sliders move).
+    fragment = browser.get("/endpoints/ep1/traffic/cost/?traffic_blue=60&traffic_green=30").content.decode()
+    assert fragment.startswith('<div class="card" id="traffic-cost"')
+    assert "The split must add up to 100 % (now 90 %). Instances cost 7.01 USD a day" in fragment
+    assert "After this change" not in fragment
+    mirrored = "/endpoints/ep1/traffic/cost/?traffic_blue=100&traffic_green=0&mirror_enabled=on&mirror_deployment=green"
+    assert "After this change" not in browser.get(mirrored).content.decode()  # a mirror serves copies
+
+
 def test_apply_traffic_stores_it_and_shows_the_history(browser: Client, post: Any, served: Endpoint) -> None:
     response = post("/endpoints/ep1/traffic/", {"traffic_blue": "90", "traffic_green": "10"}, htmx=True)
     assert response.status_code == 204 and response["HX-Redirect"] == "/endpoints/ep1/traffic/"
