@@ -304,6 +304,24 @@ def cost_book(*, endpoint: str | None = None, now: datetime | None = None) -> Co
     )
 
 
+def split_cost_effect(
+    *, endpoint: str, deployments: list[str], traffic: dict[str, int], mirror_to: str = ""
+) -> dict[str, Any]:
+    """What a traffic split means for the bill: the deployments cost the same whatever the split (instances
+    are billed, not requests); name the ones it leaves serving nothing, and what they cost a day."""
+    book = cost_book(endpoint=endpoint)
+    per_day = {name: book.deployment(endpoint, name).per_day for name in deployments}
+    idle = [name for name in deployments if not traffic.get(name) and name != mirror_to]
+    total = sum(traffic.get(name, 0) for name in deployments)
+    return {
+        "all_per_day": sum(per_day.values(), Decimal(0)),
+        "idle": idle,
+        "idle_per_day": sum((per_day[name] for name in idle), Decimal(0)),
+        "total": total,
+        "split_ok": total in (0, 100),
+    }
+
+
 def month_summary(*, endpoint: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Month to date (UTC calendar month), the rate at the current size and the month projected with it."""
     book = cost_book(endpoint=endpoint, now=now)

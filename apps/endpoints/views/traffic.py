@@ -4,7 +4,6 @@ and the history of changes with revert.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -28,21 +27,6 @@ def _routable(deployments: list[Deployment]) -> list[Deployment]:
     return [d for d in deployments if d.state != ProvisioningState.DELETING]
 
 
-def cost_effect(endpoint: Endpoint, deployments: list[str], traffic: dict[str, int], mirror_to: str) -> dict[str, Any]:
-    """What a split means for the bill: instances cost the same whatever the split; name the ones left idle."""
-    book = cost_selectors.cost_book(endpoint=endpoint.name)
-    per_day = {name: book.deployment(endpoint.name, name).per_day for name in deployments}
-    idle = [name for name in deployments if not traffic.get(name) and name != mirror_to]
-    total = sum(traffic.get(name, 0) for name in deployments)
-    return {
-        "all_per_day": sum(per_day.values(), Decimal(0)),
-        "idle": idle,
-        "idle_per_day": sum((per_day[name] for name in idle), Decimal(0)),
-        "total": total,
-        "split_ok": total in (0, 100),
-    }
-
-
 def _traffic_context(request: HttpRequest, endpoint: Endpoint, form: TrafficForm | None = None) -> dict[str, Any]:
     context = tab_context(request, endpoint, "traffic")
     names = [d.name for d in _routable(context["deployments"])]
@@ -64,7 +48,9 @@ def _traffic_context(request: HttpRequest, endpoint: Endpoint, form: TrafficForm
     ]
     split = {n: _percent(form[f"traffic_{n}"].value()) for n in names}
     mirror_to = str(form["mirror_deployment"].value() or "") if form["mirror_enabled"].value() else ""
-    context["effect"] = cost_effect(endpoint, names, split, mirror_to)
+    context["effect"] = cost_selectors.split_cost_effect(
+        endpoint=endpoint.name, deployments=names, traffic=split, mirror_to=mirror_to
+    )
     context["history"] = list(selectors.traffic_changes(endpoint=endpoint)[:50])
     return context
 
@@ -109,7 +95,9 @@ def traffic_cost(request: HttpRequest, name: str) -> HttpResponse:
     mirror_to = request.GET.get("mirror_deployment", "") if request.GET.get("mirror_enabled") else ""
     context = {
         "endpoint": endpoint,
-        "effect": cost_effect(endpoint, names, split, mirror_to),
+        "effect": cost_selectors.split_cost_effect(
+            endpoint=endpoint.name, deployments=names, traffic=split, mirror_to=mirror_to
+        ),
         "currency": settings.STUDIO_CURRENCY,
     }
     return render(request, "endpoints/partials/_traffic_cost.html", context)
