@@ -8,14 +8,14 @@
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
   }
 
-  /* A websocket that reconnects with back-off; onMessage gets parsed JSON. */
-  function liveSocket(path, onMessage) {
+  /* A websocket that reconnects with back-off; onMessage gets parsed JSON; onOpen runs on every (re)connect. */
+  function liveSocket(path, onMessage, onOpen) {
     var delay = 1000;
     var socket = null;
     var closed = false;
     function open() {
       socket = new WebSocket(wsUrl(path));
-      socket.onopen = function () { delay = 1000; };
+      socket.onopen = function () { delay = 1000; if (onOpen) onOpen(); };
       socket.onmessage = function (event) {
         try { onMessage(JSON.parse(event.data)); } catch (e) { /* a malformed message is skipped */ }
       };
@@ -246,9 +246,18 @@
     var initial = document.getElementById("figures-data");
     draw(initial ? JSON.parse(initial.textContent) : null);
     if (panel.dataset.wsUrl) {
+      /* Figures are pushed after each ingest; one fetch when the socket (re)opens covers an ingest
+         that came between drawing the page and joining (or while the socket was down). */
+      var catchUp = function () {
+        if (!panel.dataset.figuresUrl) return;
+        fetch(panel.dataset.figuresUrl, { credentials: "same-origin" })
+          .then(function (response) { return response.ok ? response.json() : null; })
+          .then(function (body) { if (body && body.figures) draw(body.figures); })
+          .catch(function () { /* the next push redraws */ });
+      };
       liveSocket(panel.dataset.wsUrl, function (msg) {
         if (msg.type === "endpoint.charts") draw(msg.figures);
-      });
+      }, catchUp);
     }
   }
 
