@@ -232,7 +232,8 @@ def emit(result: Any, args: argparse.Namespace) -> None:
     if isinstance(result, commands.Raw):
         sys.stdout.write(result if result.endswith("\n") or not result else result + "\n")
         return
-    text = render(query(result, args.query), args.output)
+    columns = None if args.query else commands.TABLE_COLUMNS.get(args.func)
+    text = render(query(result, args.query), args.output, columns)
     if text:
         print(text)
 
@@ -259,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         # One line, always: multi-line server bodies or parser messages are folded.
         print("ERROR: " + " ".join(line.strip() for line in exc.message.splitlines()), file=sys.stderr)
+        if exc.hint:
+            print(exc.hint, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ERROR: interrupted", file=sys.stderr)
