@@ -149,21 +149,47 @@ def _endpoint_path(name: str) -> str:
     return f"online-endpoints/{name}"
 
 
+LOCAL_ROUTING = "a local endpoint's one deployment takes every request, with no key"
+
+
+def _endpoint_for(args: Namespace, studio: Studio, name: str) -> dict[str, Any]:
+    """The endpoint; with --local it must be a local one, as `az ml ... --local` only sees local endpoints."""
+    endpoint: dict[str, Any] = studio.get(_endpoint_path(name))
+    if getattr(args, "local", False) and not endpoint.get("local"):
+        raise CliError(
+            f"online endpoint {name!r} is not a local endpoint (it was created without --local); drop --local"
+        )
+    return endpoint
+
+
+def _not_locally(args: Namespace, what: str) -> None:
+    if getattr(args, "local", False):
+        raise CliError(f"{what} is not supported for local endpoints ({LOCAL_ROUTING})")
+
+
 def endpoint_create(args: Namespace, studio: Studio) -> Any:
     """Create an online endpoint from a YAML file and/or flags."""
-    source, doc = _document(args, {"name": args.name, "auth_mode": args.auth_mode})
+    flags = {"name": args.name, "auth_mode": args.auth_mode, "local": True if args.local else None}
+    source, doc = _document(args, flags)
     return _send(source.label if source else None, lambda: studio.post("online-endpoints", doc))
 
 
 def endpoint_update(args: Namespace, studio: Studio) -> Any:
     """Change traffic, mirroring, description, tags or auth mode."""
+    if args.traffic is not None:
+        _not_locally(args, "--traffic")
+    if args.mirror_traffic is not None:
+        _not_locally(args, "--mirror-traffic")
     if args.file:
         source, changes = _document(args, {"name": args.name})
         name = _required_name(args, changes)
+        if args.local:
+            _endpoint_for(args, studio, name)
     else:
         source = None
         name = _required_name(args)
-        changes = _changes_to(studio.get(_endpoint_path(name)), args) if args.set else {}
+        current = _endpoint_for(args, studio, name) if args.set or args.local else {}
+        changes = _changes_to(current, args) if args.set else {}
     if args.traffic is not None:
         changes["traffic"] = parse_percentages(args.traffic, "--traffic")
     if args.mirror_traffic is not None:
@@ -175,12 +201,13 @@ def endpoint_update(args: Namespace, studio: Studio) -> Any:
 
 def endpoint_show(args: Namespace, studio: Studio) -> Any:
     """One online endpoint, with its traffic, state and scoring URI."""
-    return studio.get(_endpoint_path(args.name))
+    return _endpoint_for(args, studio, args.name)
 
 
 def endpoint_list(args: Namespace, studio: Studio) -> Any:
-    """Every online endpoint."""
-    return studio.list("online-endpoints")
+    """Every online endpoint (only the local ones with --local)."""
+    endpoints = studio.list("online-endpoints")
+    return [row for row in endpoints if row.get("local")] if args.local else endpoints
 
 
 def confirm(args: Namespace, what: str) -> None:
@@ -198,7 +225,7 @@ def confirm(args: Namespace, what: str) -> None:
 def endpoint_delete(args: Namespace, studio: Studio) -> Any:
     """Delete an online endpoint and its deployments."""
     what = f"online endpoint {args.name!r} and all its deployments"
-    studio.get(_endpoint_path(args.name))  # a clear 404 before asking
+    _endpoint_for(args, studio, args.name)  # a clear 404 before asking
     confirm(args, what)
     studio.delete(_endpoint_path(args.name))
     if not args.no_wait:
@@ -218,9 +245,11 @@ def endpoint_invoke(args: Namespace, studio: Studio) -> Any:
     request_file = Path(args.request_file).expanduser()
     if not request_file.is_file():
         raise CliError(f"--request-file: {args.request_file} does not exist")
-    endpoint = studio.get(_endpoint_path(args.name))
+    endpoint = _endpoint_for(args, studio, args.name)
     uri = endpoint["scoring_uri"]
-    headers = {"Authorization": f"Bearer {_credential(studio, endpoint)}", "Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json"}
+    if not endpoint.get("local"):  # a local endpoint takes requests without a key
+        headers["Authorization"] = f"Bearer {_credential(studio, endpoint)}"
     if args.deployment_name:
         headers["azureml-model-deployment"] = args.deployment_name
     try:
@@ -276,7 +305,7 @@ def _deployment_document(args: Namespace, studio: Studio) -> tuple[YamlFile, dic
     if source is None:
         raise CliError("--file: required (the deployment's YAML file)")
     endpoint = _endpoint_name(args, doc, source.label)
-    studio.get(_endpoint_path(endpoint))  # fail on a missing endpoint before uploading anything
+    _endpoint_for(args, studio, endpoint)  # fail on a missing (or not local) endpoint before uploading anything
     _uploader(studio, source).deployment(doc)
     return source, doc, endpoint
 
@@ -298,8 +327,11 @@ def deployment_create(args: Namespace, studio: Studio) -> Any:
         after_failure=unchanged if args.all_traffic else "",
     )
     if args.all_traffic:
-        studio.patch(_endpoint_path(endpoint), {"traffic": {created["name"]: 100}})
-        progress(f"{endpoint}: all traffic to {created['name']}")
+        if studio.get(_endpoint_path(endpoint)).get("local"):
+            progress(f"{endpoint}: local endpoint, {created['name']} takes every request")
+        else:
+            studio.patch(_endpoint_path(endpoint), {"traffic": {created["name"]: 100}})
+            progress(f"{endpoint}: all traffic to {created['name']}")
     return final
 
 
@@ -318,6 +350,8 @@ def deployment_update(args: Namespace, studio: Studio) -> Any:
         changes = _changes_to(studio.get(deployment_path(endpoint, name)), args)
         if not changes:
             raise CliError("nothing to update: give --file or --set key=value")
+    if args.local:
+        _endpoint_for(args, studio, endpoint)
     seen = events_so_far(studio, endpoint, name)
     updated = _send(label, lambda: studio.patch(deployment_path(endpoint, name), changes))
     if args.no_wait:
@@ -327,6 +361,7 @@ def deployment_update(args: Namespace, studio: Studio) -> Any:
 
 def deployment_render(args: Namespace, studio: Studio) -> Any:
     """Print the Kubernetes manifests the deployment would run as (multi-document YAML); applies nothing."""
+    _not_locally(args, "render")
     source, doc, endpoint = _deployment_document(args, studio)
     name = _required_name(args, doc)
     path = f"{deployment_path(endpoint, name)}/render"
@@ -335,17 +370,23 @@ def deployment_render(args: Namespace, studio: Studio) -> Any:
 
 def deployment_show(args: Namespace, studio: Studio) -> Any:
     """One deployment with its state, reason and instances."""
+    if args.local:
+        _endpoint_for(args, studio, args.endpoint_name)
     return studio.get(deployment_path(args.endpoint_name, args.name))
 
 
 def deployment_list(args: Namespace, studio: Studio) -> Any:
     """The endpoint's deployments."""
+    if args.local:
+        _endpoint_for(args, studio, args.endpoint_name)
     return studio.list(f"{_endpoint_path(args.endpoint_name)}/deployments")
 
 
 def deployment_delete(args: Namespace, studio: Studio) -> Any:
     """Delete a deployment that takes no live or mirrored traffic."""
     path = deployment_path(args.endpoint_name, args.name)
+    if args.local:
+        _endpoint_for(args, studio, args.endpoint_name)
     studio.get(path)  # a clear 404 before asking
     confirm(args, f"online deployment {args.name!r} of online endpoint {args.endpoint_name!r}")
     studio.delete(path)
@@ -356,6 +397,8 @@ def deployment_delete(args: Namespace, studio: Studio) -> Any:
 
 def deployment_get_logs(args: Namespace, studio: Studio) -> Any:
     """The last lines of the inference server's (or the storage initializer's) log."""
+    if args.local:
+        _endpoint_for(args, studio, args.endpoint_name)
     answer = studio.get(
         f"{deployment_path(args.endpoint_name, args.name)}/logs",
         container=args.container,

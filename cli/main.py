@@ -56,7 +56,11 @@ def _set(parser: argparse.ArgumentParser) -> None:
 
 
 def _local(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--local", action="store_true", help="accepted for az compatibility (the studio is local)")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="a local endpoint, as with az: no key, its one deployment takes every request",
+    )
 
 
 def _no_wait(parser: argparse.ArgumentParser) -> None:
