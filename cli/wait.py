@@ -74,8 +74,10 @@ def wait_for_deployment(
     while True:
         for event in studio.iterate(f"{path}/events", offset=seen_events):
             seen_events += 1
-            progress(_event_line(event))
             last_news = time.monotonic()
+            if event.get("reason") in TERMINAL:
+                continue  # the outcome is said once, by the state line or the error below
+            progress(_event_line(event))
         if deployment.get("provisioning_state") != state:
             state = deployment.get("provisioning_state")
             if state == "Succeeded" or state not in TERMINAL:  # a failure is said once, by the error below
@@ -127,7 +129,9 @@ def wait_until_gone(studio: Studio, path: str, what: str) -> None:
 
 def _event_line(event: dict[str, Any]) -> str:
     where = "/".join(part for part in (event.get("instance"), event.get("container")) if part)
-    text = f"  {event.get('time', '')}  {event.get('type', '')} {event.get('reason', '')}"
+    # hh:mm:ss (UTC) is enough beside the other lines of one command; `show -o json` has the whole time.
+    clock = str(event.get("time") or "")[11:19]
+    text = f"  {clock}  {event.get('type', '')} {event.get('reason', '')}"
     if where:
         text += f" [{where}]"
     message = headline(event.get("message"))
