@@ -19,6 +19,7 @@ studio. Builds of one spec share one build (file lock); a failed build is never 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import re
@@ -123,6 +124,18 @@ def _uv() -> list[str]:
     """The uv installed next to the studio's interpreter, else `python -m uv`."""
     beside = Path(sys.executable).with_name("uv")
     return [str(beside)] if beside.exists() else [sys.executable, "-m", "uv"]
+
+
+@functools.cache
+def uv_can_exempt_packages() -> bool:
+    """True when this uv has `--exclude-newer-package` (the date rule needs it to spare pinned packages)."""
+    try:
+        done = subprocess.run(
+            [*_uv(), "pip", "install", "--help"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--exclude-newer-package" in done.stdout
 
 
 def normalize(name: str) -> str:
@@ -339,11 +352,12 @@ def release_time(name: str, version: str, *, client: httpx.Client) -> datetime |
     return max(firsts.values()) if firsts else None
 
 
-def resolution_cutoff(lines: list[str]) -> tuple[datetime | None, str | None]:
-    """The newest pinned package's release time (unpinned packages resolve no newer), and a note if unknown."""
+def resolution_cutoff(lines: list[str]) -> tuple[datetime | None, str, str | None]:
+    """(the newest pinned release's time, that pin, a note when the index could not say); unpinned packages
+    resolve no newer than that time."""
     pins = exact_pins(lines)
     if not pins:
-        return None, None
+        return None, "", None
     times: dict[str, datetime] = {}
     try:
         with httpx.Client(timeout=INDEX_TIMEOUT) as client:
@@ -352,11 +366,12 @@ def resolution_cutoff(lines: list[str]) -> tuple[datetime | None, str | None]:
                 if when is not None:
                     times[name] = when
     except (httpx.HTTPError, ValueError) as exc:
-        return None, f"could not read release dates from {index_url()} ({exc}); unpinned packages resolve to the newest"
+        note = f"could not read release dates from {index_url()} ({exc}); unpinned packages resolve to the newest"
+        return None, "", note
     if not times:
-        return None, None
+        return None, "", None
     newest = max(times, key=lambda name: times[name])
-    return times[newest], f"{newest}=={pins[newest]}"
+    return times[newest], f"{newest}=={pins[newest]}", None
 
 
 # --- building
@@ -463,11 +478,14 @@ def _install(build: _Build, python: Path, work: Path, lines: list[str], notes: l
     """
     if not lines:
         return lines
-    cutoff, pinned = resolution_cutoff(lines)
-    if cutoff is not None and pinned is not None:
+    cutoff, pinned, note = resolution_cutoff(lines)
+    if note:
+        notes.append(note)
+    if cutoff is not None and not uv_can_exempt_packages():
+        notes.append("this uv has no --exclude-newer-package (a newer uv has it): resolved without the date rule")
+        cutoff = None
+    if cutoff is not None:
         build.write(f"resolving unpinned packages as of {cutoff:%Y-%m-%d}, when {pinned} was released")
-    elif pinned:
-        notes.append(pinned)  # the index could not say: that is the note
     for _ in range(5):
         requirements = work / "studio-requirements.txt"
         requirements.write_text("\n".join(lines) + "\n")
