@@ -19,13 +19,12 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from apps.core import broadcast
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
-from apps.endpoints import storage
+from apps.endpoints import announce, queue, storage
+from apps.endpoints.events import event_record
 from apps.endpoints.models import (
     Deployment,
-    DeploymentEvent,
     Endpoint,
     Environment,
     Model,
@@ -337,7 +336,7 @@ def _traffic_apply(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
     routing_changed()
-    broadcast.endpoint_changed(endpoint.pk)
+    announce.endpoint_changed(endpoint.pk)
 
 
 _LOCAL_ROUTING = "its one deployment takes every request, with no key"
@@ -412,30 +411,6 @@ def endpoint_delete(*, endpoint: Endpoint, user: User = None) -> None:
 
 
 # --- deployments ---
-
-
-def event_record(
-    *,
-    deployment: Deployment,
-    reason: str,
-    message: str = "",
-    type: str = DeploymentEvent.Type.NORMAL,
-    instance: str = "",
-    container: str = "",
-    duration_ms: int | None = None,
-) -> DeploymentEvent:
-    """Add an entry to the deployment's timeline."""
-    event = DeploymentEvent.objects.create(
-        deployment=deployment,
-        reason=reason,
-        message=message,
-        type=type,
-        instance=instance,
-        container=container,
-        duration_ms=duration_ms,
-    )
-    broadcast.deployment_changed(deployment.pk)  # open pages redraw the deployment after commit
-    return event
 
 
 def _resolve(endpoint: Endpoint, spec: dict[str, Any], *, user: User, deployment_name: str) -> dict[str, Any]:
@@ -544,9 +519,7 @@ def _apply_spec(deployment: Deployment, spec: dict[str, Any], resolved: dict[str
 
 
 def _queue_reconcile(deployment: Deployment) -> None:
-    from apps.endpoints import tasks
-
-    tasks.reconcile_deployment.delay_on_commit(deployment.pk)
+    queue.reconcile_after_commit(deployment.pk)
 
 
 @transaction.atomic
@@ -671,12 +644,10 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
 
 
 def _deployment_mark_deleting(deployment: Deployment) -> None:
-    from apps.endpoints import tasks
-
     Deployment.objects.filter(pk=deployment.pk).update(state=ProvisioningState.DELETING, reason="", message="")
     event_record(deployment=deployment, reason="Deleting", message="instances are being stopped")
     routing_changed()
-    tasks.delete_deployment.delay_on_commit(deployment.pk)
+    queue.delete_after_commit(deployment.pk)
 
 
 @transaction.atomic
