@@ -364,6 +364,8 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "traffic": endpoint.traffic,
         "mirror_traffic": endpoint.mirror_traffic,
         "public_network_access": endpoint.public_network_access,
+        "local": endpoint.local,
+        "location": "local" if endpoint.local else None,  # as `az ml online-endpoint show --local` says it
         "provisioning_state": endpoint.provisioning_state,
         "scoring_uri": endpoint.scoring_uri,
         "openapi_uri": endpoint.openapi_uri,

@@ -134,11 +134,7 @@ def endpoint_detail(request: Request, name: str) -> Response:
 
 
 def _keys(endpoint: Any) -> dict[str, str]:
-    if endpoint.auth_mode != "key":
-        raise ApplicationError(
-            f"online endpoint {endpoint.name!r} uses {endpoint.auth_mode} auth and has no keys; use get-token"
-        )
-    return {"primaryKey": endpoint.primary_key, "secondaryKey": endpoint.secondary_key}
+    return services.endpoint_keys(endpoint=endpoint)
 
 
 @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
