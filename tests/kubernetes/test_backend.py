@@ -16,11 +16,12 @@ import pytest
 from apps.core.errors import NotFound
 from apps.endpoints.backends.base import EnvironmentSpec
 from apps.endpoints.backends.kubernetes import KubernetesBackend, KubernetesUnavailable
-from apps.endpoints.backends.manifests import build_manifests
+from apps.endpoints.backends.manifests import build_manifests, object_name
 from tests.kubernetes.fakeapi import FakeCluster
 from tests.kubernetes.specs import OPTIONS, autoscaled_spec, make_spec
 
-NAME = "my-endpoint-blue"
+NAME = object_name(make_spec())
+GREEN = object_name(autoscaled_spec())
 
 
 # --- the test as the cluster's controllers ---
@@ -243,14 +244,14 @@ def test_an_unreachable_cluster_is_transient(backend: KubernetesBackend, setting
     settings.STUDIO_KUBE_CONTEXT = ""
 
     with pytest.raises(KubernetesUnavailable, match="unreachable"):
-        KubernetesBackend(options=lambda spec: OPTIONS).observe(make_spec())
+        KubernetesBackend(options=lambda spec, previous: OPTIONS).observe(make_spec())
 
 
 def test_the_configured_context_is_used(cluster: FakeCluster, settings: Any, tmp_path: Any) -> None:
     settings.STUDIO_KUBECONFIG = str(cluster.write_kubeconfig(tmp_path / "kc", context="lab", extra_context="prod"))
     settings.STUDIO_KUBE_CONTEXT = "lab"
 
-    KubernetesBackend(options=lambda spec: OPTIONS).apply(make_spec())
+    KubernetesBackend(options=lambda spec, previous: OPTIONS).apply(make_spec())
 
     assert cluster.get("Deployment", NAME) is not None
 
@@ -295,9 +296,10 @@ def test_ready_pods_are_ready_instances_with_their_pod_address(
 
 def test_pods_of_other_deployments_are_not_instances(backend: KubernetesBackend, cluster: FakeCluster) -> None:
     backend.apply(make_spec())
-    backend.apply(autoscaled_spec(uid="11111111-2222-4333-8444-555555555555"))
+    other = autoscaled_spec(uid="11111111-2222-4333-8444-555555555555")
+    backend.apply(other)
     run_pod(cluster, f"{NAME}-a")
-    run_pod(cluster, "my-endpoint-green-a", deployment="my-endpoint-green")
+    run_pod(cluster, f"{object_name(other)}-a", deployment=object_name(other))
 
     assert [i.name for i in backend.observe(make_spec()).instances] == [f"{NAME}-a"]
 
@@ -506,7 +508,7 @@ def test_delete_uses_foreground_propagation_and_removes_everything(
     backend: KubernetesBackend, cluster: FakeCluster
 ) -> None:
     spec = autoscaled_spec()
-    name = "my-endpoint-green"
+    name = GREEN
     backend.apply(spec)
     run_pod(cluster, f"{name}-a", deployment=name)
     cluster.clear_calls()
