@@ -154,6 +154,7 @@ class FakeApiServer(kmock.KubernetesScaffold):
 
     def _create(self, resource: tuple[str, str, str], request: rendering.Request) -> aiohttp.web.StreamResponse:
         body = request.data
+        _check_namespace(body, request.namespace)
         self._validate(body, None)
         key = (resource, request.namespace, body["metadata"]["name"])
         if key in self.store:
@@ -212,6 +213,7 @@ class FakeApiServer(kmock.KubernetesScaffold):
             raise KubernetesError(
                 status=400, reason="BadRequest", message="the name of the object does not match the URL"
             )
+        _check_namespace(body, request.namespace)
         key = (resource, request.namespace, request.name or "")
         current = self.store.get(key)
         if current is not None:
@@ -745,6 +747,16 @@ def _resource(kind: str) -> tuple[str, str, str]:
         if known == kind:
             return resource
     raise KeyError(kind)
+
+
+def _check_namespace(body: dict[str, Any], namespace: str | None) -> None:
+    given = (body.get("metadata") or {}).get("namespace")
+    if given and namespace and given != namespace:
+        raise KubernetesError(
+            status=400,
+            reason="BadRequest",
+            message="the namespace of the provided object does not match the namespace sent on the request",
+        )
 
 
 def _reason(status: int) -> str:

@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -115,7 +116,7 @@ def shared_api_client() -> k8s.ApiClient:
 
 
 class ClusterClient:
-    """Raw JSON calls on one namespace (reads may come from the API server cache); the backend and controller share it."""
+    """Raw JSON calls in one namespace, reads from the API server cache; the backend and the controller share it."""
 
     def __init__(self, *, api_client: k8s.ApiClient | None = None, namespace: str | None = None) -> None:
         self._api_client = api_client
@@ -317,8 +318,15 @@ class KubernetesBackend:
                 raise KubernetesUnavailable(_describe(error)) from error
             return failure
 
+    def _options_for(self, spec: DeploymentSpec, previous: str) -> ManifestOptions:
+        return replace(self._options(spec, previous), namespace=self.namespace)
+
     def _apply(self, spec: DeploymentSpec) -> Observed:
         name = object_name(spec)
+        try:
+            build_manifests(spec, self._options_for(spec, ""))  # a spec the builders reject never reaches the cluster
+        except ApplicationError as error:
+            return Observed(failed_reason="InvalidDeploymentSpec", failed_message=error.message)
         live = {kind: self.cluster.read(kind, name) for kind in KINDS}
         deployment = live["Deployment"]
         if deployment is not None and deployment["metadata"].get("deletionTimestamp"):
@@ -331,11 +339,7 @@ class KubernetesBackend:
                 failed_message=f"{kind} {self.namespace}/{name} exists and is not this deployment's "
                 f"(its {OWNER_LABEL} label is {_owner(live[kind])!r}); the studio leaves it alone",
             )
-        previous = _secret_value(live["Secret"], TOKEN_KEY)
-        try:
-            manifests = build_manifests(spec, self._options(spec, previous))
-        except ApplicationError as error:
-            return Observed(failed_reason="InvalidDeploymentSpec", failed_message=error.message)
+        manifests = build_manifests(spec, self._options_for(spec, _secret_value(live["Secret"], TOKEN_KEY)))
         if uses_autoscaler(spec) and deployment is not None and _manages(deployment, FIELD_MANAGER, "spec", "replicas"):
             handover = {
                 "apiVersion": "apps/v1",
@@ -379,7 +383,7 @@ class KubernetesBackend:
             return _forbidden(self.namespace, error)
         return observed_from(
             spec,
-            current_hash=template_hash(spec, self._options(spec, "")),
+            current_hash=template_hash(spec, self._options_for(spec, "")),
             deployment=deployment,
             pods=pods,
             events=events,
@@ -405,7 +409,7 @@ class KubernetesBackend:
         if deployment["metadata"].get("deletionTimestamp") or _owner(deployment) != spec.uid:
             return False  # apply would refuse it; observe reports it
         annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
-        if annotations.get(TEMPLATE_HASH_ANNOTATION) != template_hash(spec, self._options(spec, "")):
+        if annotations.get(TEMPLATE_HASH_ANNOTATION) != template_hash(spec, self._options_for(spec, "")):
             return True
         return not uses_autoscaler(spec) and deployment["spec"].get("replicas") != spec.instance_count
 

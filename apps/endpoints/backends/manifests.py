@@ -393,6 +393,7 @@ def build_hpa(spec: DeploymentSpec, options: ManifestOptions) -> Manifest:
 
 # --- containers ---
 
+
 def _restricted() -> dict[str, Any]:
     """A container's share of Pod Security's "restricted" level (the pod sets non-root and seccomp)."""
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
