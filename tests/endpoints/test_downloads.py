@@ -39,7 +39,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def pod_environment(deployment: Deployment, *, studio_url: str, previous_token: str = "") -> dict[str, str]:
     """What the storage-initializer container of the deployment's current pod template gets in its environment."""
     spec = deployment_spec(deployment)
-    manifests = {m["kind"]: m for m in build_manifests(spec, options_from_settings(spec, previous_token=previous_token))}
+    manifests = {
+        m["kind"]: m for m in build_manifests(spec, options_from_settings(spec, previous_token=previous_token))
+    }
     init = next(
         c
         for c in manifests["Deployment"]["spec"]["template"]["spec"]["initContainers"]
