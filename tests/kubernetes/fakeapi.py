@@ -144,7 +144,7 @@ class FakeApiServer(kmock.KubernetesScaffold):
             return self._apply(resource, request)
         if request.action == enums.action.CREATE:
             return self._create(resource, request)
-        if request.action == enums.action.UPDATE and request.name is not None:
+        if request.name is not None and (request.action == enums.action.UPDATE or request.method == enums.method.PUT):
             return self._update(resource, request, content_type)
         if request.action == enums.action.DELETE and request.name is not None:
             return self._delete(resource, request)
