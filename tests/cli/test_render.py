@@ -29,11 +29,11 @@ def test_render_prints_the_manifests_and_stores_nothing(ep1: Studio) -> None:
 
     assert result.code == 0, result.stderr
     documents = list(yaml.safe_load_all(result.stdout))
-    assert [doc["kind"] for doc in documents] == ["Secret", "Deployment", "Service"]
+    assert [doc["kind"] for doc in documents] == ["Secret", "Deployment", "Service", "PodDisruptionBudget"]
     deployment = documents[1]
     assert deployment["spec"]["replicas"] == 3
     pod = deployment["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["initContainers"]] == ["storage-initializer"]
+    assert [c["name"] for c in pod["initContainers"]] == ["studio-runtime", "storage-initializer"]
     server = pod["containers"][0]
     assert server["name"] == "inference-server"
     assert server["image"] == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest"

@@ -61,6 +61,7 @@ from apps.endpoints.backends.manifests import (
 )
 
 logger = logging.getLogger(__name__)
+Items = list[dict[str, Any]]
 
 FIELD_MANAGER = "studio"
 # Holds `spec.replicas` for a moment when a deployment switches to an HPA, so that dropping the field from the
@@ -177,9 +178,16 @@ class ClusterClient:
                 return None
             raise KubernetesUnavailable(_describe(error)) from error
 
-    def list(self, kind: str, **selectors: str) -> dict[str, Any]:
-        """A list served from the API server's watch cache (`resourceVersion=0`): no quorum read of etcd."""
-        return self.call(self._method("list", kind), self.namespace, resource_version="0", **selectors)
+    def list_items(self, kind: str, *, label_selector: str | None = None, field_selector: str | None = None) -> Items:
+        """The items of a list served from the API server's watch cache (`resourceVersion=0`): no quorum read."""
+        listed = self.call(
+            self._method("list", kind),
+            self.namespace,
+            resource_version="0",
+            label_selector=label_selector,
+            field_selector=field_selector,
+        )
+        return list(listed.get("items") or [])
 
     def apply(self, manifest: dict[str, Any], *, manager: str = FIELD_MANAGER, force: bool = True) -> dict[str, Any]:
         return self.call(
@@ -209,7 +217,7 @@ class ClusterClient:
 
     # --- the controller's watches and Lease ---
 
-    def list_for_watch(self, kind: str, *, label_selector: str = "") -> tuple[list[dict[str, Any]], str]:
+    def list_for_watch(self, kind: str, *, label_selector: str = "") -> tuple[Items, str]:
         """(items, resourceVersion to watch from)."""
         listed = self.call(self._method("list", kind), self.namespace, label_selector=label_selector or None)
         return listed.get("items") or [], str((listed.get("metadata") or {}).get("resourceVersion") or "")
@@ -369,12 +377,12 @@ class KubernetesBackend:
                 deployment = self.cluster.read("Deployment", name)
             if deployment is not None and _owner(deployment) != spec.uid:
                 deployment = None
-            pods = self.cluster.list("Pod", label_selector=label_selector(spec)).get("items") or []
+            pods = self.cluster.list_items("Pod", label_selector=label_selector(spec))
             names = {_pod_name(pod) for pod in pods}
             events: dict[str, list[dict[str, Any]]] = {}
             if names:
                 # One list of the namespace's pod events (from the cache), not one per pod.
-                listed = self.cluster.list("Event", field_selector="regarding.kind=Pod").get("items") or []
+                listed = self.cluster.list_items("Event", field_selector="regarding.kind=Pod")
                 for item in listed:
                     regarding = item.get("regarding") or item.get("involvedObject") or {}
                     if regarding.get("name") in names:
@@ -444,7 +452,7 @@ class KubernetesBackend:
     ) -> str:
         """The last `lines` lines of one container per pod; the crashed run's log when the container is crashing."""
         try:
-            pods = self.cluster.list("Pod", label_selector=label_selector(spec)).get("items") or []
+            pods = self.cluster.list_items("Pod", label_selector=label_selector(spec))
         except KubernetesForbidden as error:
             raise ApplicationError(
                 f"the studio may not list pods in {self.namespace!r}: {error}", status=403
