@@ -6,7 +6,7 @@ imports it without importing the services, which queue the reconcile tasks.
 
 from __future__ import annotations
 
-from apps.core import broadcast
+from apps.endpoints import announce
 from apps.endpoints.models import Deployment, DeploymentEvent
 
 
@@ -30,5 +30,5 @@ def event_record(
         container=container,
         duration_ms=duration_ms,
     )
-    broadcast.deployment_changed(deployment.pk)  # open pages redraw the deployment after commit
+    announce.deployment_changed(deployment.pk)  # open pages redraw the deployment after commit
     return event

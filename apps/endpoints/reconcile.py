@@ -27,9 +27,9 @@ from typing import Any, Literal
 from django.conf import settings
 from django.db import transaction
 
-from apps.core import broadcast
 from apps.core.notify import redis_client, routing_changed
 from apps.costs.models import InstanceRun
+from apps.endpoints import announce
 from apps.endpoints.backends import backend_kind, get_backend
 from apps.endpoints.backends.base import Backend, BackendEvent, Observed
 from apps.endpoints.events import event_record
@@ -325,7 +325,7 @@ def _record_backend_events(deployment: Deployment, observed: Observed) -> None:
             TimelineReporter(deployment).event(replace(event, message=text))
         elif _count(existing.message) < event.count:
             DeploymentEvent.objects.filter(pk=existing.pk).update(message=text)
-            broadcast.deployment_changed(deployment.pk)
+            announce.deployment_changed(deployment.pk)
 
 
 def _uncounted(message: str) -> str:

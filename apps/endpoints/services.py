@@ -19,10 +19,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from apps.core import broadcast
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
-from apps.endpoints import queue, storage
+from apps.endpoints import announce, queue, storage
 from apps.endpoints.events import event_record
 from apps.endpoints.models import (
     Deployment,
@@ -330,7 +329,7 @@ def _traffic_apply(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
     routing_changed()
-    broadcast.endpoint_changed(endpoint.pk)
+    announce.endpoint_changed(endpoint.pk)
 
 
 @transaction.atomic

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,12 +39,14 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 
 @dataclass
 class IngestResult:
-    """What one drain did: records read, requests counted, rollup rows written, bad records skipped."""
+    """What one drain did: records read, requests counted, rollup rows written, bad records skipped, and
+    the endpoints whose figures changed."""
 
     records: int = 0
     requests: int = 0
     rows: int = 0
     skipped: int = 0
+    endpoints: set[str] = field(default_factory=set)
 
 
 # Moves up to ARGV[1] records from the queue to the processing list in one step, so a crash never drops them.
@@ -224,6 +226,7 @@ def metrics_ingest(*, limit: int = BATCH, max_batches: int = 200, queue: str = M
                     records.append(record)
             requests, rows = rollups_merge(records=records)
             _finish_batch(queue)
+            result.endpoints.update(record["endpoint"] for record in records)
             result.records += len(batch)
             result.requests += requests
             result.rows += rows
