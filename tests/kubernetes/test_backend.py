@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client  # noqa: TID251 (the tests check the fake with the real client)
 
 from apps.core.errors import NotFound
 from apps.endpoints.backends.base import EnvironmentSpec
@@ -249,7 +250,6 @@ def test_a_conflict_or_server_error_is_transient(
 
 def test_the_fake_answers_409_to_a_create_of_an_existing_object(cluster: FakeCluster, backend: Any) -> None:
     """The fake behaves like an API server where the backend does not go (it never POSTs)."""
-    from kubernetes import client  # noqa: TID251 (the test checks the fake with the real client)
 
     backend.apply(make_spec())
     api = client.CoreV1Api(backend.api_client)
@@ -879,3 +879,36 @@ def test_an_ipv6_pod_address_is_bracketed(backend: KubernetesBackend, cluster: F
     run_pod(cluster, f"{NAME}-a", ip="fd00:10:1::7")
 
     assert backend.observe(make_spec()).instances[0].address == "http://[fd00:10:1::7]:5001"
+
+
+# --- the fake API server behaves like a real one where the backend relies on it ---
+
+
+def test_the_fake_refuses_a_change_of_a_deployments_selector(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    manifest = next(m for m in build_manifests(make_spec(), OPTIONS) if m["kind"] == "Deployment")
+    backend.cluster.apply(manifest)
+    manifest["spec"]["selector"]["matchLabels"]["extra"] = "x"
+    manifest["spec"]["template"]["metadata"]["labels"]["extra"] = "x"
+
+    with pytest.raises(client.ApiException) as error:
+        backend.cluster.apply(manifest)
+
+    assert error.value.status == 422
+    assert "spec.selector" in error.value.body and "field is immutable" in error.value.body
+
+
+def test_the_fake_reports_a_conflict_with_another_field_manager_unless_forced(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    manifest = next(m for m in build_manifests(make_spec(), OPTIONS) if m["kind"] == "Deployment")
+    backend.cluster.apply(manifest)
+    cluster.update("Deployment", NAME, {"spec": {"replicas": 9}}, manager="kubectl")
+
+    with pytest.raises(KubernetesUnavailable, match='conflict with "kubectl": .spec.replicas'):
+        backend.cluster.apply(manifest, force=False)
+    backend.cluster.apply(manifest)
+
+    stored = cluster.get("Deployment", NAME)
+    assert stored["spec"]["replicas"] == 2
+    managers = {entry["manager"] for entry in stored["metadata"]["managedFields"]}
+    assert "studio" in managers
