@@ -183,11 +183,13 @@ class Controller:
                 stop.wait(self.retry_s)
         finally:
             was_leading = self.leading
-            self._stop_watching()
+            if self._term is not None:
+                self._term.set()  # watches stop reporting now; hand the Lease over before waiting for them
             self.leading = False
             if was_leading and self.release_on_stop:
                 self._release(namespace)
             self.on_leading(False)
+            self._stop_watching()
 
     def elect_once(self, namespace: str) -> bool:
         """Read the Lease and act on it once; True while this process holds it."""
@@ -236,6 +238,7 @@ class Controller:
             thread.start()
 
     def _stop_watching(self) -> None:
+        """Stop the watches: they report nothing more at once, and end with their stream (watch_timeout_s)."""
         if self._term is not None:
             self._term.set()
         for thread in self._threads:
@@ -255,7 +258,7 @@ class Controller:
                         kind, resource_version=version, label_selector=selector, timeout_s=self.watch_timeout_s
                     ):
                         if term.is_set():
-                            return
+                            return  # no longer leading: report nothing more
                         version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                         if change != "BOOKMARK":
                             self._seen_object(kind, change, obj)
