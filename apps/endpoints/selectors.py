@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -437,23 +436,3 @@ def event_view(event: DeploymentEvent) -> dict[str, Any]:
         "container": event.container or None,
         "duration_ms": event.duration_ms,
     }
-
-
-def download_folder(*, kind: str, ident: str) -> tuple[Path, str]:
-    """The folder a signed download names: a model version's root or a deployment's code snapshot."""
-    if kind == "model":
-        name, _, version = ident.removeprefix("azureml:").rpartition(":")
-        model = model_get(name=name, version=version)
-        return model.root, f"{model.name}-{model.version}"
-    deployment = Deployment.objects.filter(uid=ident).first() if _is_uuid(ident) else None
-    if deployment is None or deployment.code_root is None:
-        raise NotFound(f"code of deployment {ident!r} not found")
-    return deployment.code_root, f"{deployment.name}-code"
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

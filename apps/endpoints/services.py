@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -638,7 +638,9 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
             row = deployment_create(endpoint=endpoint, spec=spec, user=user)
         row.refresh_from_db()
         frozen = deployment_spec(row)
-        text = render_manifests(frozen, options_from_settings(frozen))
+        # A deployment the studio does not hold gets a download credential revoked with its endpoint (GitOps).
+        scope: Literal["deployment", "endpoint"] = "deployment" if existing is not None else "endpoint"
+        text = render_manifests(frozen, options_from_settings(frozen, scope=scope))
         transaction.set_rollback(True)
     return text
 
