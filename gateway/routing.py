@@ -47,6 +47,7 @@ class EndpointTable:
     weights: tuple[tuple[str, int], ...] = ()  # (deployment, percent) with percent > 0, in name order
     mirror: tuple[str, int] | None = None  # (deployment, percent) with percent > 0
     deployments: Mapping[str, DeploymentRoute] = field(default_factory=dict)
+    local: bool = False  # a local endpoint (`--local`): no authentication, its one deployment takes everything
 
 
 RoutingTable = Mapping[str, EndpointTable]
@@ -71,6 +72,8 @@ def table_from_rows(rows: Sequence[EndpointRow]) -> dict[str, EndpointTable]:
             if int(percent) > 0 and name in deployments
         )
         mirror = next(((name, int(p)) for name, p in row["mirror_traffic"].items() if int(p) > 0), None)
+        if row["local"]:  # no traffic rules: its one deployment takes every request
+            weights, mirror = tuple((name, 100) for name in sorted(deployments)[:1]), None
         table[row["name"]] = EndpointTable(
             name=row["name"],
             auth_mode=row["auth_mode"],
@@ -79,6 +82,7 @@ def table_from_rows(rows: Sequence[EndpointRow]) -> dict[str, EndpointTable]:
             weights=weights,
             mirror=mirror,
             deployments=deployments,
+            local=row["local"],
         )
     return table
 

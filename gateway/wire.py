@@ -129,6 +129,7 @@ class EndpointRow(TypedDict):
     traffic: dict[str, int]
     mirror_traffic: dict[str, int]
     deployments: list[DeploymentRow]  # deployments being deleted are left out
+    local: bool  # a local endpoint (`--local`): no authentication, its one deployment takes every request
 
 
 # --- tokens ---

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import socket
 from collections import deque
@@ -23,7 +24,9 @@ from runtime.request import AMLRequest
 logger = logging.getLogger("azmlinfsrv")
 
 MAX_PIPELINE = 16  # queued requests per connection before we stop reading from it
-SHUTDOWN_GRACE_S = 10.0
+# How long requests in flight may finish after SIGTERM; on Kubernetes the pod template sets it from the request
+# timeout (and its grace period is longer still).
+SHUTDOWN_GRACE_S = float(os.environ.get("STUDIO_DRAIN_S") or 10.0)
 
 
 class Reply:

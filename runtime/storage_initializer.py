@@ -12,6 +12,7 @@ Environment of the command (a variable left empty skips that part):
   STUDIO_MODEL_URL, STUDIO_MODEL_DIR   the model archive and the folder it is unpacked into
   STUDIO_CODE_URL, STUDIO_CODE_DIR     the code archive and the folder it is unpacked into
   STUDIO_ENTRY_SCRIPT                  the scoring script, checked to be in the code folder
+  STUDIO_DOWNLOAD_TOKEN                the deployment's download credential, sent as `Authorization: Bearer`
 """
 
 from __future__ import annotations
@@ -147,12 +148,14 @@ def download_into(
     retry_delay_s: float = 2.0,
     timeout_s: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
+    token: str = "",
 ) -> int:
     """Download a tar archive and unpack it into `dest`; transient failures are retried with a growing delay."""
     for attempt in range(1, attempts + 1):
         say(log, f"downloading {what} into {dest} (attempt {attempt} of {attempts})")
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 return extract_into(response, dest)
         except urllib.error.HTTPError as error:
             detail = f"HTTP {error.code}: {_server_message(error)}"
@@ -207,6 +210,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
                 attempts=args.attempts,
                 retry_delay_s=args.retry_delay,
                 timeout_s=args.timeout,
+                token=env.get("STUDIO_DOWNLOAD_TOKEN", ""),
             )
             say(log, f"{what} ready: {count} files in {dest}")
         entry_script, code_dir = env.get("STUDIO_ENTRY_SCRIPT", ""), env.get("STUDIO_CODE_DIR", "")

@@ -198,15 +198,26 @@ STUDIO_GATEWAY_URL = env_str("STUDIO_GATEWAY_URL", "http://127.0.0.1:8001")
 STUDIO_CORE_QUOTA = env_int("STUDIO_CORE_QUOTA", 100, minimum=0)
 STUDIO_TOKEN_LIFETIME_S = env_int("STUDIO_TOKEN_LIFETIME_S", 24 * 3600, minimum=60)
 STUDIO_CURRENCY = env_str("STUDIO_CURRENCY", "USD")
-STUDIO_KUBE_NAMESPACE = env_str("STUDIO_KUBE_NAMESPACE", "studio")
+# Deployments run in a namespace of their own, never the studio's (the studio's Role there cannot touch its objects).
+STUDIO_KUBE_NAMESPACE = env_str("STUDIO_KUBE_NAMESPACE", "studio-workloads")
 STUDIO_KUBECONFIG = env_str("STUDIO_KUBECONFIG")
 STUDIO_KUBE_CONTEXT = env_str("STUDIO_KUBE_CONTEXT")
 # The studio URL as pods see it (their storage initializer downloads model and code from it).
 STUDIO_KUBE_STUDIO_URL = env_str("STUDIO_KUBE_STUDIO_URL")
 STUDIO_KUBE_RUNTIME_IMAGE = env_str("STUDIO_KUBE_RUNTIME_IMAGE")
 STUDIO_KUBE_INITIALIZER_IMAGE = env_str("STUDIO_KUBE_INITIALIZER_IMAGE")
-STUDIO_KUBE_DOWNLOAD_TTL_S = env_int("STUDIO_KUBE_DOWNLOAD_TTL_S", 6 * 3600, minimum=60)
 STUDIO_KUBE_IMAGE_PULL_SECRETS = env_list("STUDIO_KUBE_IMAGE_PULL_SECRETS", [])
+# Taints GPU instance types tolerate (kubectl's `key[=value]:Effect`) and labels they must land on (`key=value`).
+STUDIO_KUBE_GPU_TOLERATIONS = env_list(
+    "STUDIO_KUBE_GPU_TOLERATIONS", ["nvidia.com/gpu:NoSchedule", "sku=gpu:NoSchedule"]
+)
+STUDIO_KUBE_GPU_NODE_SELECTOR = env_list("STUDIO_KUBE_GPU_NODE_SELECTOR", [])
+# Every Kubernetes deployment is re-applied (server-side apply: a no-op when nothing drifted) and observed this
+# often even when the controller's watches saw nothing; while no controller runs, the periodic pass observes them.
+STUDIO_KUBE_RESYNC_S = env_int("STUDIO_KUBE_RESYNC_S", 300, minimum=10)
+# The controller's leader-election Lease (in STUDIO_KUBE_LEASE_NAMESPACE, default the workloads' namespace).
+STUDIO_KUBE_LEASE_S = env_int("STUDIO_KUBE_LEASE_S", 15, minimum=2)
+STUDIO_KUBE_LEASE_NAMESPACE = env_str("STUDIO_KUBE_LEASE_NAMESPACE")
 
 LOGGING = {
     "version": 1,

@@ -14,19 +14,23 @@ it queued so that a slow deployment never piles up duplicates.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
+from django.conf import settings
 from django.db import transaction
 
 from apps.core.notify import redis_client, routing_changed
 from apps.costs.models import InstanceRun
-from apps.endpoints.backends import get_backend
+from apps.endpoints import announce
+from apps.endpoints.backends import backend_kind, get_backend
 from apps.endpoints.backends.base import Backend, BackendEvent, Observed
 from apps.endpoints.events import event_record
 from apps.endpoints.models import Deployment, DeploymentEvent, Endpoint, Instance, ProvisioningState
@@ -48,6 +52,20 @@ TERMINAL_REASONS = frozenset(
     }
 )
 IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
+# Instances that hold capacity and accrue cost: a pod waiting for a node, or evicted, holds none.
+BILLED_STATES = frozenset(
+    {
+        Instance.State.STARTING,
+        Instance.State.READY,
+        Instance.State.UNREADY,
+        Instance.State.CRASH_LOOP,
+        Instance.State.TERMINATING,
+    }
+)
+COUNT_SUFFIX = re.compile(r" \(x(\d+)\)$")
+# Set by the Kubernetes controller while it leads and watches; the periodic pass then leaves the deployments it
+# watches to it, observing each only every STUDIO_KUBE_RESYNC_S.
+CONTROLLER_KEY = "studio:kube-controller:leader"
 LOCK_TTL_S = 60
 Work = Literal["reconcile", "observe", "delete"]
 
@@ -141,11 +159,14 @@ def instances_sync(*, deployment: Deployment, observed: Observed) -> int:
             row = rows.get(status.name)
             if row is None:
                 Instance.objects.create(deployment=deployment, name=status.name, **values)
-                _capacity_start(deployment, status.name, status.started_at or now)
+                if status.state in BILLED_STATES:
+                    _capacity_start(deployment, status.name, status.started_at or now)
                 changed = changed or status.ready
                 continue
             if row.ready != status.ready or row.address != status.address:
                 changed = True
+            if (row.state in BILLED_STATES) != (status.state in BILLED_STATES):
+                _capacity_move(deployment, status.name, billed=status.state in BILLED_STATES, at=now)
             if any(getattr(row, field) != value for field, value in values.items()):
                 for field, value in values.items():
                     setattr(row, field, value)
@@ -162,6 +183,15 @@ def instances_sync(*, deployment: Deployment, observed: Observed) -> int:
         if changed:
             routing_changed()
     return ready
+
+
+def _capacity_move(deployment: Deployment, instance: str, *, billed: bool, at: datetime) -> None:
+    """An instance started holding capacity (scheduled and running) or stopped (evicted, failed, pending again)."""
+    open_runs = InstanceRun.objects.filter(deployment=deployment, instance=instance, stopped_at__isnull=True)
+    if not billed:
+        open_runs.update(stopped_at=at)
+    elif not open_runs.exists():
+        _capacity_start(deployment, instance, at)
 
 
 def _capacity_start(deployment: Deployment, instance: str, started_at: datetime) -> None:
@@ -251,6 +281,9 @@ def _pass(deployment: Deployment, *, backend: Backend | None) -> None:
     _record_backend_events(deployment, observed)
     ready = instances_sync(deployment=deployment, observed=observed)
     current = sum(1 for i in observed.instances if i.ready and i.generation == spec.generation)
+    # The backend may know better how many instances should be ready (an HPA owns the count) and whether its own
+    # rollout is done (Kubernetes: observedGeneration, updated and available replicas).
+    target = observed.desired_instances if observed.desired_instances is not None else spec.instance_count
     if observed.failed_reason:
         if deployment.state != ProvisioningState.FAILED or deployment.reason != observed.failed_reason:
             _transition(
@@ -260,25 +293,48 @@ def _pass(deployment: Deployment, *, backend: Backend | None) -> None:
                 message=observed.failed_message,
             )
         return
-    if current >= spec.instance_count and deployment.state != ProvisioningState.SUCCEEDED:
+    done = current >= target and observed.rollout_complete is not False
+    if done and deployment.state != ProvisioningState.SUCCEEDED:
         if _transition(deployment, new=ProvisioningState.SUCCEEDED):
             elapsed = int((time.monotonic() - started) * 1000)
             event_record(
                 deployment=deployment,
                 reason="Ready",
-                message=f"{ready} of {spec.instance_count} instances ready at generation {spec.generation}",
+                message=f"{ready} of {target} instances ready at generation {spec.generation}",
                 duration_ms=elapsed,
             )
 
 
 def _record_backend_events(deployment: Deployment, observed: Observed) -> None:
-    """Events the backend did not report as they happened (Kubernetes pod events): each distinct one once."""
+    """Events the backend did not report as they happened (Kubernetes pod events): one row per event, counted.
+
+    The same event seen again with a higher count (a probe failing every 10 s) updates its row's "(xN)"
+    rather than adding a row per increment.
+    """
     for event in observed.events:
-        seen = DeploymentEvent.objects.filter(
-            deployment=deployment, reason=event.reason, instance=event.instance, message=event.message
-        ).exists()
-        if not seen:
-            TimelineReporter(deployment).event(event)
+        text = f"{event.message} (x{event.count})" if event.count > 1 else event.message
+        rows = DeploymentEvent.objects.filter(
+            deployment=deployment,
+            reason=event.reason,
+            instance=event.instance,
+            container=event.container,
+            message__startswith=event.message,
+        )
+        existing = next((row for row in rows if _uncounted(row.message) == event.message), None)
+        if existing is None:
+            TimelineReporter(deployment).event(replace(event, message=text))
+        elif _count(existing.message) < event.count:
+            DeploymentEvent.objects.filter(pk=existing.pk).update(message=text)
+            announce.deployment_changed(deployment.pk)
+
+
+def _uncounted(message: str) -> str:
+    return COUNT_SUFFIX.sub("", message)
+
+
+def _count(message: str) -> int:
+    found = COUNT_SUFFIX.search(message)
+    return int(found.group(1)) if found else 1
 
 
 def delete(pk: int, *, backend: Backend | None = None) -> bool:
@@ -336,7 +392,10 @@ def periodic_work(*, queued_ttl_s: float) -> list[tuple[Work, int]]:
 
     Deployments whose lock a worker holds, or whose last queued task has not run yet, are left out.
     """
-    rows = list(Deployment.objects.values_list("pk", "state", "generation", "observed_generation").order_by("pk"))
+    listed = Deployment.objects.values_list(
+        "pk", "state", "generation", "observed_generation", "kind", "endpoint__compute"
+    ).order_by("pk")
+    rows = [(pk, state, generation, observed) for pk, state, generation, observed, _, _ in listed]
     if not rows:
         return []
     client = redis_client()
@@ -345,10 +404,41 @@ def periodic_work(*, queued_ttl_s: float) -> list[tuple[Work, int]]:
         locks.exists(_key(pk, "lock"))
     locked = {pk for (pk, *_), held in zip(rows, locks.execute(), strict=True) if held}
     planned = periodic_work_for(rows, locked)
+    if client.exists(CONTROLLER_KEY):
+        watched = {
+            pk
+            for pk, _, _, _, kind, compute in listed
+            if backend_kind(deployment_type=kind, endpoint_compute=compute) == "kubernetes"
+        }
+        planned = _resync_only(client, planned, watched)
     claims = client.pipeline(transaction=False)
     for _, pk in planned:
         claims.set(_key(pk, "queued"), "1", nx=True, ex=max(1, int(queued_ttl_s)))
     return [item for item, claimed in zip(planned, claims.execute(), strict=True) if claimed]
+
+
+def _resync_only(client: Any, planned: list[tuple[Work, int]], watched: set[int]) -> list[tuple[Work, int]]:
+    """Observations of watched deployments only when their resync is due; their other work as planned."""
+    due = [(work, pk) for work, pk in planned if work == "observe" and pk in watched]
+    claims = client.pipeline(transaction=False)
+    for _, pk in due:
+        claims.set(_key(pk, "resync"), "1", nx=True, ex=settings.STUDIO_KUBE_RESYNC_S)
+    claimed = {pk for (_, pk), won in zip(due, claims.execute(), strict=True) if won}
+    return [(work, pk) for work, pk in planned if not (work == "observe" and pk in watched) or pk in claimed]
+
+
+def controller_leading(ttl_s: float) -> None:
+    """The Kubernetes controller leads and watches for the next `ttl_s` seconds (renewed while it does)."""
+    redis_client().set(CONTROLLER_KEY, "1", ex=max(1, int(ttl_s)))
+
+
+def controller_stepped_down() -> None:
+    redis_client().delete(CONTROLLER_KEY)
+
+
+def queue_claim(pk: int, ttl_s: float) -> bool:
+    """Mark deployment `pk` queued (True) unless a queued task already covers it (False)."""
+    return bool(redis_client().set(_key(pk, "queued"), "1", nx=True, ex=max(1, int(ttl_s))))
 
 
 def release_queued(pk: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -365,6 +364,8 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "traffic": endpoint.traffic,
         "mirror_traffic": endpoint.mirror_traffic,
         "public_network_access": endpoint.public_network_access,
+        "local": endpoint.local,
+        "location": "local" if endpoint.local else None,  # as `az ml online-endpoint show --local` says it
         "provisioning_state": endpoint.provisioning_state,
         "scoring_uri": endpoint.scoring_uri,
         "openapi_uri": endpoint.openapi_uri,
@@ -438,26 +439,6 @@ def event_view(event: DeploymentEvent) -> dict[str, Any]:
     }
 
 
-def download_folder(*, kind: str, ident: str) -> tuple[Path, str]:
-    """The folder a signed download names: a model version's root or a deployment's code snapshot."""
-    if kind == "model":
-        name, _, version = ident.removeprefix("azureml:").rpartition(":")
-        model = model_get(name=name, version=version)
-        return model.root, f"{model.name}-{model.version}"
-    deployment = Deployment.objects.filter(uid=ident).first() if _is_uuid(ident) else None
-    if deployment is None or deployment.code_root is None:
-        raise NotFound(f"code of deployment {ident!r} not found")
-    return deployment.code_root, f"{deployment.name}-code"
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
 def routing_rows() -> list[EndpointRow]:
     """Every endpoint with its keys, traffic, mirror and ready instances: what the gateway routes by."""
     instances: dict[int, list[str]] = {}
@@ -485,6 +466,7 @@ def routing_rows() -> list[EndpointRow]:
                 traffic=dict(endpoint.traffic or {}),
                 mirror_traffic=dict(endpoint.mirror_traffic or {}),
                 deployments=deployments,
+                local=endpoint.local,
             )
         )
     return rows

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -260,6 +260,7 @@ def endpoint_create(*, spec: dict[str, Any], user: User = None) -> Endpoint:
         auth_mode=spec["auth_mode"],
         compute=spec["compute"],
         public_network_access=spec["public_network_access"],
+        local=spec["local"],
         primary_key=_new_key(),
         secondary_key=_new_key(),
         token_secret=_new_key(),
@@ -287,6 +288,12 @@ def endpoint_update(*, endpoint: Endpoint, changes: dict[str, Any], user: User =
         raise fail("name", f"cannot be changed (from {endpoint.name!r} to {changes['name']!r})")
     if "compute" in changes and (changes["compute"] or "") != endpoint.compute:
         raise fail("compute", "cannot be changed after the endpoint is created")
+    if "local" in changes and bool(changes["local"]) != endpoint.local:
+        raise fail("local", "cannot be changed after the endpoint is created (create a new endpoint)")
+    if endpoint.local:
+        for key in ("traffic", "mirror_traffic"):
+            if any((changes.get(key) or {}).values()):
+                raise fail(key, f"is not supported for the local endpoint {endpoint.name!r}: {_LOCAL_ROUTING}")
     spec = validate_endpoint({**current, **changes})
     if "traffic" in changes or "mirror_traffic" in changes:
         _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user)
@@ -332,9 +339,28 @@ def _traffic_apply(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str
     announce.endpoint_changed(endpoint.pk)
 
 
+_LOCAL_ROUTING = "its one deployment takes every request, with no key"
+
+
+def _refuse_local(endpoint: Endpoint, what: str) -> None:
+    if endpoint.local:
+        raise ApplicationError(f"online endpoint {endpoint.name!r} is local: {what} ({_LOCAL_ROUTING})")
+
+
+def endpoint_keys(*, endpoint: Endpoint) -> dict[str, str]:
+    """The endpoint's primary and secondary keys (key auth only; a local endpoint has none)."""
+    _refuse_local(endpoint, "it has no keys")
+    if endpoint.auth_mode != Endpoint.AuthMode.KEY:
+        raise ApplicationError(
+            f"online endpoint {endpoint.name!r} uses {endpoint.auth_mode} auth and has no keys; use get-token"
+        )
+    return {"primaryKey": endpoint.primary_key, "secondaryKey": endpoint.secondary_key}
+
+
 @transaction.atomic
 def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None = None) -> Endpoint:
     """Replace the primary or the secondary key (the other keeps working)."""
+    _refuse_local(endpoint, "it has no keys")
     kind = key_type.strip().lower()
     if kind not in ("primary", "secondary"):
         raise fail("keyType", f"expected primary or secondary, got {key_type!r}")
@@ -351,6 +377,7 @@ def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None 
 
 def token_issue(*, endpoint: Endpoint) -> dict[str, str]:
     """A bearer token for an aml_token endpoint, with its expiry and when to refresh it."""
+    _refuse_local(endpoint, "it takes no tokens")
     if endpoint.auth_mode != Endpoint.AuthMode.AML_TOKEN:
         raise ApplicationError(
             f"online endpoint {endpoint.name!r} uses key auth; get-token is for aml_token endpoints "
@@ -510,6 +537,14 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
         raise Conflict(
             f"deployment {name!r} already exists in online endpoint {endpoint.name!r}; use update", field="name"
         )
+    if endpoint.local:
+        other = endpoint.deployments.exclude(state=ProvisioningState.DELETING).first()
+        if other is not None:
+            raise Conflict(
+                f"online endpoint {endpoint.name!r} is local and already has deployment {other.name!r}; a local "
+                "endpoint has one deployment: update it, or delete it first",
+                field="name",
+            )
     if endpoint.deployments.count() >= MAX_DEPLOYMENTS_PER_ENDPOINT:
         raise ApplicationError(
             f"online endpoint {endpoint.name!r} already has {MAX_DEPLOYMENTS_PER_ENDPOINT} deployments"
@@ -528,7 +563,7 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
         reason="Creating",
         message=f"generation 1: {deployment.instance_count} × {deployment.instance_type}",
     )
-    if name not in endpoint.traffic:
+    if name not in endpoint.traffic and not endpoint.local:  # a local endpoint has no traffic rules
         Endpoint.objects.filter(pk=endpoint.pk).update(traffic={**endpoint.traffic, name: 0})
     _queue_reconcile(deployment)
     return deployment
@@ -603,7 +638,9 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
             row = deployment_create(endpoint=endpoint, spec=spec, user=user)
         row.refresh_from_db()
         frozen = deployment_spec(row)
-        text = render_manifests(frozen, options_from_settings(frozen))
+        # A deployment the studio does not hold gets a download credential revoked with its endpoint (GitOps).
+        scope: Literal["deployment", "endpoint"] = "deployment" if existing is not None else "endpoint"
+        text = render_manifests(frozen, options_from_settings(frozen, scope=scope))
         transaction.set_rollback(True)
     return text
 

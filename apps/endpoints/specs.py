@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from apps.costs.models import InstanceType
@@ -37,6 +38,13 @@ def _instance_type(name: str) -> InstanceTypeSpec:
     return InstanceTypeSpec(name=row.name, vcpus=row.vcpus, memory_gib=float(row.memory_gib), gpus=row.gpus)
 
 
+def _folder_size(root: Path) -> int:
+    """Bytes below a code snapshot (code is small; a missing folder is 0, the initializer says what is missing)."""
+    if not root.is_dir():
+        return 0
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+
+
 def deployment_backend_kind(deployment: Deployment) -> str:
     """ "local" or "kubernetes": which backend runs this deployment."""
     return backend_kind(deployment_type=deployment.kind, endpoint_compute=deployment.endpoint.compute)
@@ -68,7 +76,12 @@ def deployment_spec(deployment: Deployment) -> DeploymentSpec:
         model_root=str(model.root) if model else None,
         model_path_name=model.path_name if model else None,
         model_type=model.type if model else "custom_model",
+        model_uid=str(model.uid) if model else None,
+        model_size=model.size if model else 0,
         code_root=str(code_root) if code_root else None,
+        # Snapshots are content-addressed (storage.code_snapshot): the folder's name is the code's digest.
+        code_digest=code_root.name if code_root else None,
+        code_size=_folder_size(code_root) if code_root else 0,
         scoring_script=deployment.scoring_script or None,
         environment_variables={str(k): str(v) for k, v in (deployment.environment_variables or {}).items()},
         request=_request(deployment.request_settings),

@@ -7,7 +7,7 @@ import shutil
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from django.conf import settings
 
@@ -137,16 +137,3 @@ def list_files(root: Path) -> list[str]:
     if root.is_file():
         return [root.name]
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-
-
-def tar_folder(root: Path) -> BinaryIO:
-    """A gzipped tar of the folder's contents (names relative to it), spooled to disk past 16 MiB."""
-    import tempfile
-
-    spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)
-    with tarfile.open(fileobj=spool, mode="w:gz") as archive:
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                archive.add(path, arcname=path.relative_to(root).as_posix(), recursive=False)
-    spool.seek(0)
-    return spool  # type: ignore[return-value]

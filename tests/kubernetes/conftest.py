@@ -29,4 +29,4 @@ def backend(cluster: FakeCluster, settings: Any, tmp_path: Path) -> KubernetesBa
     settings.STUDIO_KUBE_CONTEXT = "fake"
     settings.STUDIO_KUBE_NAMESPACE = "studio"
     # Fixed download URLs: what is signed is tested on its own (test_signed_urls.py).
-    return KubernetesBackend(options=lambda spec: replace(OPTIONS, namespace="studio"))
+    return KubernetesBackend(options=lambda spec, previous: replace(OPTIONS, namespace="studio"))

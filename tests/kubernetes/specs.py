@@ -11,10 +11,12 @@ from apps.endpoints.backends.manifests import ManifestOptions
 DEPLOYMENT_UID = "0b7e5a39-6a0e-4f3c-9a51-1d6d3c2b9f10"
 ENDPOINT_UID = "5f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
 
+MODEL_UID = "7c1d9e2a-3b4f-4a5e-8d6c-0f1e2d3c4b5a"
+CODE_DIGEST = "5e884898da28047151d0e56f8dc62927"
 OPTIONS = ManifestOptions(
     namespace="studio",
-    model_url="https://studio.example.com/api/v1/downloads/model-token",
-    code_url="https://studio.example.com/api/v1/downloads/code-token",
+    studio_url="https://studio.example.com",
+    download_token="credential-token",
 )
 
 
@@ -38,7 +40,11 @@ def make_spec(**changes: Any) -> DeploymentSpec:
         instance_count=2,
         model_asset="azureml:sklearn-model:1",
         model_path_name="model.pkl",
-        code_root="/srv/studio/media/code/abc",
+        model_uid=MODEL_UID,
+        model_size=200 * 1024**2,
+        code_root=f"/srv/studio/media/code/{CODE_DIGEST}",
+        code_digest=CODE_DIGEST,
+        code_size=12 * 1024,
         scoring_script="score.py",
         environment_variables={"WORKER_COUNT": "2"},
         liveness_probe=ProbeSpec(initial_delay=5, period=5, failure_threshold=3),
@@ -80,6 +86,8 @@ def custom_container_spec(**changes: Any) -> DeploymentSpec:
             },
         ),
         code_root=None,
+        code_digest=None,
+        code_size=0,
         scoring_script=None,
         resources={"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
         instance_count=1,

@@ -8,19 +8,24 @@ kubelet would.
 from __future__ import annotations
 
 import copy
+import json
+import os
 from dataclasses import replace
 from typing import Any
 
 import pytest
+import yaml
+from kubernetes import client  # noqa: TID251 (the tests check the fake with the real client)
 
 from apps.core.errors import NotFound
 from apps.endpoints.backends.base import EnvironmentSpec
-from apps.endpoints.backends.kubernetes import KubernetesBackend, KubernetesUnavailable
-from apps.endpoints.backends.manifests import build_manifests
+from apps.endpoints.backends.kubernetes import KubernetesBackend, KubernetesUnavailable, shared_api_client
+from apps.endpoints.backends.manifests import build_manifests, object_name
 from tests.kubernetes.fakeapi import FakeCluster
 from tests.kubernetes.specs import OPTIONS, autoscaled_spec, make_spec
 
-NAME = "my-endpoint-blue"
+NAME = object_name(make_spec())
+GREEN = object_name(autoscaled_spec())
 
 
 # --- the test as the cluster's controllers ---
@@ -39,6 +44,7 @@ def run_pod(
     init: dict[str, Any] | None = None,
     scheduled: bool = True,
     scheduling_message: str = "",
+    evicted: bool = False,
 ) -> dict[str, Any]:
     """A pod made from the Deployment's template, with the status a kubelet would write."""
     stored = cluster.get("Deployment", deployment)
@@ -76,6 +82,8 @@ def run_pod(
             ]
         else:
             status["phase"] = "Pending"
+    if evicted:
+        status.update(phase="Failed", reason="Evicted", message="The node was low on resource: memory.")
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -114,13 +122,11 @@ def writes(cluster: FakeCluster) -> list[tuple[str, str]]:
 # --- apply ---
 
 
-def test_apply_creates_secret_deployment_and_service_with_server_side_apply(
-    backend: KubernetesBackend, cluster: FakeCluster
-) -> None:
+def test_apply_creates_every_object_with_server_side_apply(backend: KubernetesBackend, cluster: FakeCluster) -> None:
     observed = backend.apply(make_spec())
 
     patches = [call for call in cluster.calls if call.method == "PATCH"]
-    assert [call.kind for call in patches] == ["Secret", "Deployment", "Service"]
+    assert [call.kind for call in patches] == ["Secret", "Deployment", "Service", "PodDisruptionBudget"]
     assert all(call.content_type.startswith("application/apply-patch+yaml") for call in patches)
     assert all(call.params == {"fieldManager": "studio", "force": "true"} for call in patches)
     assert not [call for call in cluster.calls if call.method in ("PUT", "POST")]
@@ -154,10 +160,11 @@ def test_apply_scales_by_patching_replicas(backend: KubernetesBackend, cluster: 
     assert stored["metadata"]["annotations"]["studio.ml/generation"] == "4"
 
 
-def test_switching_to_autoscaling_adds_an_hpa_and_hands_it_the_replicas(
+def test_switching_to_autoscaling_hands_the_replicas_to_the_hpa_without_dropping_to_one(
     backend: KubernetesBackend, cluster: FakeCluster
 ) -> None:
-    spec = make_spec()
+    """Finding 7: omitting `replicas` under server-side apply removed the field; the API server defaulted it to 1."""
+    spec = make_spec(instance_count=3)
     backend.apply(spec)
     autoscaled = replace(spec, scale_settings=autoscaled_spec().scale_settings, generation=4)
 
@@ -165,13 +172,33 @@ def test_switching_to_autoscaling_adds_an_hpa_and_hands_it_the_replicas(
 
     hpa = cluster.get("HorizontalPodAutoscaler", NAME)
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 5)
-    # Server-side apply drops the field the studio no longer applies, so the HPA alone owns it.
-    assert "replicas" not in cluster.get("Deployment", NAME)["spec"]
+    stored = cluster.get("Deployment", NAME)
+    assert stored["spec"]["replicas"] == 3
+    managers = {entry["manager"]: entry["fieldsV1"] for entry in stored["metadata"]["managedFields"]}
+    assert "f:replicas" not in managers["studio"]["f:spec"]
+
+    # The HPA scales; the studio's next applies leave its count alone.
+    cluster.update("Deployment", NAME, {"spec": {"replicas": 5}}, manager="kube-controller-manager")
+    backend.apply(autoscaled)
+    assert cluster.get("Deployment", NAME)["spec"]["replicas"] == 5
 
     backend.apply(replace(spec, generation=5))
     cluster.collect_garbage()  # the HPA has no dependants: the garbage collector lets it go at once
     assert cluster.get("HorizontalPodAutoscaler", NAME) is None
-    assert cluster.get("Deployment", NAME)["spec"]["replicas"] == 2
+    assert cluster.get("Deployment", NAME)["spec"]["replicas"] == 3
+
+
+def test_the_fake_defaults_replicas_to_one_when_the_only_manager_drops_it(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    """What the hand-over guards against, shown on the fake as on a real API server."""
+    manifest = next(m for m in build_manifests(make_spec(instance_count=3), OPTIONS) if m["kind"] == "Deployment")
+    backend.cluster.apply(manifest)
+    del manifest["spec"]["replicas"]
+
+    backend.cluster.apply(manifest)
+
+    assert cluster.get("Deployment", NAME)["spec"]["replicas"] == 1
 
 
 def test_a_body_the_api_server_rejects_is_a_failed_deployment_with_its_message(
@@ -223,7 +250,6 @@ def test_a_conflict_or_server_error_is_transient(
 
 def test_the_fake_answers_409_to_a_create_of_an_existing_object(cluster: FakeCluster, backend: Any) -> None:
     """The fake behaves like an API server where the backend does not go (it never POSTs)."""
-    from kubernetes import client  # noqa: TID251 (the test checks the fake with the real client)
 
     backend.apply(make_spec())
     api = client.CoreV1Api(backend.api_client)
@@ -243,14 +269,15 @@ def test_an_unreachable_cluster_is_transient(backend: KubernetesBackend, setting
     settings.STUDIO_KUBE_CONTEXT = ""
 
     with pytest.raises(KubernetesUnavailable, match="unreachable"):
-        KubernetesBackend(options=lambda spec: OPTIONS).observe(make_spec())
+        KubernetesBackend(options=lambda spec, previous: OPTIONS).observe(make_spec())
 
 
 def test_the_configured_context_is_used(cluster: FakeCluster, settings: Any, tmp_path: Any) -> None:
+    settings.STUDIO_KUBE_NAMESPACE = "studio"
     settings.STUDIO_KUBECONFIG = str(cluster.write_kubeconfig(tmp_path / "kc", context="lab", extra_context="prod"))
     settings.STUDIO_KUBE_CONTEXT = "lab"
 
-    KubernetesBackend(options=lambda spec: OPTIONS).apply(make_spec())
+    KubernetesBackend(options=lambda spec, previous: OPTIONS).apply(make_spec())
 
     assert cluster.get("Deployment", NAME) is not None
 
@@ -295,9 +322,10 @@ def test_ready_pods_are_ready_instances_with_their_pod_address(
 
 def test_pods_of_other_deployments_are_not_instances(backend: KubernetesBackend, cluster: FakeCluster) -> None:
     backend.apply(make_spec())
-    backend.apply(autoscaled_spec(uid="11111111-2222-4333-8444-555555555555"))
+    other = autoscaled_spec(uid="11111111-2222-4333-8444-555555555555")
+    backend.apply(other)
     run_pod(cluster, f"{NAME}-a")
-    run_pod(cluster, "my-endpoint-green-a", deployment="my-endpoint-green")
+    run_pod(cluster, f"{object_name(other)}-a", deployment=object_name(other))
 
     assert [i.name for i in backend.observe(make_spec()).instances] == [f"{NAME}-a"]
 
@@ -345,13 +373,14 @@ def test_crash_loop_fails_with_exit_code_output_and_the_backoff_event(
     assert observed.instances[0].state == "CrashLoopBackOff"
     assert observed.instances[0].restarts == 4
     (copied,) = observed.events
-    assert (copied.reason, copied.type, copied.instance, copied.container) == (
+    assert (copied.reason, copied.type, copied.instance, copied.container, copied.count) == (
         "BackOff",
         "Warning",
         pod,
         "inference-server",
+        5,
     )
-    assert copied.message.endswith("(x5)")
+    assert copied.message == "Back-off restarting failed container inference-server"
 
 
 def test_image_pull_backoff_fails_with_azures_reason(backend: KubernetesBackend, cluster: FakeCluster) -> None:
@@ -367,19 +396,33 @@ def test_image_pull_backoff_fails_with_azures_reason(backend: KubernetesBackend,
     assert message in observed.failed_message
 
 
-def test_an_unschedulable_pod_fails_with_the_schedulers_message(
+def test_an_unschedulable_pod_is_pending_with_the_autoscalers_word_until_the_progress_deadline(
     backend: KubernetesBackend, cluster: FakeCluster
 ) -> None:
+    """Finding 5: an Unschedulable pod failed the deployment at once, even while the autoscaler added a node."""
     backend.apply(make_spec())
     pod = f"{NAME}-pending"
     run_pod(cluster, pod, scheduled=False, scheduling_message="0/3 nodes are available")
     event(cluster, pod, "FailedScheduling", "0/3 nodes are available: 3 Insufficient cpu.")
+    event(cluster, pod, "TriggeredScaleUp", "pod triggered scale-up: [{pool-a 3->4 (max: 10)}]", type="Normal")
+    cluster.run_deployment_controller(NAME)
 
-    observed = backend.observe(make_spec())
+    waiting = backend.observe(make_spec())
 
-    assert observed.failed_reason == "PodUnschedulable"
-    assert observed.failed_message == f"pod {pod} cannot be scheduled: 0/3 nodes are available: 3 Insufficient cpu."
-    assert observed.instances[0].state == "Pending"
+    assert waiting.failed_reason == ""
+    assert waiting.instances[0].state == "Pending"
+    assert waiting.instances[0].message == (
+        "0/3 nodes are available: 3 Insufficient cpu. "
+        "(cluster autoscaler: TriggeredScaleUp: pod triggered scale-up: [{pool-a 3->4 (max: 10)}])"
+    )
+
+    cluster.run_deployment_controller(NAME, deadline_exceeded=True)
+    failed = backend.observe(make_spec())
+
+    assert failed.failed_reason == "PodUnschedulable"
+    assert failed.failed_message.startswith(
+        f"pod {pod} cannot be scheduled: 0/3 nodes are available: 3 Insufficient cpu."
+    )
 
 
 def test_an_out_of_memory_kill_fails_naming_the_limit(backend: KubernetesBackend, cluster: FakeCluster) -> None:
@@ -502,20 +545,29 @@ def test_logs_of_an_unknown_instance_are_not_found(backend: KubernetesBackend, c
 # --- delete ---
 
 
-def test_delete_uses_foreground_propagation_and_removes_everything(
+def test_delete_uses_foreground_propagation_and_uid_preconditions(
     backend: KubernetesBackend, cluster: FakeCluster
 ) -> None:
     spec = autoscaled_spec()
-    name = "my-endpoint-green"
+    name = GREEN
     backend.apply(spec)
+    uids = {kind: cluster.get(kind, name)["metadata"]["uid"] for kind in ("Deployment", "Secret")}
     run_pod(cluster, f"{name}-a", deployment=name)
     cluster.clear_calls()
 
     backend.delete(spec)
 
     deletes = [call for call in cluster.calls if call.method == "DELETE"]
-    assert [call.kind for call in deletes] == ["HorizontalPodAutoscaler", "Service", "Deployment", "Secret"]
-    assert all(call.params == {"propagationPolicy": "Foreground"} for call in deletes)
+    assert [call.kind for call in deletes] == [
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Service",
+        "Deployment",
+        "Secret",
+    ]
+    assert all(call.body["propagationPolicy"] == "Foreground" for call in deletes)
+    assert deletes[3].body["preconditions"] == {"uid": uids["Deployment"]}
+    assert deletes[4].body["preconditions"] == {"uid": uids["Secret"]}
     # Foreground: the Deployment waits for its pods, as on a real cluster.
     assert cluster.get("Deployment", name)["metadata"]["finalizers"] == ["foregroundDeletion"]
     cluster.collect_garbage()
@@ -531,3 +583,332 @@ def test_delete_twice_is_harmless(backend: KubernetesBackend, cluster: FakeClust
     backend.delete(make_spec())
 
     assert cluster.names("Deployment") == []
+
+
+# --- finding 1: drift is repaired ---
+
+
+def test_a_deployment_deleted_by_hand_is_created_again(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    cluster.delete_now("Deployment", NAME)
+
+    backend.supervise(make_spec())
+
+    assert cluster.get("Deployment", NAME)["spec"]["replicas"] == 2
+
+
+def test_a_deployment_scaled_by_hand_is_scaled_back(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    cluster.update("Deployment", NAME, {"spec": {"replicas": 7}}, manager="kubectl")
+
+    backend.supervise(make_spec())
+
+    assert cluster.get("Deployment", NAME)["spec"]["replicas"] == 2
+
+
+def test_objects_the_pass_does_not_read_are_repaired_by_the_periodic_full_apply(
+    backend: KubernetesBackend, cluster: FakeCluster, settings: Any
+) -> None:
+    backend.apply(make_spec())
+    cluster.delete_now("Service", NAME)
+    backend.supervise(make_spec())
+    assert cluster.get("Service", NAME) is None  # within the resync interval only the Deployment is checked
+
+    settings.STUDIO_KUBE_RESYNC_S = 0
+    backend.supervise(make_spec())
+
+    assert cluster.get("Service", NAME) is not None
+
+
+def test_supervising_an_unchanged_deployment_writes_nothing(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    cluster.clear_calls()
+
+    backend.supervise(make_spec())
+
+    assert [call.method for call in cluster.calls if call.method != "GET"] == []
+
+
+# --- finding 2: a change of code rolls the pods ---
+
+
+def test_changing_only_the_code_changes_the_pod_template(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    before = cluster.get("Deployment", NAME)["spec"]["template"]
+    run_pod(cluster, f"{NAME}-old")
+    new_code = make_spec(code_root="/srv/studio/media/code/ffff0000ffff0000", code_digest="ffff0000ffff0000")
+
+    backend.apply(replace(new_code, generation=4))
+
+    after = cluster.get("Deployment", NAME)["spec"]["template"]
+    assert after != before
+    assert json.loads(after["metadata"]["annotations"]["studio.ml/digests"])["code"] == "ffff0000ffff0000"
+    observed = backend.observe(replace(new_code, generation=4))
+    assert [(i.name, i.generation) for i in observed.instances] == [(f"{NAME}-old", 0)]
+    assert observed.rollout_complete is False
+
+
+# --- finding 5: status from the objects that decide it ---
+
+
+def test_an_old_out_of_memory_kill_of_a_ready_container_is_history(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    run_pod(
+        cluster,
+        f"{NAME}-a",
+        restarts=1,
+        server_last={"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": "2025-01-01T08:00:00Z"}},
+    )
+    cluster.run_deployment_controller(NAME)
+
+    observed = backend.observe(make_spec())
+
+    assert observed.failed_reason == ""
+    assert observed.instances[0].ready
+
+
+def test_pods_of_the_previous_template_do_not_fail_the_update_that_fixed_them(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    run_pod(
+        cluster,
+        f"{NAME}-old",
+        ready=False,
+        restarts=6,
+        server={"waiting": {"reason": "CrashLoopBackOff"}},
+        server_last={"terminated": {"exitCode": 1}},
+    )
+    fixed = make_spec(environment_variables={"WORKER_COUNT": "1"}, generation=4)
+    backend.apply(fixed)
+    run_pod(cluster, f"{NAME}-new", ip="10.1.0.9")
+
+    observed = backend.observe(fixed)
+
+    assert observed.failed_reason == ""
+    assert {i.name: i.state for i in observed.instances} == {f"{NAME}-new": "Ready", f"{NAME}-old": "CrashLoopBackOff"}
+
+
+@pytest.mark.parametrize(
+    ("status", "complete"),
+    [
+        ({"observed": False}, False),  # the controller has not seen the new spec yet
+        ({"observed": True}, True),
+    ],
+)
+def test_the_rollout_is_complete_only_once_the_controller_saw_the_spec(
+    backend: KubernetesBackend, cluster: FakeCluster, status: dict[str, bool], complete: bool
+) -> None:
+    spec = make_spec(instance_count=1)
+    backend.apply(spec)
+    run_pod(cluster, f"{NAME}-a")
+    cluster.run_deployment_controller(NAME, observed=status["observed"])
+
+    assert backend.observe(spec).rollout_complete is complete
+
+
+def test_with_an_hpa_the_rollout_waits_for_every_replica_the_hpa_wants(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    """Finding 5: "Succeeded" was reported while most replicas of an HPA-scaled deployment ran the old version."""
+    spec = autoscaled_spec()
+    backend.apply(spec)
+    cluster.update("Deployment", GREEN, {"spec": {"replicas": 3}}, manager="kube-controller-manager")
+    run_pod(cluster, f"{GREEN}-a", deployment=GREEN)
+    cluster.run_deployment_controller(GREEN)
+
+    observed = backend.observe(spec)
+
+    assert observed.desired_instances == 3
+    assert observed.rollout_complete is False
+
+
+def test_events_k8s_io_series_are_counted_once(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    pod = f"{NAME}-a"
+    run_pod(cluster, pod, ready=False)
+    cluster.put(
+        {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": f"{pod}.unhealthy", "namespace": "studio"},
+            "eventTime": "2025-01-01T12:00:10.000000Z",
+            "reportingController": "kubelet",
+            "reportingInstance": "node-1",
+            "action": "Probe",
+            "regarding": {
+                "kind": "Pod",
+                "name": pod,
+                "namespace": "studio",
+                "fieldPath": "spec.containers{inference-server}",
+            },
+            "reason": "Unhealthy",
+            "note": "Readiness probe failed: HTTP probe failed with statuscode: 503",
+            "type": "Warning",
+            "series": {"count": 12, "lastObservedTime": "2025-01-01T12:03:10.000000Z"},
+        }
+    )
+
+    (found,) = backend.observe(make_spec()).events
+
+    assert (found.reason, found.count, found.container) == ("Unhealthy", 12, "inference-server")
+    assert found.message == "Readiness probe failed: HTTP probe failed with statuscode: 503"
+    assert found.at is not None and found.at.minute == 3
+
+
+def test_a_role_without_a_permission_is_kubernetes_unaccessible_not_a_retry(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    stop = cluster.fail_always(
+        403, 'pods is forbidden: User "system:serviceaccount:studio:studio" cannot list', kind="Pod"
+    )
+    try:
+        observed = backend.observe(make_spec())
+    finally:
+        stop()
+
+    assert observed.failed_reason == "KubernetesUnaccessible"
+    assert "cannot list" in observed.failed_message
+    assert backend.observe(make_spec()).failed_reason == ""
+
+
+def test_an_evicted_pod_is_a_failed_instance_not_a_failed_deployment(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    run_pod(cluster, f"{NAME}-a", evicted=True)
+
+    observed = backend.observe(make_spec())
+
+    assert observed.failed_reason == ""
+    assert observed.instances[0].state == "Failed"
+
+
+# --- finding 6: ownership ---
+
+
+def test_names_carry_the_uid_so_no_deployment_takes_anothers_or_the_studios_name() -> None:
+    first = object_name(make_spec(endpoint_name="abc-def", name="ghi", uid="11111111-1111-4111-8111-111111111111"))
+    second = object_name(make_spec(endpoint_name="abc", name="def-ghi", uid="22222222-2222-4222-8222-222222222222"))
+    assert first != second
+    assert object_name(make_spec(endpoint_name="studio", name="web")) != "studio-web"
+    assert object_name(make_spec(endpoint_name="studio", name="secrets")) != "studio-secrets"
+
+
+def test_an_object_that_is_not_the_deployments_own_is_never_changed_or_deleted(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    foreign = next(
+        m
+        for m in build_manifests(make_spec(uid="99999999-9999-4999-8999-999999999999"), OPTIONS)
+        if m["kind"] == "Secret"
+    )
+    foreign["metadata"]["name"] = NAME  # someone's object that happens to have this deployment's name
+    cluster.put(foreign)
+    before = cluster.get("Secret", NAME)
+
+    observed = backend.apply(make_spec())
+    backend.delete(make_spec())
+
+    assert observed.failed_reason == "InvalidDeploymentSpec"
+    assert f"Secret studio/{NAME} exists and is not this deployment's" in observed.failed_message
+    assert cluster.get("Secret", NAME) == before
+
+
+def test_a_patch_names_the_live_objects_uid_so_a_replaced_object_is_not_overwritten(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    backend.apply(make_spec())
+    uid = cluster.get("Deployment", NAME)["metadata"]["uid"]
+    cluster.clear_calls()
+
+    backend.apply(make_spec())
+
+    patch = next(call for call in cluster.calls if call.method == "PATCH" and call.kind == "Deployment")
+    sent = patch.body if isinstance(patch.body, dict) else yaml.safe_load(patch.body)
+    assert sent["metadata"]["uid"] == uid
+
+
+# --- finding 8: requests per pass ---
+
+
+def test_an_observation_makes_three_requests_whatever_the_number_of_pods(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    spec = make_spec(instance_count=5)
+    backend.apply(spec)
+    for index in range(5):
+        run_pod(cluster, f"{NAME}-{index}", ip=f"10.1.0.{index + 10}")
+    cluster.clear_calls()
+
+    backend.observe(spec)
+
+    calls = cluster.calls
+    assert [(call.method, call.kind) for call in calls] == [
+        ("GET", "Deployment"),
+        ("GET", "Pod"),
+        ("GET", "events.k8s.io/Event"),
+    ]
+    assert all(call.params.get("resourceVersion") == "0" for call in calls[1:])
+
+
+def test_one_api_client_per_process_and_a_new_one_after_fork(backend: KubernetesBackend) -> None:
+    first = shared_api_client()
+    assert shared_api_client() is first
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read)
+        os.write(write, b"new" if shared_api_client() is not first else b"shared")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 16)
+    os.waitpid(child, 0)
+    os.close(read)
+    assert answer == b"new"
+
+
+# --- finding 9: pod addresses ---
+
+
+def test_an_ipv6_pod_address_is_bracketed(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    backend.apply(make_spec())
+    run_pod(cluster, f"{NAME}-a", ip="fd00:10:1::7")
+
+    assert backend.observe(make_spec()).instances[0].address == "http://[fd00:10:1::7]:5001"
+
+
+# --- the fake API server behaves like a real one where the backend relies on it ---
+
+
+def test_the_fake_refuses_a_change_of_a_deployments_selector(backend: KubernetesBackend, cluster: FakeCluster) -> None:
+    manifest = next(m for m in build_manifests(make_spec(), OPTIONS) if m["kind"] == "Deployment")
+    backend.cluster.apply(manifest)
+    manifest["spec"]["selector"]["matchLabels"]["extra"] = "x"
+    manifest["spec"]["template"]["metadata"]["labels"]["extra"] = "x"
+
+    with pytest.raises(client.ApiException) as error:
+        backend.cluster.apply(manifest)
+
+    assert error.value.status == 422
+    assert "spec.selector" in error.value.body and "field is immutable" in error.value.body
+
+
+def test_the_fake_reports_a_conflict_with_another_field_manager_unless_forced(
+    backend: KubernetesBackend, cluster: FakeCluster
+) -> None:
+    manifest = next(m for m in build_manifests(make_spec(), OPTIONS) if m["kind"] == "Deployment")
+    backend.cluster.apply(manifest)
+    cluster.update("Deployment", NAME, {"spec": {"replicas": 9}}, manager="kubectl")
+
+    with pytest.raises(KubernetesUnavailable, match='conflict with "kubectl": .spec.replicas'):
+        backend.cluster.apply(manifest, force=False)
+    backend.cluster.apply(manifest)
+
+    stored = cluster.get("Deployment", NAME)
+    assert stored["spec"]["replicas"] == 2
+    managers = {entry["manager"] for entry in stored["metadata"]["managedFields"]}
+    assert "studio" in managers

@@ -37,6 +37,48 @@ def test_studio_manifests_pass_the_semantic_checks() -> None:
     assert semantic_problems(_documents()) == []
 
 
-def test_web_gateway_worker_and_beat_are_all_there() -> None:
+def test_web_gateway_worker_beat_and_controller_are_all_there() -> None:
     deployments = {doc["metadata"]["name"] for doc in _documents() if doc["kind"] == "Deployment"}
-    assert deployments == {"studio-web", "studio-gateway", "studio-worker", "studio-beat"}
+    assert deployments == {"studio-web", "studio-gateway", "studio-worker", "studio-beat", "studio-controller"}
+
+
+def test_the_web_deployment_recreates_its_pod_with_its_read_write_once_volume() -> None:
+    """Finding 10: a rolling update started the new pod on another node, which could not attach the volume."""
+    web = next(doc for doc in _documents() if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "studio-web")
+    claim = next(doc for doc in _documents() if doc["kind"] == "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert web["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_the_backend_may_touch_nothing_in_the_studios_own_namespace() -> None:
+    """Finding 6: the Role let the backend delete every Deployment, Service and Secret of the studio's namespace."""
+    roles = [doc for doc in _documents() if doc["kind"] == "Role"]
+    bindings = [doc for doc in _documents() if doc["kind"] == "RoleBinding"]
+    config = next(doc for doc in _documents() if doc["kind"] == "ConfigMap")
+    workloads = config["data"]["STUDIO_KUBE_NAMESPACE"]
+
+    assert workloads != "studio"
+    assert {role["metadata"]["namespace"] for role in roles} == {workloads}
+    assert {binding["metadata"]["namespace"] for binding in bindings} == {workloads}
+    namespaces = {doc["metadata"]["name"] for doc in _documents() if doc["kind"] == "Namespace"}
+    assert namespaces == {"studio", workloads}
+
+
+def test_the_role_grants_the_controllers_watches_and_its_lease() -> None:
+    role = next(doc for doc in _documents() if doc["kind"] == "Role")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    for needed in [
+        ("apps", "deployments", "watch"),
+        ("", "pods", "watch"),
+        ("events.k8s.io", "events", "watch"),
+        ("discovery.k8s.io", "endpointslices", "watch"),
+        ("coordination.k8s.io", "leases", "update"),
+        ("policy", "poddisruptionbudgets", "patch"),
+    ]:
+        assert needed in granted

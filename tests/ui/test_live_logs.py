@@ -61,7 +61,7 @@ def _deploy() -> tuple[Any, str]:
     code = factories.upload_folder({"score.py": SCORE_PY})
     deployment = factories.deployment(factories.endpoint("ep1"), "blue", code=code)
     deadline = time.monotonic() + 120
-    while reconcile.reconcile(deployment.pk, periodic=True) != "Succeeded":
+    while reconcile.reconcile(deployment.pk) != "Succeeded":
         assert time.monotonic() < deadline, Deployment.objects.get(pk=deployment.pk).message
         time.sleep(0.2)
     address = Instance.objects.get(deployment=deployment, ready=True).address

@@ -36,5 +36,5 @@ urlpatterns = [
         name="api-deployment-events",
     ),
     path("instance-types", views.instance_types, name="api-instance-types"),
-    path("downloads/<str:token>", views.download, name="api-download"),
+    path("downloads/<str:kind>/<str:digest>", views.download, name="api-download"),
 ]

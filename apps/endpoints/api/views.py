@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, cast
 
-from django.conf import settings
+from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.decorators import api_view, authentication_classes, parser_classes, permission_classes
+from rest_framework.decorators import api_view, parser_classes
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.errors import ApplicationError
 from apps.costs.models import InstanceType
 from apps.costs.selectors import deployment_costs_brief, endpoint_costs_brief
-from apps.endpoints import selectors, services, storage
+from apps.endpoints import downloads, selectors, services
 from apps.endpoints.backends.base import Container
-from apps.endpoints.backends.signed_urls import verify_download
 from apps.endpoints.logs import deployment_logs as read_logs
 from apps.endpoints.models import Deployment, Endpoint
 
@@ -134,11 +134,7 @@ def endpoint_detail(request: Request, name: str) -> Response:
 
 
 def _keys(endpoint: Any) -> dict[str, str]:
-    if endpoint.auth_mode != "key":
-        raise ApplicationError(
-            f"online endpoint {endpoint.name!r} uses {endpoint.auth_mode} auth and has no keys; use get-token"
-        )
-    return {"primaryKey": endpoint.primary_key, "secondaryKey": endpoint.secondary_key}
+    return services.endpoint_keys(endpoint=endpoint)
 
 
 @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
@@ -272,13 +268,30 @@ def instance_types(request: Request) -> Response:
     return _paginated(request, selectors.instance_types_list(), view)
 
 
-@extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY}, auth=[])
-@api_view(["GET"])
-@authentication_classes([])
-@permission_classes([AllowAny])
-def download(request: Request, token: str) -> FileResponse:
-    """A model's or a deployment's code files as a tar.gz, for a pod's storage initializer (the token is the auth)."""
-    kind, ident = verify_download(token, max_age_s=settings.STUDIO_KUBE_DOWNLOAD_TTL_S)
-    folder, name = selectors.download_folder(kind=kind, ident=ident)
-    archive = storage.tar_folder(folder)
-    return FileResponse(archive, as_attachment=True, filename=f"{name}.tar.gz", content_type="application/gzip")
+async def download(request: HttpRequest, kind: str, digest: str) -> HttpResponseBase:
+    """A model's or a code snapshot's files as a tar stream, for a pod's storage initializer.
+
+    No login: the deployment's download credential (`Authorization: Bearer ...`) is the auth. A plain async
+    view rather than DRF's, so the response streams from an async iterator (Django under ASGI would buffer
+    a synchronous one whole before the first byte).
+    """
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise ApplicationError(
+                "download: no credential; send the deployment's STUDIO_DOWNLOAD_TOKEN as 'Authorization: Bearer ...'",
+                field="credential",
+                status=401,
+            )
+        root, name = await sync_to_async(downloads.download_source)(
+            credential=credential.strip(), kind=kind, digest=digest
+        )
+        plan = await asyncio.to_thread(downloads.tar_plan, root)
+    except ApplicationError as error:
+        body = {"error": {"code": type(error).__name__, "message": error.message, "field": error.field}}
+        return JsonResponse(body, status=error.status)
+    response = StreamingHttpResponse(downloads.tar_stream(plan), content_type="application/x-tar")
+    response["Content-Length"] = str(plan.size)
+    response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
+    response["ETag"] = f'"{kind}-{digest}"'
+    return response

@@ -73,7 +73,11 @@ class DeploymentSpec:
     model_root: str | None = None  # local folder holding the model's own file or folder
     model_path_name: str | None = None  # the model's own file or folder name
     model_type: str = "custom_model"
+    model_uid: str | None = None  # the registered version's uid: its files never change, so it is their digest
+    model_size: int = 0  # bytes
     code_root: str | None = None  # local folder of the code snapshot
+    code_digest: str | None = None  # the snapshot's content digest (its folder name: snapshots are content-addressed)
+    code_size: int = 0  # bytes
     scoring_script: str | None = None  # relative to code_root
     environment_variables: Mapping[str, str] = field(default_factory=dict)
     request: RequestSpec = RequestSpec()
@@ -124,6 +128,9 @@ class BackendEvent:
     instance: str = ""
     container: str = ""
     at: datetime | None = None
+    # Who reports the same event again (Kubernetes' event uid) and how often it happened: one timeline row, counted.
+    key: str = ""
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,11 @@ class Observed:
     # What happened that the backend's reporter (if it has one) was not already told; the caller records
     # each distinct event once, so a backend may report the same event on every pass (Kubernetes pod events).
     events: tuple[BackendEvent, ...] = ()
+    # How many instances should be ready now, when the backend knows better than the spec (an HPA owns the count).
+    desired_instances: int | None = None
+    # False while the backend's own rollout is not done (Kubernetes: observedGeneration, updated and available
+    # replicas); None when the backend has no such notion and ready instances of the generation decide.
+    rollout_complete: bool | None = None
 
     @property
     def ready_count(self) -> int:
