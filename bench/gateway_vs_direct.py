@@ -4,7 +4,7 @@ Needs `wrk` on PATH (Debian: `apt-get install -y wrk`). Everything runs on 127.0
 STUDIO_HOME (SQLite, an embedded Redis) and every round is bounded in time.
 
 One studio-infsrv instance (`python -m runtime`) serves a trivial score.py. The gateway
-(`python -m apps.endpoints.gateway`) routes two endpoints to that same instance: `bench` (blue=100) and
+(`python -m gateway`) routes two endpoints to that same instance: `bench` (blue=100) and
 `benchm` (blue=100, and 10 % mirrored to a second instance). Rounds alternate the targets:
 
     direct     POST http://127.0.0.1:<instance>/score
@@ -78,7 +78,7 @@ def main() -> None:
         _write_routing(env, live_port, shadow_port)
         # The same gateway twice: as users run it, and with metrics off (to show what counting costs).
         for port, log, metrics in ((gateway_port, "gateway.log", "1"), (bare_port, "gateway-nometrics.log", "0")):
-            command = [sys.executable, "-m", "apps.endpoints.gateway", "--host", "127.0.0.1", "--port", str(port),
+            command = [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port),
                        "--workers", str(args.gateway_workers)]  # fmt: skip
             processes.append(_start(command, work / log, {**env, "STUDIO_GATEWAY_METRICS": metrics}))
         shadow, gateway, bare = processes[1], processes[2], processes[3]

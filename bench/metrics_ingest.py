@@ -35,10 +35,10 @@ def one_round(args: argparse.Namespace, start_ts: int) -> dict[str, float]:
     from django.db.models import Sum
 
     from apps.core.notify import redis_client
-    from apps.endpoints.gateway.metrics import MetricsAggregator
     from apps.monitoring.models import Grain, MetricRollup
-    from apps.monitoring.records import METRICS_QUEUE
     from apps.monitoring.services import metrics_ingest
+    from gateway.metrics import MetricsAggregator
+    from gateway.wire import METRICS_QUEUE
 
     rng = random.Random(start_ts)
     gateways = [MetricsAggregator() for _ in range(args.gateways)]
@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     setup()
     from apps.core.notify import redis_client
-    from apps.monitoring.records import METRICS_QUEUE
+    from gateway.wire import METRICS_QUEUE
 
     if redis_client().llen(METRICS_QUEUE):
         sys.exit(f"the Redis list {METRICS_QUEUE} is not empty: point REDIS_URL at a Redis no gateway writes to")

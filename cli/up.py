@@ -235,17 +235,28 @@ def _wait_for_web(stack: Stack, url: str) -> None:
         raise CliError(f"the web server did not answer on {url} within {START_TIMEOUT_S:.0f} s")
 
 
+# The web server's limits. uvicorn reads each from its UVICORN_* variable too, which wins over these defaults.
+# h11, not httptools: only uvicorn's h11 protocol bounds a request head (--h11-max-incomplete-event-size).
+WEB_LIMITS = (
+    ("--http", "UVICORN_HTTP", "h11"),
+    ("--h11-max-incomplete-event-size", "UVICORN_H11_MAX_INCOMPLETE_EVENT_SIZE", str(64 * 1024)),
+    ("--timeout-keep-alive", "UVICORN_TIMEOUT_KEEP_ALIVE", "5"),
+    ("--limit-concurrency", "UVICORN_LIMIT_CONCURRENCY", "1000"),  # connections + requests; beyond: 503
+)
+
+
 def _children(*, host: str, port: int, gateway_port: int, home: Path) -> list[tuple[str, list[str]]]:
     """What `studio up` runs, in start order (stopped in reverse)."""
     python = sys.executable
     web = [python, "-m", "uvicorn", "studio.asgi:application", "--host", host, "--port", str(port)]
     # Django's ASGI handler has no lifespan support; access logs would drown the worker's output.
     web += ["--lifespan", "off", "--no-access-log", "--ws", "auto"]
+    web += [arg for flag, variable, default in WEB_LIMITS if variable not in os.environ for arg in (flag, default)]
     # --quiet: no ASCII banner; the periodic tasks' received/succeeded lines are quietened in LOGGING.
     worker = [python, "-m", "celery", "-A", "studio.celery", "--quiet", "worker", "--beat", "--loglevel", "INFO"]
     worker += ["--concurrency", "4", "--hostname", "studio@%h"]
     worker += ["--schedule", str(home / "run" / "celerybeat-schedule")]
-    gateway = [python, "-m", "apps.endpoints.gateway", "--host", host, "--port", str(gateway_port)]
+    gateway = [python, "-m", "gateway", "--host", host, "--port", str(gateway_port)]
     return [("web", web), ("gateway", gateway), ("worker", worker)]
 
 

@@ -13,6 +13,7 @@ WORKDIR /opt/studio
 COPY pyproject.toml README.md ./
 COPY studio/ studio/
 COPY apps/ apps/
+COPY gateway/ gateway/
 COPY runtime/ runtime/
 COPY cli/ cli/
 COPY templates/ templates/

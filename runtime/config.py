@@ -7,9 +7,23 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.http11 import Limits
+
 DEFAULT_PORT = 5001
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_SCORING_TIMEOUT_MS = 3_600_000
+# The HTTP limits (runtime/http11.py): (environment variable, flag, Limits field). The keep-alive default is
+# longer than the gateway's own: the gateway keeps pooled connections to instances.
+HTTP_LIMITS = (
+    ("STUDIO_INFSRV_MAX_REQUEST_LINE_BYTES", "max_request_line_bytes", "max_request_line_bytes"),
+    ("STUDIO_INFSRV_MAX_REQUEST_HEAD_BYTES", "max_request_head_bytes", "max_head_bytes"),
+    ("STUDIO_INFSRV_MAX_REQUEST_HEADERS", "max_request_headers", "max_headers"),
+    ("STUDIO_INFSRV_REQUEST_HEAD_TIMEOUT_S", "request_head_timeout_s", "head_timeout_s"),
+    ("STUDIO_INFSRV_REQUEST_BODY_TIMEOUT_S", "request_body_timeout_s", "body_timeout_s"),
+    ("STUDIO_INFSRV_KEEP_ALIVE_TIMEOUT_S", "keep_alive_timeout_s", "keep_alive_s"),
+    ("STUDIO_INFSRV_MAX_CONNECTIONS", "max_connections", "max_connections"),
+)
+DEFAULT_LIMITS = Limits(keep_alive_s=60.0)
 
 # Keys azmlinfsrv accepts from a config.json (AZUREML_CONFIG_FILE or config.json in the app root).
 CONFIG_FILE_KEYS = (
@@ -49,6 +63,7 @@ class Settings:
     service_version: str
     service_path_prefix: str
     server_version: str
+    limits: Limits = DEFAULT_LIMITS
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -76,6 +91,7 @@ class Settings:
             service_version=env.get("SERVICE_VERSION") or "1.0",
             service_path_prefix=env.get("SERVICE_PATH_PREFIX") or "",
             server_version=env.get("HTTP_X_MS_SERVER_VERSION", ""),
+            limits=_limits(env),
         )
 
 
@@ -90,6 +106,30 @@ def _int(env: dict[str, str], name: str, default: int, *, low: int, high: int | 
     if value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ConfigError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _limits(env: dict[str, str]) -> Limits:
+    values: dict[str, float] = {}
+    for name, _, field in HTTP_LIMITS:
+        default = getattr(DEFAULT_LIMITS, field)
+        if isinstance(default, float):
+            values[field] = _float(env, name, default)
+        else:
+            values[field] = _int(env, name, default, low=1)
+    return Limits(**values)  # type: ignore[arg-type]
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw}")
     return value
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 
 from runtime import __version__, logs, workers
-from runtime.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings
+from runtime.config import DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, HTTP_LIMITS, ConfigError, Settings
 
 logger = logging.getLogger("azmlinfsrv")
 NAME = "Studio Inferencing HTTP server"
@@ -47,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config_file", help="A JSON file with the server's environment variables.")
     p.add_argument("--host", help=f"The address to listen on. Default is {DEFAULT_HOST} (azmlinfsrv's).")
+    for env_name, flag, field in HTTP_LIMITS:
+        what = (field[:-2] + " (seconds)" if field.endswith("_s") else field).replace("_", " ")
+        p.add_argument(
+            f"--{flag}",
+            help=f"HTTP limit: {what} (also {env_name}). Default is {getattr(DEFAULT_LIMITS, field):g}.",
+        )
     # accepted so that azmlinfsrv command lines keep working; Application Insights is not part of this server
     p.add_argument("--appinsights_instrumentation_key", help=argparse.SUPPRESS)
     p.add_argument("--health_port", type=_port, help=argparse.SUPPRESS)
@@ -70,6 +76,10 @@ def apply_to_environment(args: argparse.Namespace) -> None:
         env["STUDIO_INFSRV_HOST"] = args.host
     if args.access_control_allow_origins is not None:
         env["AML_CORS_ORIGINS"] = args.access_control_allow_origins
+    for env_name, flag, _ in HTTP_LIMITS:
+        value = getattr(args, flag)
+        if value is not None:
+            env[env_name] = value  # checked with the environment's value, by Settings.from_env
     if args.config_file:
         env["AZUREML_CONFIG_FILE"] = os.path.realpath(args.config_file)
     if env.get("SERVER_VERSION_LOG_RESPONSE_ENABLED", "true").lower() == "true":

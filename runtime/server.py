@@ -1,24 +1,24 @@
 """A lean HTTP/1.1 server on asyncio + httptools: keep-alive, pipelining, chunked streaming, nothing else.
 
-It knows nothing about scoring: it parses requests into AMLRequest objects, calls `app(request)` and writes
-the Reply back. Keeping this layer this thin is where the speed over gunicorn + Flask comes from.
+It knows nothing about scoring: it turns requests into AMLRequest objects, calls `app(request)` and writes
+the Reply back. Keeping this layer this thin is where the speed over gunicorn + Flask comes from. Parsing,
+limits and deadlines are `runtime/http11.py`'s, which the gateway's server shares.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import socket
 from collections import deque
 from collections.abc import Callable, Iterator
-from http import HTTPStatus
 from urllib.parse import unquote
 
-import httptools
-
 from runtime import logs
+from runtime.http11 import HttpConnection, Limits, split_target, status_line
 from runtime.request import AMLRequest
 
 logger = logging.getLogger("azmlinfsrv")
@@ -45,19 +45,6 @@ class Reply:
 
 App = Callable[[AMLRequest], Reply]
 
-_STATUS_LINES: dict[int, bytes] = {}
-
-
-def _status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
-        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {phrase}\r\n".encode()
-    return line
-
 
 def _header_bytes(headers: list[tuple[str, str]]) -> bytes:
     text = "".join(f"{k}: {v}\r\n" for k, v in headers)
@@ -71,36 +58,30 @@ def _one_line(value: str) -> str:
     return value.replace("\r", " ").replace("\n", " ")
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One client connection."""
+class HttpProtocol(HttpConnection):
+    """One client connection: http11.HttpConnection parses it under the limits; this answers its requests."""
 
-    def __init__(self, app: App, loop: asyncio.AbstractEventLoop, registry: set[HttpProtocol]) -> None:
+    def __init__(
+        self, app: App, loop: asyncio.AbstractEventLoop, registry: set[HttpProtocol], limits: Limits | None = None
+    ) -> None:
+        super().__init__(loop, limits or Limits(), registry)  # type: ignore[arg-type]
         self.app = app
-        self.loop = loop
-        self.registry = registry
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
         self.client: str | None = None
         self.pipeline: deque[tuple[AMLRequest, bool]] = deque()
         self.busy = False
-        self.reading_paused = False
-        self.closed = False
         self.writable: asyncio.Future[None] | None = None
-        self._url = b""
-        self._headers: dict[str, str] = {}
+        self._request_headers: dict[str, str] = {}
         self._body: list[bytes] = []
 
     # -- asyncio callbacks
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.registry.add(self)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if isinstance(peer, tuple) else None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.registry.discard(self)
+        super().connection_lost(exc)
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
 
@@ -114,61 +95,58 @@ class HttpProtocol(asyncio.Protocol):
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
         self.writable = None
-        if self.transport is not None and not self.reading_paused:
+        if self.transport is not None and not self.reading_paused and not self.transport.is_closing():
             self.transport.resume_reading()
 
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass  # no websockets here: the request itself was parsed and is answered normally
-        except httptools.HttpParserError:
-            self._fail(400, b'{"message": "Bad Request"}')
+    # -- http11.HttpConnection
 
-    # -- httptools callbacks
+    def error_body(self, status: int, message: str) -> tuple[bytes, bytes]:
+        return b"application/json", json.dumps({"message": message}).encode()
 
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = {}
+    def answering(self) -> bool:
+        return self.busy or bool(self.pipeline)
+
+    def headers_complete(self) -> None:
+        headers: dict[str, str] = {}
+        for name, value in self.headers:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            previous = headers.get(key)
+            headers[key] = text if previous is None else f"{previous}, {text}"
+        self._request_headers = headers
         self._body = []
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        previous = self._headers.get(key)
-        self._headers[key] = text if previous is None else f"{previous}, {text}"
-
-    def on_headers_complete(self) -> None:
         # curl and others wait (a second, for curl) for this before sending a body of more than 1 KiB
-        if self._headers.get("expect", "").lower() == "100-continue" and self.transport is not None:
+        if headers.get("expect", "").lower() == "100-continue" and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
-    def on_message_complete(self) -> None:
-        url, _, query = self._url.partition(b"?")
+    def message_complete(self) -> None:
+        url, _, query = self.url.partition(b"?")
         if not url.startswith(b"/"):
-            parsed = httptools.parse_url(self._url)  # absolute form, as clients send it to proxies
-            url, query = parsed.path or b"/", parsed.query or b""
+            url, query = split_target(self.url)
         path = url.decode("utf-8", "replace")
         if "%" in path:
             path = unquote(path)
         request = AMLRequest(
-            self.parser.get_method().decode("ascii"), path, query, self._headers, b"".join(self._body), self.client
+            self.parser.get_method().decode("ascii"),
+            path,
+            query,
+            self._request_headers,
+            b"".join(self._body),
+            self.client,
         )
         keep_alive = self.parser.should_keep_alive()
         if self.busy:
             # a streamed answer is still being written: pipelined requests wait their turn
             self.pipeline.append((request, keep_alive))
-            if len(self.pipeline) > MAX_PIPELINE and not self.reading_paused and self.transport is not None:
-                self.reading_paused = True
-                self.transport.pause_reading()
+            if len(self.pipeline) > MAX_PIPELINE:
+                self.pause_reading()
         else:
             self._answer(request, keep_alive)
+            if not self.busy and not self.closed:
+                self.idle()
 
     # -- answering
 
@@ -187,7 +165,7 @@ class HttpProtocol(asyncio.Protocol):
         transport = self.transport
         if self.closed or transport is None:
             return
-        head = _status_line(reply.status) + _header_bytes(reply.headers)
+        head = status_line(reply.status) + _header_bytes(reply.headers)
         if not keep_alive:
             head += b"Connection: close\r\n"
         if reply.stream is not None:
@@ -198,7 +176,7 @@ class HttpProtocol(asyncio.Protocol):
         body = b"" if request.method == "HEAD" else reply.body
         transport.write(head + b"Content-Length: %d\r\n\r\n" % len(reply.body) + body)
         if not keep_alive:
-            transport.close()
+            self.close()
 
     async def _stream(self, request: AMLRequest, chunks: Iterator[bytes], keep_alive: bool) -> None:
         transport = self.transport
@@ -216,28 +194,20 @@ class HttpProtocol(asyncio.Protocol):
         except Exception:
             # The status line is gone already: all we can do is log and cut the connection short.
             logger.exception("Streaming the response of %s %s failed", request.method, request.path)
-            transport.close()
+            self.close()
             return
         if self.closed:
             return
         transport.write(b"0\r\n\r\n")
         if not keep_alive:
-            transport.close()
+            self.close()
             return
         self.busy = False
         while self.pipeline and not self.busy and not self.closed:
             self._answer(*self.pipeline.popleft())
-        if self.reading_paused and not self.busy:
-            self.reading_paused = False
-            transport.resume_reading()
-
-    def _fail(self, status: int, body: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(
-                _status_line(status) + b"Content-Type: application/json\r\nConnection: close\r\n"
-                b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
-            )
-            self.transport.close()
+        if not self.busy and not self.closed:
+            self.resume_reading()
+            self.idle()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -263,13 +233,13 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False, listen: 
     return sock
 
 
-def serve(sock: socket.socket, app: App, loop: asyncio.AbstractEventLoop) -> None:
+def serve(sock: socket.socket, app: App, loop: asyncio.AbstractEventLoop, limits: Limits | None = None) -> None:
     """Answer connections on `sock` until SIGTERM or SIGINT, then finish the requests in flight."""
     asyncio.set_event_loop(loop)
     connections: set[HttpProtocol] = set()
 
     server = loop.run_until_complete(
-        loop.create_server(lambda: HttpProtocol(app, loop, connections), sock=sock, backlog=2048)
+        loop.create_server(lambda: HttpProtocol(app, loop, connections, limits), sock=sock, backlog=2048)
     )
     logs.batch_on(loop)
     stop = loop.create_future()

@@ -43,7 +43,7 @@ def _run_single(settings: Settings) -> int:
         return BOOT_FAILED
     sock.listen(2048)
     _ready(settings)
-    serve(sock, app, new_event_loop())
+    serve(sock, app, new_event_loop(), settings.limits)
     return 0
 
 
@@ -54,7 +54,7 @@ def _run_worker(settings: Settings) -> int:
     # Each worker has its own listening socket on the shared port: the kernel spreads connections between them.
     sock = listening_socket(settings.host, settings.port, reuse_port=True)
     _ready(settings)
-    serve(sock, app, new_event_loop())
+    serve(sock, app, new_event_loop(), settings.limits)
     return 0
 
 

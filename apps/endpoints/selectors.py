@@ -23,6 +23,7 @@ from apps.endpoints.models import (
     ProvisioningState,
     TrafficChange,
 )
+from gateway.wire import DeploymentRow, EndpointRow
 
 # States whose instances hold cores against the quota (and are billed: apps.costs uses the same states).
 QUOTA_FREE_STATES = (ProvisioningState.DELETING, ProvisioningState.FAILED, ProvisioningState.CANCELED)
@@ -436,3 +437,36 @@ def event_view(event: DeploymentEvent) -> dict[str, Any]:
         "container": event.container or None,
         "duration_ms": event.duration_ms,
     }
+
+
+def routing_rows() -> list[EndpointRow]:
+    """Every endpoint with its keys, traffic, mirror and ready instances: what the gateway routes by."""
+    instances: dict[int, list[str]] = {}
+    ready = Instance.objects.filter(ready=True).exclude(address="").order_by("deployment_id", "name")
+    for deployment_id, address in ready.values_list("deployment_id", "address"):
+        instances.setdefault(deployment_id, []).append(address.rstrip("/"))
+    rows: list[EndpointRow] = []
+    endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING).prefetch_related("deployments")
+    for endpoint in endpoints:
+        deployments = [
+            DeploymentRow(
+                name=deployment.name,
+                instances=instances.get(deployment.pk, []),
+                request_settings=dict(deployment.request_settings or {}),
+            )
+            for deployment in endpoint.deployments.all()
+            if deployment.state != ProvisioningState.DELETING
+        ]
+        rows.append(
+            EndpointRow(
+                name=endpoint.name,
+                auth_mode=endpoint.auth_mode,
+                keys=[key for key in (endpoint.primary_key, endpoint.secondary_key) if key],
+                token_secret=endpoint.token_secret,
+                traffic=dict(endpoint.traffic or {}),
+                mirror_traffic=dict(endpoint.mirror_traffic or {}),
+                deployments=deployments,
+                local=endpoint.local,
+            )
+        )
+    return rows

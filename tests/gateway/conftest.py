@@ -5,6 +5,7 @@ database, SQLite in memory included, the way Django's live_server does).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -233,10 +234,12 @@ def start_gateway(transactional_db: None) -> Iterator[Callable[..., RunningGatew
     from django.db import connections
 
     from apps.core.notify import redis_client
-    from apps.endpoints.gateway.app import create_application
-    from apps.endpoints.gateway.config import GatewaySettings
-    from apps.endpoints.gateway.proxy import Gateway
-    from apps.endpoints.gateway.server import GatewayHttpProtocol
+    from gateway.app import create_application
+    from gateway.config import GatewaySettings
+    from gateway.proxy import Gateway
+    from gateway.server import GatewayHttpProtocol
+    from gateway.source import DatabaseSource
+    from runtime.http11 import Limits
 
     running: list[RunningGateway] = []
     connection = connections["default"]
@@ -251,12 +254,16 @@ def start_gateway(transactional_db: None) -> Iterator[Callable[..., RunningGatew
             connections["default"] = connection
 
     def start(keep_alive_s: float = 5, **overrides: Any) -> RunningGateway:
-        settings = GatewaySettings(metrics_queue=f"test:gateway-metrics:{uuid.uuid4().hex}", **overrides)
-        app = create_application(gateway=Gateway(settings, db_thread_init=borrow_connection))
+        settings = GatewaySettings(
+            metrics_queue=f"test:gateway-metrics:{uuid.uuid4().hex}",
+            http=Limits(keep_alive_s=keep_alive_s),
+            **overrides,
+        )
+        app = create_application(gateway=Gateway(settings, DatabaseSource(), db_thread_init=borrow_connection))
         port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=GatewayHttpProtocol,
-                                lifespan="on", log_level="warning", access_log=False,
-                                timeout_keep_alive=keep_alive_s)  # fmt: skip
+        protocol = functools.partial(GatewayHttpProtocol, limits=settings.http)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=protocol,  # type: ignore[arg-type]
+                                lifespan="on", log_level="warning", access_log=False)  # fmt: skip
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
         thread.start()

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from apps.monitoring.histogram import percentile
+from gateway.wire import percentile
 from tests.gateway.conftest import bearer, fire, make_deployment, make_endpoint, set_traffic
 
 
@@ -65,7 +65,7 @@ def test_the_prometheus_page_counts_requests(start_instance, gateway) -> None:
 
 
 def test_with_metrics_off_requests_are_served_and_not_counted(start_instance, start_gateway, monkeypatch) -> None:
-    from apps.endpoints.gateway.config import GatewaySettings
+    from gateway.config import GatewaySettings
 
     monkeypatch.setenv("STUDIO_GATEWAY_METRICS", "0")
     assert GatewaySettings.from_env().metrics_enabled is False

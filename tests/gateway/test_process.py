@@ -1,4 +1,4 @@
-"""`python -m apps.endpoints.gateway` as its own process, the way `studio up` and the Kubernetes manifest run it.
+"""`python -m gateway` as its own process, the way `studio up` and the Kubernetes manifest run it.
 
 It gets its own STUDIO_HOME (a SQLite file migrated here, and the routing rows written by a child process),
 since a separate process cannot see the test database; it shares the suite's Redis.
@@ -42,7 +42,7 @@ def test_the_gateway_runs_as_its_own_process_and_stops_on_sigterm(start_instance
     log = tmp_path / "gateway.log"
     with log.open("wb") as out:
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "apps.endpoints.gateway", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO,
             env=env,
             stdout=out,
@@ -76,7 +76,7 @@ def test_the_gateway_runs_as_its_own_process_and_stops_on_sigterm(start_instance
 
 def test_bad_flags_exit_with_a_message() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "apps.endpoints.gateway", "--workers", "0"],
+        [sys.executable, "-m", "gateway", "--workers", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from apps.endpoints.gateway.metrics import MetricsAggregator, render_prometheus
-from apps.endpoints.gateway.proxy import authorized
-from apps.endpoints.gateway.routing import DeploymentRoute, EndpointTable, choose, least_in_flight, should_mirror
-from apps.endpoints.tokens import issue_token
-from apps.monitoring.histogram import bucket_index
+from gateway.metrics import MetricsAggregator, render_prometheus
+from gateway.proxy import authorized
+from gateway.routing import DeploymentRoute, EndpointTable, choose, least_in_flight, should_mirror
+from gateway.wire import bucket_index, issue_token
 
 
 def table(weights: dict[str, int], mirror: tuple[str, int] | None = None, **kwargs: object) -> EndpointTable:

@@ -114,7 +114,7 @@ def test_aml_token_endpoints_take_an_unexpired_token_and_refuse_keys(start_insta
     gateway.wait_for(_routed(gateway, "ep2"))
     url = gateway.score_url("ep2")
     token = services.token_issue(endpoint=ep)["accessToken"]
-    from apps.endpoints.tokens import issue_token
+    from gateway.wire import issue_token
 
     expired, _ = issue_token(endpoint="ep2", secret=ep.token_secret, lifetime_s=60, now=0)
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from apps.endpoints.gateway.upstream import Unavailable, UpstreamClient
+from gateway.upstream import Unavailable, UpstreamClient
 from tests.gateway.conftest import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

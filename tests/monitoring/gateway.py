@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from apps.core.notify import redis_client
-from apps.monitoring import histogram
-from apps.monitoring.records import METRICS_QUEUE, MIRROR_PAIRS_QUEUE, MetricsRecord, MirrorPairRecord
+from gateway.wire import METRICS_QUEUE, MIRROR_PAIRS_QUEUE, MetricsRecord, MirrorPairRecord, bucket_index
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,9 @@ def aggregate(requests: Iterable[Request]) -> list[MetricsRecord]:
         status_class = f"{request.status // 100}xx"
         record["status"][status_class] = record["status"].get(status_class, 0) + 1
         record["codes"][str(request.status)] = record["codes"].get(str(request.status), 0) + 1
-        bucket = str(histogram.bucket_index(request.latency_ms))
+        bucket = str(bucket_index(request.latency_ms))
         record["latency"][bucket] = record["latency"].get(bucket, 0) + 1
-        upstream = str(histogram.bucket_index(request.latency_ms * 0.9))
+        upstream = str(bucket_index(request.latency_ms * 0.9))
         record["upstream_latency"][upstream] = record["upstream_latency"].get(upstream, 0) + 1
         record["bytes_in"] += 100
         record["bytes_out"] += 50

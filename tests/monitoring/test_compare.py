@@ -12,7 +12,7 @@ import pytest
 from apps.core.errors import ApplicationError
 from apps.monitoring import compare, histogram, services
 from apps.monitoring.models import MirrorPair
-from apps.monitoring.records import MirrorPairRecord
+from gateway.wire import MirrorPairRecord
 from tests.monitoring.gateway import Request, aggregate, push, push_pairs
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ import pytest
 from apps.core.notify import redis_client
 from apps.monitoring import histogram, selectors, services
 from apps.monitoring.models import Grain, MetricRollup
-from apps.monitoring.records import METRICS_QUEUE
+from gateway.wire import METRICS_QUEUE
 from tests.monitoring.gateway import Request, aggregate, push
 
 pytestmark = pytest.mark.django_db

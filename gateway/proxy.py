@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.endpoints.gateway.config import GatewaySettings, RoutingConfig
-from apps.endpoints.gateway.metrics import MetricsAggregator, render_prometheus
-from apps.endpoints.gateway.routing import (
+import redis.asyncio as aioredis
+
+from gateway.config import GatewaySettings, RoutingConfig, TableSource
+from gateway.metrics import MetricsAggregator, render_prometheus
+from gateway.routing import (
     NO_WEIGHT_MESSAGE,
     DeploymentRoute,
     EndpointTable,
@@ -32,9 +34,8 @@ from apps.endpoints.gateway.routing import (
     least_in_flight,
     should_mirror,
 )
-from apps.endpoints.gateway.upstream import Unavailable, UpstreamClient
-from apps.endpoints.tokens import verify_token
-from apps.monitoring.records import MIRROR_BODY_LIMIT, MirrorPairRecord
+from gateway.upstream import Unavailable, UpstreamClient
+from gateway.wire import MIRROR_BODY_LIMIT, MirrorPairRecord, verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -134,10 +135,12 @@ class Gateway:
     def __init__(
         self,
         settings: GatewaySettings,
+        source: TableSource,
         rng: random.Random | None = None,
         db_thread_init: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.source = source
         self.db_thread_init = db_thread_init
         self.rng = rng or random.Random()
         self.metrics = MetricsAggregator()
@@ -166,13 +169,10 @@ class Gateway:
         async with self._start_lock:
             if self._started:
                 return
-            import redis.asyncio as aioredis
-            from django.conf import settings as django_settings
-
-            url = self.settings.redis_url or django_settings.REDIS_URL
+            url = self.settings.redis_url or self.source.redis_url()
             self.redis = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
             self.client = UpstreamClient()
-            self.config = RoutingConfig(self.settings, self.redis, self.db_thread_init)
+            self.config = RoutingConfig(self.settings, self.redis, self.source, self.db_thread_init)
             self.config.on_reload = self._forget_gone_instances
             await self.config.start()
             self._spawn(self.config.watch())

@@ -1,7 +1,7 @@
 """The routing table and the pure decisions made on it: which deployment, whether to mirror, which instance.
 
-No I/O and no Django: the table is built by `config.py` and the random generator is injected, so every
-rule here is tested with a seeded `random.Random` (STYLE.md 7).
+No I/O and no Django: the table is built from the studio's routing rows by `table_from_rows` and the random
+generator is injected, so every rule here is tested with a seeded `random.Random` (STYLE.md 7).
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from gateway.wire import EndpointRow
 
 DEFAULT_TIMEOUT_MS = 5000  # Azure's request_settings.request_timeout_ms default
 DEFAULT_MAX_CONCURRENT = 1  # Azure's request_settings.max_concurrent_requests_per_instance default
@@ -49,6 +51,40 @@ class EndpointTable:
 
 
 RoutingTable = Mapping[str, EndpointTable]
+
+
+def table_from_rows(rows: Sequence[EndpointRow]) -> dict[str, EndpointTable]:
+    """The routing table from the rows `apps.endpoints.selectors.routing_rows` reads (Azure's defaults filled in)."""
+    table: dict[str, EndpointTable] = {}
+    for row in rows:
+        deployments: dict[str, DeploymentRoute] = {}
+        for deployment in row["deployments"]:
+            settings = deployment["request_settings"]
+            deployments[deployment["name"]] = DeploymentRoute(
+                name=deployment["name"],
+                instances=tuple(deployment["instances"]),
+                timeout_ms=int(settings.get("request_timeout_ms") or DEFAULT_TIMEOUT_MS),
+                max_concurrent=int(settings.get("max_concurrent_requests_per_instance") or DEFAULT_MAX_CONCURRENT),
+            )
+        weights = tuple(
+            (name, int(percent))
+            for name, percent in sorted(row["traffic"].items())
+            if int(percent) > 0 and name in deployments
+        )
+        mirror = next(((name, int(p)) for name, p in row["mirror_traffic"].items() if int(p) > 0), None)
+        if row["local"]:  # no traffic rules: its one deployment takes every request
+            weights, mirror = tuple((name, 100) for name in sorted(deployments)[:1]), None
+        table[row["name"]] = EndpointTable(
+            name=row["name"],
+            auth_mode=row["auth_mode"],
+            keys=tuple(key.encode() for key in row["keys"]),
+            token_secret=row["token_secret"],
+            weights=weights,
+            mirror=mirror,
+            deployments=deployments,
+            local=row["local"],
+        )
+    return table
 
 
 def choose(table: EndpointTable, rng: random.Random) -> str | None:

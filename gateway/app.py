@@ -1,21 +1,21 @@
 """The scoring gateway as a raw ASGI application, outside Django's request cycle.
 
 Routes: `GET|POST|OPTIONS /endpoints/<name>/score`, `GET /endpoints/<name>/swagger.json`, and `GET /metrics`
-(Prometheus). Django is set up only for the ORM that loads the routing table, off the hot path.
+(Prometheus). The routing table comes from `source.py` (the studio's database), off the hot path.
 
-    uvicorn apps.endpoints.gateway.app:application --loop uvloop --http httptools
+    uvicorn gateway.app:application --loop uvloop --http httptools
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from apps.endpoints.gateway.config import GatewaySettings
-from apps.endpoints.gateway.proxy import Answer, Gateway, error_answer
+from gateway.config import GatewaySettings
+from gateway.proxy import Answer, Gateway, error_answer
+from gateway.source import DatabaseSource
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +35,9 @@ class _Disconnected(Exception):
     pass
 
 
-def setup_django() -> None:
-    """Make the ORM usable (settings, app registry) when the gateway runs on its own."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
-    from django.apps import apps
-
-    if not apps.ready:
-        import django
-
-        django.setup()
-
-
 def create_application(settings: GatewaySettings | None = None, gateway: Gateway | None = None) -> ASGIApp:
     """An ASGI application with its own gateway state (one per process; tests make their own)."""
-    state = gateway or Gateway(settings or GatewaySettings.from_env())
+    state = gateway or Gateway(settings or GatewaySettings.from_env(), DatabaseSource())
     max_body = state.settings.max_body_bytes
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
@@ -159,5 +148,4 @@ async def _send(send: Send, answer: Answer) -> None:
     await send({"type": "http.response.body", "body": answer.body})
 
 
-setup_django()
 application = create_application()

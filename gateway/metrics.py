@@ -13,8 +13,7 @@ import bisect
 import time
 from collections import defaultdict
 
-from apps.monitoring.histogram import bucket_index
-from apps.monitoring.records import MetricsRecord
+from gateway.wire import MetricsRecord, bucket_index
 
 # Prometheus histogram bounds (seconds) for the gateway's total latency.
 PROM_BOUNDS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

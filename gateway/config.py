@@ -1,0 +1,194 @@
+"""The gateway's own knobs, and the routing table kept fresh.
+
+The table comes from a `TableSource` (in a running gateway `gateway/source.py`, the one module that reads the
+studio's database) on a dedicated thread (never on the event loop), when the Redis counter it names changes
+(polled every `poll_ms`) and every `reload_s` regardless, so a missed bump only delays a change. The table is
+swapped whole: a request in flight keeps the table it started with, so no reload can fail it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.routing import RoutingTable
+from gateway.wire import METRICS_QUEUE, MIRROR_PAIRS_QUEUE
+from runtime.http11 import Limits
+
+logger = logging.getLogger(__name__)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingError(ValueError):
+    """A STUDIO_GATEWAY_* variable has a value the gateway cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """What a gateway process can be tuned with (STUDIO_GATEWAY_* variables)."""
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    poll_ms: int = 200
+    reload_s: float = 5.0
+    mirror_max_in_flight: int = 64  # shadow copies beyond this are dropped and counted, never queued
+    instance_cooldown_s: float = 2.0  # an instance that refused a connection is skipped this long
+    metrics_queue: str = METRICS_QUEUE
+    mirror_pairs_queue: str = MIRROR_PAIRS_QUEUE
+    mirror_sample_rate: float = 0.1  # fraction of mirrored requests whose live and shadow answers are kept
+    metrics_flush_s: float = 1.0
+    metrics_enabled: bool = True  # off only to measure what counting costs (bench/gateway_vs_direct.py)
+    redis_url: str = ""  # empty: the studio's REDIS_URL
+    http: Limits = field(default_factory=Limits)  # what one client connection may cost (runtime/http11.py)
+
+    @classmethod
+    def from_env(cls) -> GatewaySettings:
+        """Read from the environment; a bad value raises SettingError naming the variable."""
+        limits = Limits()
+        return cls(
+            max_body_bytes=_int("STUDIO_GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes),
+            poll_ms=_int("STUDIO_GATEWAY_POLL_MS", cls.poll_ms, minimum=10),
+            reload_s=float(_int("STUDIO_GATEWAY_RELOAD_S", int(cls.reload_s))),
+            mirror_max_in_flight=_int("STUDIO_GATEWAY_MIRROR_MAX_IN_FLIGHT", cls.mirror_max_in_flight, minimum=0),
+            metrics_queue=os.environ.get("STUDIO_GATEWAY_METRICS_QUEUE", METRICS_QUEUE),
+            metrics_enabled=_bool("STUDIO_GATEWAY_METRICS", True),
+            http=Limits(
+                max_request_line_bytes=_int("STUDIO_GATEWAY_MAX_REQUEST_LINE_BYTES", limits.max_request_line_bytes),
+                max_head_bytes=_int("STUDIO_GATEWAY_MAX_HEAD_BYTES", limits.max_head_bytes),
+                max_headers=_int("STUDIO_GATEWAY_MAX_HEADERS", limits.max_headers),
+                head_timeout_s=_seconds("STUDIO_GATEWAY_HEAD_TIMEOUT_S", limits.head_timeout_s),
+                body_timeout_s=_seconds("STUDIO_GATEWAY_BODY_TIMEOUT_S", limits.body_timeout_s),
+                keep_alive_s=_seconds("STUDIO_GATEWAY_KEEP_ALIVE_S", limits.keep_alive_s),
+                max_connections=_int("STUDIO_GATEWAY_MAX_CONNECTIONS", limits.max_connections),
+            ),
+        )
+
+
+def _int(name: str, default: int, *, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise SettingError(f"{name} must be greater than 0, got {raw}")
+    return value
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingError(f"{name} must be true or false, got {raw!r}")
+
+
+class TableSource(Protocol):
+    """Where the routing table comes from (`gateway/source.py` in a running gateway)."""
+
+    version_key: str  # the Redis counter that moves when routing changed
+
+    def redis_url(self) -> str:
+        """The studio's Redis."""
+
+    def load(self) -> RoutingTable:
+        """The whole table (blocking: called on the table thread)."""
+
+    def close(self) -> None:
+        """Release what `load` holds (blocking: called on the table thread)."""
+
+
+class RoutingConfig:
+    """Holds the current routing table and reloads it when the routing version in Redis moves."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        redis: object,
+        source: TableSource,
+        db_thread_init: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.redis = redis  # redis.asyncio.Redis
+        self.table: RoutingTable = {}
+        self.version: bytes | None = None
+        self.loaded_at = 0.0
+        self.reloads = 0
+        self.stopping = False
+        self.on_reload: Callable[[RoutingTable], None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db", initializer=db_thread_init)
+
+    async def reload(self) -> None:
+        """Load the table from the database on the DB thread and swap it in."""
+        loop = asyncio.get_running_loop()
+        self.table = await loop.run_in_executor(self._executor, self.source.load)
+        self.loaded_at = time.monotonic()
+        self.reloads += 1
+        if self.on_reload is not None:
+            self.on_reload(self.table)
+
+    async def start(self) -> None:
+        """First load; fails loudly if the database cannot be read at start-up."""
+        self.version = await self._read_version()
+        await self.reload()
+
+    async def watch(self) -> None:
+        """Poll the routing version forever; reload on change and every reload_s."""
+        interval = self.settings.poll_ms / 1000
+        while not self.stopping:
+            await asyncio.sleep(interval)
+            try:
+                version = await self._read_version()
+                stale = time.monotonic() - self.loaded_at >= self.settings.reload_s
+                if version != self.version or stale:
+                    await self.reload()
+                    self.version = version
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a flaky DB or Redis keeps the last good table
+                logger.warning("routing table reload failed, keeping the previous one: %s", exc)
+                await asyncio.sleep(min(1.0, self.settings.reload_s))
+
+    async def _read_version(self) -> bytes | None:
+        try:
+            return await self.redis.get(self.source.version_key)  # type: ignore[attr-defined, no-any-return]
+        except Exception as exc:  # Redis down: the periodic reload still picks up changes
+            logger.warning("cannot read the routing version from Redis: %s", exc)
+            return self.version
+
+    async def close(self) -> None:
+        """Close the table thread's connection (a dropped test database must not see it) and stop the thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(self._executor, self.source.close), timeout=5)
+        except TimeoutError:
+            logger.warning("the database thread did not close its connection within 5 s")
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
