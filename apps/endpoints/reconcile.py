@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from django.db import transaction
 
+from apps.core.keys import redis_key
 from apps.core.notify import redis_client, routing_changed
 from apps.costs.models import InstanceRun
 from apps.endpoints.backends import get_backend
@@ -57,7 +58,7 @@ def deployment_lock(pk: int) -> Iterator[bool]:
     The lock expires after a minute unless renewed, so a worker killed mid-pass never blocks the
     deployment for long; a heartbeat thread renews it while a long build or start-up runs.
     """
-    key = f"studio:deployment:{pk}:lock"
+    key = redis_key(f"deployment:{pk}:lock")
     token = uuid.uuid4().hex
     client = redis_client()
     if not client.set(key, token, nx=True, ex=LOCK_TTL_S):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-METRICS_QUEUE = "studio:metrics"
+from apps.core.keys import redis_key
+
+METRICS_QUEUE = redis_key("metrics")
 
 
 class MetricsRecord(TypedDict):
@@ -29,7 +31,7 @@ class MetricsRecord(TypedDict):
 # Sampled pairs of answers to the same request: the live deployment's and the mirrored one's.
 # The gateway RPUSHes one JSON object per pair onto this list (sample as it likes); the metrics
 # store keeps them for the agreement rate of `compare` and its examples of disagreements.
-MIRROR_PAIRS_QUEUE = "studio:mirror-pairs"
+MIRROR_PAIRS_QUEUE = redis_key("mirror-pairs")
 MIRROR_BODY_LIMIT = 16 * 1024  # bytes of each body worth keeping; longer bodies are cut and marked truncated
 
 
