@@ -9,6 +9,22 @@ from typing import Any
 
 import pytest
 
+from studio.pytest_plugin import run_database_name
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """A database server shared with other runs gets this run's own test database, dropped at its end.
+
+    (SQLite's test file already lives under the run's own STUDIO_HOME.)
+    """
+    from django.conf import settings
+
+    for db in settings.DATABASES.values():
+        if db["ENGINE"] != "django.db.backends.sqlite3":
+            test = db.setdefault("TEST", {})
+            test["NAME"] = run_database_name(test.get("NAME") or f"test_{db['NAME']}")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every transactional test starts from the rows the migrations wrote, whatever ran before it.

@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+from apps.core.keys import redis_key
+
 REPO = Path(__file__).resolve().parents[2]
 
 # One score.py for every test: echoes which instance answered; the request can ask it to sleep or fail.
@@ -251,7 +253,7 @@ def start_gateway(transactional_db: None) -> Iterator[Callable[..., RunningGatew
             connections["default"] = connection
 
     def start(keep_alive_s: float = 5, **overrides: Any) -> RunningGateway:
-        settings = GatewaySettings(metrics_queue=f"test:gateway-metrics:{uuid.uuid4().hex}", **overrides)
+        settings = GatewaySettings(metrics_queue=redis_key(f"gateway-metrics:{uuid.uuid4().hex}"), **overrides)
         app = create_application(gateway=Gateway(settings, db_thread_init=borrow_connection))
         port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=GatewayHttpProtocol,

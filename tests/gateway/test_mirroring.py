@@ -9,6 +9,7 @@ import uuid
 
 import httpx
 
+from apps.core.keys import redis_key
 from apps.core.notify import redis_client
 from tests.gateway.conftest import bearer, fire, make_deployment, make_endpoint, set_traffic
 
@@ -78,7 +79,7 @@ def test_shadow_copies_beyond_the_bound_are_dropped_and_counted(start_instance, 
 
 
 def test_shadow_answers_are_recorded_as_mirrored_metrics_and_sampled_pairs(start_instance, start_gateway) -> None:
-    pairs_queue = f"test:mirror-pairs:{uuid.uuid4().hex}"
+    pairs_queue = redis_key(f"mirror-pairs:{uuid.uuid4().hex}")
     gateway = start_gateway(mirror_sample_rate=1.0, mirror_pairs_queue=pairs_queue)
     ep, _, green = _blue_green(gateway, start_instance, mirror=50)
     try:
