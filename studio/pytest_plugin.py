@@ -130,7 +130,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"FAILED: {leak}", red=True)
     seed = _seed(terminalreporter.config)
     if seed is not None:
-        terminalreporter.write_line(f"Random order: run this order again with -p randomly --randomly-seed={seed}")
+        terminalreporter.write_line(f"Random order: run this order again with --randomly-seed={seed}")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
