@@ -18,7 +18,7 @@ import httpx
 from cli.client import Studio
 from cli.errors import ApiError, CliError
 from cli.files import Uploader, YamlFile, apply_sets, load_yaml, prefixed
-from cli.wait import deployment_path, progress, wait_for_deployment, wait_until_gone
+from cli.wait import deployment_path, events_so_far, progress, wait_for_deployment, wait_until_gone
 
 INVOKE_TIMEOUT = httpx.Timeout(300.0, connect=10.0)  # above the 180 s maximum request_timeout_ms
 
@@ -39,14 +39,25 @@ def _source(args: Namespace) -> YamlFile | None:
 
 
 def _document(args: Namespace, flags: dict[str, Any]) -> tuple[YamlFile | None, dict[str, Any]]:
-    """The YAML document (or an empty one), with the flags that override its keys and `--set` applied."""
+    """The YAML document (or an empty one) with `--set` applied, then the flags that name its keys.
+
+    This is the one place a document is put together, for every create and update: as with `az ml`, nothing
+    (endpoint name, paths, references) is read from it before `--set` has been applied.
+    """
     source = _source(args)
-    doc = dict(source.doc) if source else {}
+    doc = copy.deepcopy(source.doc) if source else {}
+    apply_sets(doc, getattr(args, "set", None))
     for key, value in flags.items():
         if value is not None:
             doc[key] = value
-    apply_sets(doc, getattr(args, "set", None))
     return source, doc
+
+
+def _changes_to(current: dict[str, Any], args: Namespace) -> dict[str, Any]:
+    """`update --set` without a file: the server's view of the object, edited; only the keys it touched."""
+    edited = copy.deepcopy(current)
+    touched = apply_sets(edited, getattr(args, "set", None))
+    return {key: edited[key] for key in touched}
 
 
 def _uploader(studio: Studio, source: YamlFile | None) -> Uploader:
@@ -138,27 +149,47 @@ def _endpoint_path(name: str) -> str:
     return f"online-endpoints/{name}"
 
 
+LOCAL_ROUTING = "a local endpoint's one deployment takes every request, with no key"
+
+
+def _endpoint_for(args: Namespace, studio: Studio, name: str) -> dict[str, Any]:
+    """The endpoint; with --local it must be a local one, as `az ml ... --local` only sees local endpoints."""
+    endpoint: dict[str, Any] = studio.get(_endpoint_path(name))
+    if getattr(args, "local", False) and not endpoint.get("local"):
+        raise CliError(
+            f"online endpoint {name!r} is not a local endpoint (it was created without --local); drop --local"
+        )
+    return endpoint
+
+
+def _not_locally(args: Namespace, what: str) -> None:
+    if getattr(args, "local", False):
+        raise CliError(f"{what} is not supported for local endpoints ({LOCAL_ROUTING})")
+
+
 def endpoint_create(args: Namespace, studio: Studio) -> Any:
     """Create an online endpoint from a YAML file and/or flags."""
-    source, doc = _document(args, {"name": args.name, "auth_mode": args.auth_mode})
+    flags = {"name": args.name, "auth_mode": args.auth_mode, "local": True if args.local else None}
+    source, doc = _document(args, flags)
     return _send(source.label if source else None, lambda: studio.post("online-endpoints", doc))
 
 
 def endpoint_update(args: Namespace, studio: Studio) -> Any:
     """Change traffic, mirroring, description, tags or auth mode."""
-    source = _source(args)
-    if source:
-        changes = dict(source.doc)
+    if args.traffic is not None:
+        _not_locally(args, "--traffic")
+    if args.mirror_traffic is not None:
+        _not_locally(args, "--mirror-traffic")
+    if args.file:
+        source, changes = _document(args, {"name": args.name})
         name = _required_name(args, changes)
-        changes["name"] = name
-        apply_sets(changes, args.set)
+        if args.local:
+            _endpoint_for(args, studio, name)
     else:
+        source = None
         name = _required_name(args)
-        changes = {}
-        if args.set:
-            current = copy.deepcopy(studio.get(_endpoint_path(name)))
-            touched = apply_sets(current, args.set)
-            changes = {key: current[key] for key in touched}
+        current = _endpoint_for(args, studio, name) if args.set or args.local else {}
+        changes = _changes_to(current, args) if args.set else {}
     if args.traffic is not None:
         changes["traffic"] = parse_percentages(args.traffic, "--traffic")
     if args.mirror_traffic is not None:
@@ -170,12 +201,13 @@ def endpoint_update(args: Namespace, studio: Studio) -> Any:
 
 def endpoint_show(args: Namespace, studio: Studio) -> Any:
     """One online endpoint, with its traffic, state and scoring URI."""
-    return studio.get(_endpoint_path(args.name))
+    return _endpoint_for(args, studio, args.name)
 
 
 def endpoint_list(args: Namespace, studio: Studio) -> Any:
-    """Every online endpoint."""
-    return studio.list("online-endpoints")
+    """Every online endpoint (only the local ones with --local)."""
+    endpoints = studio.list("online-endpoints")
+    return [row for row in endpoints if row.get("local")] if args.local else endpoints
 
 
 def confirm(args: Namespace, what: str) -> None:
@@ -193,7 +225,7 @@ def confirm(args: Namespace, what: str) -> None:
 def endpoint_delete(args: Namespace, studio: Studio) -> Any:
     """Delete an online endpoint and its deployments."""
     what = f"online endpoint {args.name!r} and all its deployments"
-    studio.get(_endpoint_path(args.name))  # a clear 404 before asking
+    _endpoint_for(args, studio, args.name)  # a clear 404 before asking
     confirm(args, what)
     studio.delete(_endpoint_path(args.name))
     if not args.no_wait:
@@ -213,9 +245,11 @@ def endpoint_invoke(args: Namespace, studio: Studio) -> Any:
     request_file = Path(args.request_file).expanduser()
     if not request_file.is_file():
         raise CliError(f"--request-file: {args.request_file} does not exist")
-    endpoint = studio.get(_endpoint_path(args.name))
+    endpoint = _endpoint_for(args, studio, args.name)
     uri = endpoint["scoring_uri"]
-    headers = {"Authorization": f"Bearer {_credential(studio, endpoint)}", "Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json"}
+    if not endpoint.get("local"):  # a local endpoint takes requests without a key
+        headers["Authorization"] = f"Bearer {_credential(studio, endpoint)}"
     if args.deployment_name:
         headers["azureml-model-deployment"] = args.deployment_name
     try:
@@ -266,16 +300,12 @@ def _endpoint_name(args: Namespace, doc: dict[str, Any] | None = None, label: st
 
 
 def _deployment_document(args: Namespace, studio: Studio) -> tuple[YamlFile, dict[str, Any], str]:
-    """The deployment YAML with the flags applied and its local files uploaded: (source, doc, endpoint)."""
-    source = load_yaml(args.file)
-    doc = dict(source.doc)
-    if args.name:
-        doc["name"] = args.name
-    if args.endpoint_name:
-        doc["endpoint_name"] = args.endpoint_name
+    """The deployment YAML with `--set` and the flags applied, its local files uploaded: (source, doc, endpoint)."""
+    source, doc = _document(args, {"name": args.name, "endpoint_name": args.endpoint_name})
+    if source is None:
+        raise CliError("--file: required (the deployment's YAML file)")
     endpoint = _endpoint_name(args, doc, source.label)
-    apply_sets(doc, args.set)
-    studio.get(_endpoint_path(endpoint))  # fail on a missing endpoint before uploading anything
+    _endpoint_for(args, studio, endpoint)  # fail on a missing (or not local) endpoint before uploading anything
     _uploader(studio, source).deployment(doc)
     return source, doc, endpoint
 
@@ -288,43 +318,50 @@ def deployment_create(args: Namespace, studio: Studio) -> Any:
     created = _send(source.label, lambda: studio.post(f"{_endpoint_path(endpoint)}/deployments", doc))
     if args.no_wait:
         return created
-    final = wait_for_deployment(studio, endpoint=endpoint, name=created["name"], first=created)
+    unchanged = "traffic was not changed (--all-traffic moves it only once the deployment succeeds)"
+    final = wait_for_deployment(
+        studio,
+        endpoint=endpoint,
+        name=created["name"],
+        first=created,
+        after_failure=unchanged if args.all_traffic else "",
+    )
     if args.all_traffic:
-        studio.patch(_endpoint_path(endpoint), {"traffic": {created["name"]: 100}})
-        progress(f"{endpoint}: all traffic to {created['name']}")
+        if studio.get(_endpoint_path(endpoint)).get("local"):
+            progress(f"{endpoint}: local endpoint, {created['name']} takes every request")
+        else:
+            studio.patch(_endpoint_path(endpoint), {"traffic": {created["name"]: 100}})
+            progress(f"{endpoint}: all traffic to {created['name']}")
     return final
 
 
 def deployment_update(args: Namespace, studio: Studio) -> Any:
     """Change a deployment from its YAML file and/or `--set`; waits until it settles unless --no-wait."""
-    source = _source(args)
-    label = source.label if source else None
-    if source:
-        changes = dict(source.doc)
-        if args.name:
-            changes["name"] = args.name
-        if args.endpoint_name:
-            changes["endpoint_name"] = args.endpoint_name
+    if args.file:
+        source, changes = _document(args, {"name": args.name, "endpoint_name": args.endpoint_name})
+        label: str | None = source.label if source else None
         name = _required_name(args, changes)
         endpoint = _endpoint_name(args, changes, label)
-        apply_sets(changes, args.set)
         _uploader(studio, source).deployment(changes)
     else:
+        label = None
         name = _required_name(args)
         endpoint = _endpoint_name(args)
-        current = copy.deepcopy(studio.get(deployment_path(endpoint, name)))
-        touched = apply_sets(current, args.set)
-        changes = {key: current[key] for key in touched}
+        changes = _changes_to(studio.get(deployment_path(endpoint, name)), args)
         if not changes:
             raise CliError("nothing to update: give --file or --set key=value")
+    if args.local:
+        _endpoint_for(args, studio, endpoint)
+    seen = events_so_far(studio, endpoint, name)
     updated = _send(label, lambda: studio.patch(deployment_path(endpoint, name), changes))
     if args.no_wait:
         return updated
-    return wait_for_deployment(studio, endpoint=endpoint, name=name, first=updated)
+    return wait_for_deployment(studio, endpoint=endpoint, name=name, first=updated, events_seen=seen)
 
 
 def deployment_render(args: Namespace, studio: Studio) -> Any:
     """Print the Kubernetes manifests the deployment would run as (multi-document YAML); applies nothing."""
+    _not_locally(args, "render")
     source, doc, endpoint = _deployment_document(args, studio)
     name = _required_name(args, doc)
     path = f"{deployment_path(endpoint, name)}/render"
@@ -333,17 +370,23 @@ def deployment_render(args: Namespace, studio: Studio) -> Any:
 
 def deployment_show(args: Namespace, studio: Studio) -> Any:
     """One deployment with its state, reason and instances."""
+    if args.local:
+        _endpoint_for(args, studio, args.endpoint_name)
     return studio.get(deployment_path(args.endpoint_name, args.name))
 
 
 def deployment_list(args: Namespace, studio: Studio) -> Any:
     """The endpoint's deployments."""
+    if args.local:
+        _endpoint_for(args, studio, args.endpoint_name)
     return studio.list(f"{_endpoint_path(args.endpoint_name)}/deployments")
 
 
 def deployment_delete(args: Namespace, studio: Studio) -> Any:
     """Delete a deployment that takes no live or mirrored traffic."""
     path = deployment_path(args.endpoint_name, args.name)
+    if args.local:
+        _endpoint_for(args, studio, args.endpoint_name)
     studio.get(path)  # a clear 404 before asking
     confirm(args, f"online deployment {args.name!r} of online endpoint {args.endpoint_name!r}")
     studio.delete(path)
@@ -354,6 +397,8 @@ def deployment_delete(args: Namespace, studio: Studio) -> Any:
 
 def deployment_get_logs(args: Namespace, studio: Studio) -> Any:
     """The last lines of the inference server's (or the storage initializer's) log."""
+    if args.local:
+        _endpoint_for(args, studio, args.endpoint_name)
     answer = studio.get(
         f"{deployment_path(args.endpoint_name, args.name)}/logs",
         container=args.container,
@@ -384,3 +429,28 @@ def costs_export(args: Namespace, studio: Studio) -> Any:
 def costs_quota(args: Namespace, studio: Studio) -> Any:
     """Cores of the quota: limit, used, reserved for upgrades, free."""
     return studio.get("quota")
+
+
+_DEPLOYMENT_COLUMNS = (
+    "name",
+    "provisioning_state",
+    "reason",
+    "message",
+    "instance_count",
+    "instance_type",
+    "model",
+    "environment",
+    "endpoint_name",
+)
+_ENDPOINT_COLUMNS = ("name", "auth_mode", "provisioning_state", "local", "scoring_uri", "description")
+# `-o table` columns, as az's table transformers pick them: the ones a person scans; `-o json` has every key.
+TABLE_COLUMNS: dict[Callable[..., Any], tuple[str, ...]] = {
+    deployment_list: _DEPLOYMENT_COLUMNS,
+    deployment_show: _DEPLOYMENT_COLUMNS,
+    deployment_create: _DEPLOYMENT_COLUMNS,
+    deployment_update: _DEPLOYMENT_COLUMNS,
+    endpoint_list: _ENDPOINT_COLUMNS,
+    endpoint_show: _ENDPOINT_COLUMNS,
+    endpoint_create: _ENDPOINT_COLUMNS,
+    endpoint_update: _ENDPOINT_COLUMNS,
+}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -70,29 +71,87 @@ def parse_scalar(raw: str) -> Any:
     return value
 
 
+_SET_PART = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+
+
+def set_path(key: str) -> list[str | int]:
+    """`a.b[0].c` (or `a.b.0.c`) → ["a", "b", 0, "c"]; a bracketed number is a list index."""
+    parts: list[str | int] = []
+    for piece in key.split("."):
+        if not piece:
+            raise CliError(f"--set {key}: empty name between dots")
+        matched = 0
+        for match in _SET_PART.finditer(piece):
+            if match.start() != matched:
+                break
+            parts.append(match[1] if match[1] is not None else int(match[2]))
+            matched = match.end()
+        if matched != len(piece):
+            raise CliError(f"--set {key}: cannot read {piece!r} (expected name, name[index] or index)")
+    return parts
+
+
+def _step(container: Any, part: str | int, *, key: str, where: str, create: Any) -> Any:
+    """The child of a mapping or list at `part`, created (as `create()`) where a mapping lacks it."""
+    if isinstance(container, list):
+        index = _index(part, container, key=key, where=where)
+        return container[index]
+    if not isinstance(container, dict):
+        raise CliError(f"--set {key}: {where} is {container!r}, not a mapping or a list")
+    name = str(part)
+    child = container.get(name)
+    if child is None:
+        child = container[name] = create()
+    return child
+
+
+def _index(part: str | int, items: list[Any], *, key: str, where: str) -> int:
+    try:
+        index = int(part)
+    except ValueError:
+        raise CliError(f"--set {key}: {where} is a list; expected an index, got {part!r}") from None
+    if not -len(items) <= index < len(items):
+        raise CliError(f"--set {key}: {where} has {len(items)} item(s); index {index} is out of range")
+    return index
+
+
 def apply_sets(doc: dict[str, Any], assignments: list[str] | None) -> set[str]:
-    """Apply `--set a.b=value` to the document in place; returns the top-level keys touched."""
+    """Apply `--set a.b=value` / `a.b[0].c=value` to the document in place, as `az ml` does, before
+    anything is read from it; returns the top-level keys touched."""
     touched: set[str] = set()
     for item in assignments or []:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        parts = key.split(".")
-        if not sep or not key or any(not part for part in parts):
+        if not sep or not key:
             raise CliError(f"--set: expected key=value with a dotted key such as instance_count=2, got {item!r}")
-        target = doc
+        parts = set_path(key)
+        if not isinstance(parts[0], str):
+            raise CliError(f"--set {key}: must start with a key name")
+        target: Any = doc
         for depth, part in enumerate(parts[:-1]):
-            child = target.get(part)
-            if child is None:
-                child = target[part] = {}
-            elif not isinstance(child, dict):
-                prefix = ".".join(parts[: depth + 1])
-                raise CliError(
-                    f"--set {key}: {prefix} is {child!r}, not a mapping, so it has no key {parts[depth + 1]!r}"
-                )
-            target = child
-        target[parts[-1]] = parse_scalar(raw)
-        touched.add(parts[0])
+            where = _where(parts[:depth]) or "the document"
+            following = parts[depth + 1]
+            target = _step(target, part, key=key, where=where, create=list if isinstance(following, int) else dict)
+        last = parts[-1]
+        value = parse_scalar(raw)
+        if isinstance(target, list):
+            if isinstance(last, int) and last == len(target):
+                target.append(value)  # one past the end adds an item
+            else:
+                target[_index(last, target, key=key, where=_where(parts[:-1]))] = value
+        elif isinstance(target, dict):
+            target[str(last)] = value
+        else:
+            raise CliError(f"--set {key}: {_where(parts[:-1])} is {target!r}, not a mapping or a list")
+        touched.add(str(parts[0]))
     return touched
+
+
+def _where(parts: list[str | int]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
 
 
 @dataclass

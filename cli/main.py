@@ -56,7 +56,11 @@ def _set(parser: argparse.ArgumentParser) -> None:
 
 
 def _local(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--local", action="store_true", help="accepted for az compatibility (the studio is local)")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="a local endpoint, as with az: no key, its one deployment takes every request",
+    )
 
 
 def _no_wait(parser: argparse.ArgumentParser) -> None:
@@ -232,7 +236,8 @@ def emit(result: Any, args: argparse.Namespace) -> None:
     if isinstance(result, commands.Raw):
         sys.stdout.write(result if result.endswith("\n") or not result else result + "\n")
         return
-    text = render(query(result, args.query), args.output)
+    columns = None if args.query else commands.TABLE_COLUMNS.get(args.func)
+    text = render(query(result, args.query), args.output, columns)
     if text:
         print(text)
 
@@ -259,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         # One line, always: multi-line server bodies or parser messages are folded.
         print("ERROR: " + " ".join(line.strip() for line in exc.message.splitlines()), file=sys.stderr)
+        if exc.hint:
+            print(exc.hint, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ERROR: interrupted", file=sys.stderr)

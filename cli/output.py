@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 import jmespath
@@ -25,8 +26,8 @@ def query(data: Any, expression: str | None) -> Any:
         raise CliError(f"--query: {expression!r} is not a valid JMESPath expression ({reason})") from None
 
 
-def render(data: Any, output: str = "json") -> str:
-    """The text printed on stdout for a result ('' for no result)."""
+def render(data: Any, output: str = "json", columns: tuple[str, ...] | None = None) -> str:
+    """The text printed on stdout for a result ('' for no result); `columns` picks a table's columns."""
     if data is None:
         return ""
     if output == "json":
@@ -36,7 +37,7 @@ def render(data: Any, output: str = "json") -> str:
     if output == "tsv":
         return _tsv(data)
     if output == "table":
-        return _table(data)
+        return _table(data, columns)
     raise CliError(f"--output: expected one of {', '.join(FORMATS)}, got {output!r}")
 
 
@@ -69,7 +70,7 @@ def _tsv(data: Any) -> str:
     return _tsv_row(data)
 
 
-def _table(data: Any) -> str:
+def _table(data: Any, chosen: tuple[str, ...] | None = None) -> str:
     rows = data if isinstance(data, list) else [data]
     if not rows:
         return ""
@@ -82,13 +83,50 @@ def _table(data: Any) -> str:
             for key, value in row.items() if isinstance(row, dict) else []:
                 if _is_scalar(value) and key not in columns:
                     columns.append(key)
+        if chosen:
+            columns = [key for key in chosen if key in columns] or columns
         cells = [[_scalar(row.get(key)) if isinstance(row, dict) else "" for key in columns] for row in rows]
     headers = [_title(column) for column in columns]
+    cells = [[" ".join(cell.split()) for cell in row] for row in cells]  # a cell is one line
     widths = [max(len(headers[i]), *(len(cell[i]) for cell in cells)) for i in range(len(columns))]
-    lines = ["  ".join(header.ljust(width) for header, width in zip(headers, widths, strict=True)).rstrip()]
+    widths = fit_widths(widths, terminal_width())
+    headers, cells = headers[: len(widths)], [row[: len(widths)] for row in cells]
+    lines = ["  ".join(_cut(header, width) for header, width in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * width for width in widths))
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines += ["  ".join(_cut(cell, width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+MIN_COLUMN = 12  # a column is not squeezed below this; when even that does not fit, the last columns go
+
+
+def terminal_width() -> int:
+    """The width tables must fit: $COLUMNS, else the terminal's, else 120 (a pipe or a file)."""
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def fit_widths(widths: list[int], total: int) -> list[int]:
+    """Column widths that fit `total` characters with two-space gaps: the widest columns give way first, down
+    to MIN_COLUMN; if that is not enough the last columns are left out (the list returned is shorter)."""
+    floors = [min(width, MIN_COLUMN) for width in widths]
+    while len(floors) > 1 and sum(floors) + 2 * (len(floors) - 1) > total:
+        floors.pop()
+    widths = widths[: len(floors)]
+    budget = total - 2 * (len(widths) - 1)
+    while sum(widths) > budget:
+        shrinkable = [i for i in range(len(widths)) if widths[i] > floors[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+    return widths
+
+
+def _cut(text: str, width: int) -> str:
+    # Long text ends with an ellipsis; the whole value is in `-o json`.
+    if len(text) <= width:
+        return text.ljust(width)
+    return text[: max(width - 1, 0)] + "…"
 
 
 def _title(key: str) -> str:

@@ -216,7 +216,8 @@ class ScoringApp:
         return Reply(200, [("Content-Type", JSON), _FAILED_FALSE, exec_ms], body)
 
     def _custom(self, response: AMLResponse, exec_ms: tuple[str, str]) -> Reply:
-        headers = list(response.headers)
+        # Content-Length is the server's to write (from the body it sends), as Flask's server does.
+        headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
         if response.status_code >= 500:
             headers = [(k, "True" if k.lower() == "x-ms-run-function-failed" else v) for k, v in headers]
         headers.append(exec_ms)

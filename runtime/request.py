@@ -1,13 +1,38 @@
-"""The request a scoring script sees: `AMLRequest` for `@rawhttp` scripts, with the Flask attributes they use."""
+"""The request a scoring script sees: `AMLRequest` for `@rawhttp` scripts, with Flask's (Werkzeug's) Request surface.
+
+Azure's server gives `@rawhttp` scripts a Flask request; this one answers the same attributes and methods
+with the same values (see docs/runtime.md for the few deliberate differences), without depending on Flask.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from http.cookies import SimpleCookie
 from typing import IO, Any, TypeVar
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from runtime.datastructures import (
+    BadRequest,
+    CombinedMultiDict,
+    EnvironHeaders,
+    ImmutableMultiDict,
+    MultiDict,
+    UnsupportedMediaType,
+    is_json_mimetype,
+    parse_options_header,
+)
+
+__all__ = [
+    "AMLRequest",
+    "BadRequest",
+    "FileStorage",
+    "MultiDict",
+    "UnsupportedMediaType",
+    "rawhttp",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,113 +59,6 @@ def rawhttp_requested() -> bool:
     return _rawHttpRequested
 
 
-class BadRequest(Exception):
-    """The body does not parse as the script asked (Flask raises the same for get_json)."""
-
-
-class UnsupportedMediaType(BadRequest):
-    """get_json() on a body that is not declared as JSON."""
-
-
-class MultiDict(dict):  # type: ignore[type-arg]
-    """A dict that keeps every value of a repeated key: `d[k]` is the first, `d.getlist(k)` all of them."""
-
-    def __init__(self, pairs: Iterable[tuple[str, Any]] = ()) -> None:
-        super().__init__()
-        for key, value in pairs:
-            super().setdefault(key, []).append(value)
-
-    def __getitem__(self, key: str) -> Any:
-        return super().__getitem__(key)[0]
-
-    def get(self, key: str, default: Any = None, type: Callable[[Any], Any] | None = None) -> Any:  # noqa: A002
-        """The first value of `key`, converted by `type` when given (None on a failed conversion)."""
-        try:
-            value = self[key]
-        except KeyError:
-            return default
-        if type is None:
-            return value
-        try:
-            return type(value)
-        except (TypeError, ValueError):
-            return default
-
-    def getlist(self, key: str) -> list[Any]:
-        """Every value of `key`, in request order."""
-        return list(super().get(key, []))
-
-    def items(self, multi: bool = False) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
-        """(key, first value) pairs, or every pair with multi=True."""
-        for key, values in super().items():
-            if multi:
-                yield from ((key, v) for v in values)
-            else:
-                yield key, values[0]
-
-    def values(self) -> Iterator[Any]:  # type: ignore[override]
-        """The first value of each key."""
-        return (values[0] for values in super().values())
-
-    def lists(self) -> Iterator[tuple[str, list[Any]]]:
-        """(key, all values) pairs."""
-        return ((k, list(v)) for k, v in super().items())
-
-    def to_dict(self, flat: bool = True) -> dict[str, Any]:
-        """A plain dict: first values, or lists with flat=False."""
-        return dict(self.items()) if flat else dict(self.lists())
-
-
-class Headers:
-    """Case-insensitive request headers, iterated with Flask's capitalisation (`Content-Type`)."""
-
-    __slots__ = ("_lower",)
-
-    def __init__(self, lower: dict[str, str]) -> None:
-        self._lower = lower
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The header's value, or `default`."""
-        return self._lower.get(key.lower(), default)
-
-    def getlist(self, key: str) -> list[str]:
-        """The header's value as a one-item list (repeated headers are joined with commas)."""
-        value = self._lower.get(key.lower())
-        return [] if value is None else [value]
-
-    def __getitem__(self, key: str) -> str:
-        return self._lower[key.lower()]
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._lower
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        # Flask's Headers iterate as (name, value) pairs, which is what dict(request.headers) relies on.
-        return ((_title(k), v) for k, v in self._lower.items())
-
-    def __len__(self) -> int:
-        return len(self._lower)
-
-    def keys(self) -> list[str]:
-        """Header names, capitalised."""
-        return [_title(k) for k in self._lower]
-
-    def items(self) -> list[tuple[str, str]]:
-        """(name, value) pairs, names capitalised."""
-        return list(self)
-
-    def to_dict(self) -> dict[str, str]:
-        """A plain dict with capitalised names."""
-        return dict(self)
-
-    def __repr__(self) -> str:
-        return f"Headers({self.to_dict()!r})"
-
-
-def _title(name: str) -> str:
-    return "-".join(part.capitalize() for part in name.split("-"))
-
-
 class FileStorage:
     """An uploaded file from a multipart form, like werkzeug's FileStorage."""
 
@@ -150,17 +68,45 @@ class FileStorage:
         self.stream: IO[bytes] = io.BytesIO(data)
         self.name = name
         self.filename = filename
-        self.content_type = content_type
-        self.headers = Headers(headers)
+        self.headers = EnvironHeaders(headers)
+        self._content_type = content_type
+        self._size = len(data)
+
+    @property
+    def content_type(self) -> str | None:
+        """The part's Content-Type header."""
+        return self._content_type
+
+    @property
+    def content_length(self) -> int:
+        """The part's size in bytes."""
+        return int(self.headers.get("content-length") or self._size)
 
     @property
     def mimetype(self) -> str:
-        """The content type without parameters."""
-        return (self.content_type or "").split(";")[0].strip().lower()
+        """The content type without parameters, lower case."""
+        return parse_options_header(self._content_type)[0].lower()
+
+    @property
+    def mimetype_params(self) -> dict[str, str]:
+        """The content type's parameters, e.g. {"charset": "utf-8"}."""
+        return parse_options_header(self._content_type)[1]
 
     def read(self, size: int = -1) -> bytes:
         """Read the file's bytes."""
         return self.stream.read(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self.stream.readline(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.stream)
 
     def save(self, dst: str | IO[bytes], buffer_size: int = 16384) -> None:
         """Write the file to a path or an open binary file."""
@@ -179,11 +125,38 @@ class FileStorage:
         return bool(self.filename)
 
     def __repr__(self) -> str:
-        return f"<FileStorage: {self.filename!r} ({self.content_type!r})>"
+        return f"<FileStorage: {self.filename!r} ({self._content_type!r})>"
+
+
+class UserAgent:
+    """request.user_agent: the User-Agent header; `str()` and `.string` give it whole."""
+
+    def __init__(self, string: str) -> None:
+        self.string = string
+
+    def __str__(self) -> str:
+        return self.string
+
+    def __bool__(self) -> bool:
+        return bool(self.string)
+
+    def __repr__(self) -> str:
+        return f"<UserAgent {self.string!r}>"
 
 
 class AMLRequest:
-    """One HTTP request; what `@rawhttp` run() functions receive (the Flask attributes Azure scripts use)."""
+    """One HTTP request as Flask's Request shows it: what `@rawhttp` run() functions receive."""
+
+    charset = "utf-8"
+    encoding_errors = "replace"
+    max_content_length: int | None = None
+    max_form_memory_size: int | None = None
+    # Flask's routing attributes: the runtime has one scoring route.
+    url_rule = None
+    view_args: dict[str, Any] = {}
+    blueprint = None
+    blueprints: list[str] = []
+    routing_exception = None
 
     def __init__(
         self,
@@ -195,60 +168,161 @@ class AMLRequest:
         remote_addr: str | None = None,
         scheme: str = "http",
     ) -> None:
-        self.method = method
+        self.method = method.upper()
         self.path = path
         self.query_string = query_string
-        self.headers = Headers(headers)
+        self.headers = EnvironHeaders(headers)
+        self._lower = headers
         self._body = body
         self.remote_addr = remote_addr
         self.scheme = scheme
-        self._args: MultiDict | None = None
-        self._form: tuple[MultiDict, MultiDict] | None = None
+        self.script_root = ""
+        self.root_path = ""
+        self._args: ImmutableMultiDict | None = None
+        self._form: tuple[ImmutableMultiDict, ImmutableMultiDict] | None = None
+        self._cookies: ImmutableMultiDict | None = None
         self._json: Any = _UNSET
+        self._environ: dict[str, Any] | None = None
+
+    # -- where the request went
 
     @property
-    def args(self) -> MultiDict:
-        """The query-string parameters."""
-        if self._args is None:
-            self._args = MultiDict(parse_qsl(self.query_string.decode("latin-1"), keep_blank_values=True))
-        return self._args
+    def endpoint(self) -> str | None:
+        """Flask's endpoint name of the matched route (the scoring route is `score`)."""
+        return "score" if self.path == "/score" else None
 
     @property
-    def full_path(self) -> str:
-        """Path and query string."""
-        return f"{self.path}?{self.query_string.decode('latin-1')}"
+    def host(self) -> str:
+        """The Host header (host and port, as the client addressed the server)."""
+        return str(self._lower.get("host") or "localhost")
+
+    @property
+    def is_secure(self) -> bool:
+        return self.scheme in ("https", "wss")
+
+    @property
+    def host_url(self) -> str:
+        """`http://host/`"""
+        return f"{self.scheme}://{self.host}/"
+
+    @property
+    def root_url(self) -> str:
+        """`http://host/` plus the script root (none here)."""
+        return f"{self.scheme}://{self.host}{self.script_root}/"
+
+    url_root = root_url
+
+    @property
+    def base_url(self) -> str:
+        """The URL without the query string."""
+        return f"{self.scheme}://{self.host}{self.script_root}{self.path}"
 
     @property
     def url(self) -> str:
-        """The URL as the client addressed it."""
-        host = self.headers.get("host", "localhost")
+        """The URL as the client addressed it, with the query string."""
         query = f"?{self.query_string.decode('latin-1')}" if self.query_string else ""
-        return f"{self.scheme}://{host}{self.path}{query}"
+        return self.base_url + query
+
+    @property
+    def full_path(self) -> str:
+        """Path and query string; Flask keeps the `?` even when the query string is empty."""
+        return f"{self.path}?{self.query_string.decode('latin-1')}"
+
+    @property
+    def args(self) -> ImmutableMultiDict:
+        """The query-string parameters."""
+        if self._args is None:
+            text = self.query_string.decode("utf-8", self.encoding_errors)
+            self._args = ImmutableMultiDict(parse_qsl(text, keep_blank_values=True))
+        return self._args
+
+    # -- who sent it
+
+    @property
+    def access_route(self) -> list[str]:
+        """X-Forwarded-For's addresses when present, else the remote address."""
+        forwarded = self._lower.get("x-forwarded-for")
+        if forwarded:
+            return [part.strip() for part in forwarded.split(",") if part.strip()]
+        return [self.remote_addr] if self.remote_addr else []
+
+    @property
+    def remote_user(self) -> str | None:
+        return None
+
+    @property
+    def user_agent(self) -> UserAgent:
+        return UserAgent(self._lower.get("user-agent", ""))
+
+    @property
+    def referrer(self) -> str | None:
+        return self._lower.get("referer")
+
+    @property
+    def origin(self) -> str | None:
+        return self._lower.get("origin")
+
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header as sent (Flask parses it into an object; scripts mostly read the token)."""
+        return self._lower.get("authorization")
+
+    @property
+    def cookies(self) -> ImmutableMultiDict:
+        """The Cookie header's name/value pairs."""
+        if self._cookies is None:
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(self._lower.get("cookie", ""))
+            except Exception:  # a malformed Cookie header reads as no cookies, as in werkzeug
+                jar = SimpleCookie()
+            self._cookies = ImmutableMultiDict([(key, morsel.value) for key, morsel in jar.items()])
+        return self._cookies
+
+    # -- the body
 
     @property
     def content_type(self) -> str | None:
         """The Content-Type header."""
-        return self.headers.get("content-type")
+        return self._lower.get("content-type")
 
     @property
     def mimetype(self) -> str:
         """The content type without parameters, lower case."""
-        return (self.content_type or "").split(";")[0].strip().lower()
+        return parse_options_header(self.content_type)[0].lower()
 
     @property
-    def content_length(self) -> int:
-        """Length of the body in bytes."""
-        return len(self._body)
+    def mimetype_params(self) -> dict[str, str]:
+        """The content type's parameters, e.g. {"charset": "utf-8"}."""
+        return parse_options_header(self.content_type)[1]
+
+    @property
+    def content_length(self) -> int | None:
+        """The Content-Length header as a number (None when the client did not send one)."""
+        raw = self._lower.get("content-length")
+        if raw is None:
+            return None if not self._body else len(self._body)
+        try:
+            return max(int(raw), 0)
+        except ValueError:
+            return None
+
+    @property
+    def content_encoding(self) -> str | None:
+        return self._lower.get("content-encoding")
+
+    @property
+    def content_md5(self) -> str | None:
+        return self._lower.get("content-md5")
 
     @property
     def is_json(self) -> bool:
         """True for application/json and application/*+json, as Flask decides."""
-        mt = self.mimetype
-        return mt == "application/json" or (mt.startswith("application/") and mt.endswith("+json"))
+        return is_json_mimetype(self.mimetype)
 
     @property
     def data(self) -> bytes:
-        """The raw body."""
+        """The raw body (for every content type: Flask leaves it empty for form posts, this keeps it)."""
         return self._body
 
     @property
@@ -256,9 +330,13 @@ class AMLRequest:
         """The body as a file object."""
         return io.BytesIO(self._body)
 
-    def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False) -> bytes | str:
+    input_stream = stream
+
+    def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False) -> Any:
         """The raw body, as bytes or (as_text=True) text."""
-        return self._body.decode("utf-8", "replace") if as_text else self._body
+        if parse_form_data:
+            self._parse_form()
+        return self._body.decode(self.charset, self.encoding_errors) if as_text else self._body
 
     @property
     def json(self) -> Any:
@@ -266,8 +344,12 @@ class AMLRequest:
         return self.get_json()
 
     def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
-        """The body parsed as JSON; like Flask, only for a JSON content type unless force=True."""
-        if self._json is not _UNSET:
+        """The body parsed as JSON; like Flask, only for a JSON content type unless force=True.
+
+        A wrong content type raises UnsupportedMediaType (415), a body that is not JSON BadRequest (400),
+        both None with silent=True.
+        """
+        if cache and self._json is not _UNSET:
             return self._json
         if not (force or self.is_json):
             if silent:
@@ -285,35 +367,87 @@ class AMLRequest:
             self._json = value
         return value
 
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        """Flask's hook for a body that is not JSON: raises BadRequest."""
+        raise BadRequest(f"Failed to decode JSON object: {e}")
+
     @property
-    def form(self) -> MultiDict:
+    def form(self) -> ImmutableMultiDict:
         """Fields of a urlencoded or multipart form."""
         return self._parse_form()[0]
 
     @property
-    def files(self) -> MultiDict:
+    def files(self) -> ImmutableMultiDict:
         """Uploaded files of a multipart form, as FileStorage objects."""
         return self._parse_form()[1]
 
     @property
-    def values(self) -> MultiDict:
-        """Query parameters and form fields together."""
-        return MultiDict([*self.args.items(multi=True), *self.form.items(multi=True)])
+    def values(self) -> CombinedMultiDict:
+        """Query arguments and form fields together (only the arguments for GET, as in Flask 2+)."""
+        if self.method == "GET":
+            return CombinedMultiDict([self.args])
+        return CombinedMultiDict([self.args, self.form])
 
-    def _parse_form(self) -> tuple[MultiDict, MultiDict]:
+    def _parse_form(self) -> tuple[ImmutableMultiDict, ImmutableMultiDict]:
         if self._form is None:
             mt = self.mimetype
             if mt == "application/x-www-form-urlencoded":
                 pairs = parse_qsl(self._body.decode("utf-8", "replace"), keep_blank_values=True)
-                self._form = (MultiDict(pairs), MultiDict())
+                self._form = (ImmutableMultiDict(pairs), ImmutableMultiDict())
             elif mt == "multipart/form-data":
-                self._form = parse_multipart(self._body, _param(self.content_type or "", "boundary"))
+                fields, files = parse_multipart(self._body, self.mimetype_params.get("boundary"))
+                self._form = (ImmutableMultiDict(fields), ImmutableMultiDict(files))
             else:
-                self._form = (MultiDict(), MultiDict())
+                self._form = (ImmutableMultiDict(), ImmutableMultiDict())
         return self._form
 
+    # -- WSGI
+
+    @property
+    def environ(self) -> dict[str, Any]:
+        """A WSGI environ built from the request (what Flask's request.environ holds, as far as it applies)."""
+        if self._environ is None:
+            host = urlsplit(f"//{self.host}")
+            environ: dict[str, Any] = {
+                "REQUEST_METHOD": self.method,
+                "SCRIPT_NAME": self.script_root,
+                "PATH_INFO": self.path,
+                "QUERY_STRING": self.query_string.decode("latin-1"),
+                "SERVER_NAME": host.hostname or "localhost",
+                "SERVER_PORT": str(host.port or (443 if self.is_secure else 80)),
+                "SERVER_PROTOCOL": "HTTP/1.1",
+                "REMOTE_ADDR": self.remote_addr or "",
+                "wsgi.url_scheme": self.scheme,
+                "wsgi.input": io.BytesIO(self._body),
+                "wsgi.errors": io.StringIO(),
+                "wsgi.multithread": False,
+                "wsgi.multiprocess": True,
+                "wsgi.run_once": False,
+                "wsgi.version": (1, 0),
+            }
+            for name, value in self._lower.items():
+                key = name.upper().replace("-", "_")
+                if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                    environ[key] = value
+                else:
+                    environ[f"HTTP_{key}"] = value
+            self._environ = environ
+        return self._environ
+
+    def close(self) -> None:
+        """Close uploaded files (Flask does this at the end of the request)."""
+        if self._form is not None:
+            for file in self._form[1].values():
+                file.close()
+
+    def __enter__(self) -> AMLRequest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
-        return f"<AMLRequest {self.method} {self.full_path if self.query_string else self.path}>"
+        return f"<AMLRequest {self.url!r} [{self.method}]>"
 
 
 _UNSET = object()
@@ -331,12 +465,12 @@ def _param(header: str, key: str) -> str | None:
     return None
 
 
-def parse_multipart(body: bytes, boundary: str | None) -> tuple[MultiDict, MultiDict]:
-    """Split a multipart/form-data body into (form fields, files)."""
+def parse_multipart(body: bytes, boundary: str | None) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """Split a multipart/form-data body into (form fields, files) pairs."""
     fields: list[tuple[str, Any]] = []
     files: list[tuple[str, Any]] = []
     if not boundary:
-        return MultiDict(), MultiDict()
+        return fields, files
     delimiter = b"--" + boundary.encode("latin-1")
     for chunk in body.split(delimiter)[1:]:
         if chunk.startswith(b"--"):
@@ -372,4 +506,4 @@ def parse_multipart(body: bytes, boundary: str | None) -> tuple[MultiDict, Multi
             )
         else:
             fields.append((name, content.decode("utf-8", "replace")))
-    return MultiDict(fields), MultiDict(files)
+    return fields, files

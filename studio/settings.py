@@ -131,7 +131,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("STUDIO_CELERY_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    # Supervises every deployment (restarts, probes, readiness); expires so a busy worker never piles them up.
+    # Queues one supervision task per deployment (restarts, probes, readiness; lost reconciles and deletes),
+    # none for a deployment whose last one has not run; expires so a busy worker never piles the passes up.
     "observe-deployments": {
         "task": "apps.endpoints.tasks.observe_deployments",
         "schedule": float(env_int("STUDIO_OBSERVE_INTERVAL_S", 2, minimum=1)),

@@ -1,21 +1,21 @@
 """The one module every websocket message goes through: typed payloads sent to Channels groups.
 
-Services call `deployment_changed` / `endpoint_changed` inside their transaction; the message is
-sent after commit (a rolled-back change is never announced) with the row as it was committed.
-Consumers join the groups named here and relay what arrives, nothing more.
+It knows no app: callers build the payload (a TypedDict below) and name the group. A change made in
+a transaction is announced with `send_on_commit`, whose builder runs after the commit (so a
+rolled-back change is never announced and the payload shows the row as committed). Consumers join
+the groups named here and relay what arrives, nothing more.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from typing import TYPE_CHECKING, Literal, TypedDict
+from collections.abc import Callable, Iterable
+from typing import Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-
-if TYPE_CHECKING:
-    from apps.endpoints.models import Deployment
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,20 @@ STUDIO_GROUP = "studio"  # every open page: deployment states shown anywhere
 
 
 def endpoint_group(name: str) -> str:
-    """The group of the pages that show one endpoint."""
+    """The group of the pages that show one endpoint (states and traffic)."""
     return f"endpoint.{name}"
+
+
+def charts_group(name: str) -> str:
+    """The group of the Monitoring tabs open on one endpoint."""
+    return f"charts.{name}"
+
+
+def logs_group(*, endpoint: str, deployment: str, container: str, instance: str) -> str:
+    """The group of the pages following one log (one container of one instance, or of all of them)."""
+    # Group names are limited to 100 ASCII letters, digits, dashes, underscores and periods.
+    key = "\n".join((endpoint, deployment, container, instance)).encode()
+    return f"logs.{hashlib.sha256(key).hexdigest()[:40]}"
 
 
 class DeploymentStatePayload(TypedDict):
@@ -47,19 +59,30 @@ class EndpointTrafficPayload(TypedDict):
 
 
 class ChartsPayload(TypedDict):
+    """An endpoint's Monitoring figures (Plotly figure dicts, JSON-ready), sent after each metrics ingest."""
+
     type: Literal["endpoint.charts"]
     endpoint: str
     figures: dict[str, object]
 
 
-class LogPayload(TypedDict):
+class LogLinesPayload(TypedDict):
+    """New lines of a followed log; with `reset` they are its last lines and replace what the page shows."""
+
     type: Literal["deployment.logs"]
+    endpoint: str
     deployment: str
     container: str
-    content: str
+    instance: str
+    lines: list[str]
+    reset: bool
 
 
-Payload = DeploymentStatePayload | EndpointTrafficPayload | ChartsPayload | LogPayload
+Payload = DeploymentStatePayload | EndpointTrafficPayload | ChartsPayload | LogLinesPayload
+
+
+def _message(payload: Payload) -> dict[str, object]:
+    return {"type": "relay", "payload": payload}
 
 
 def send(group: str, payload: Payload) -> None:
@@ -68,57 +91,27 @@ def send(group: str, payload: Payload) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, {"type": "relay", "payload": payload})
+        async_to_sync(layer.group_send)(group, _message(payload))
     except Exception as exc:  # noqa: BLE001  (the write already committed; a lost push only delays the page)
         logger.warning("could not push %s to %s: %s", payload["type"], group, exc)
 
 
-def deployment_state_payload(deployment: Deployment) -> DeploymentStatePayload:
-    """What pages need to redraw a deployment's state badge."""
-    return {
-        "type": "deployment.state",
-        "endpoint": deployment.endpoint.name,
-        "deployment": deployment.name,
-        "uid": str(deployment.uid),
-        "state": deployment.state,
-        "reason": deployment.reason,
-        "message": deployment.message[:500],
-        "ready_instances": deployment.ready_instances,
-        "instance_count": deployment.instance_count,
-    }
-
-
-def _send_deployment(deployment_pk: int) -> None:
-    from apps.endpoints.models import Deployment
-
-    deployment = Deployment.objects.select_related("endpoint").filter(pk=deployment_pk).first()
-    if deployment is None:
+async def send_async(group: str, payload: Payload) -> None:
+    """`send` for code already running in an event loop (the log followers)."""
+    layer = get_channel_layer()
+    if layer is None:
         return
-    payload = deployment_state_payload(deployment)
-    send(endpoint_group(deployment.endpoint.name), payload)
-    send(STUDIO_GROUP, payload)
+    try:
+        await layer.group_send(group, _message(payload))
+    except Exception as exc:  # noqa: BLE001  (a lost push only delays the page)
+        logger.warning("could not push %s to %s: %s", payload["type"], group, exc)
 
 
-def _send_endpoint(endpoint_pk: int) -> None:
-    from apps.endpoints.models import Endpoint
-
-    endpoint = Endpoint.objects.filter(pk=endpoint_pk).first()
-    if endpoint is None:
-        return
-    payload: EndpointTrafficPayload = {
-        "type": "endpoint.traffic",
-        "endpoint": endpoint.name,
-        "traffic": endpoint.traffic,
-        "mirror_traffic": endpoint.mirror_traffic,
-    }
-    send(endpoint_group(endpoint.name), payload)
+def send_on_commit(build: Callable[[], Iterable[tuple[str, Payload]]]) -> None:
+    """Once the current transaction commits, send the (group, payload) pairs `build` returns then."""
+    transaction.on_commit(lambda: _send_all(build))
 
 
-def deployment_changed(deployment_pk: int) -> None:
-    """Announce the deployment's state to every open page once the current transaction commits."""
-    transaction.on_commit(lambda: _send_deployment(deployment_pk))
-
-
-def endpoint_changed(endpoint_pk: int) -> None:
-    """Announce the endpoint's traffic and mirror to its open pages once the current transaction commits."""
-    transaction.on_commit(lambda: _send_endpoint(endpoint_pk))
+def _send_all(build: Callable[[], Iterable[tuple[str, Payload]]]) -> None:
+    for group, payload in build():
+        send(group, payload)

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -103,8 +104,6 @@ def instance_type_detail(request: Request, name: str) -> Response:
 
 
 def _currency() -> str:
-    from django.conf import settings
-
     return settings.STUDIO_CURRENCY
 
 

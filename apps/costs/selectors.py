@@ -1,9 +1,11 @@
-"""Reads of costs: exact cost from the capacity history, per deployment, endpoint and day; month to
-date and projection; cost per 1000 requests and the share spent on mirrored traffic; idle
-deployments; quota.
+"""Reads of costs: what deployments cost now and this month (`cost_book`, the one definition every
+page, the API and the CLI show), exact cost from the capacity history per deployment, endpoint and
+day, cost per 1000 requests and the share spent on mirrored traffic, idle deployments, quota.
 
 Cost of a run = its instance-seconds inside the window × the instance type's price per hour / 3600,
-in Decimal. Prices are the catalog's current ones (editing a price re-prices the history).
+in Decimal. Prices are the catalog's current ones (editing a price re-prices the history). Figures
+stay exact Decimals until they are shown: pages round once, to the cent, halves up (`cents`); the
+API shows six decimals (`money`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import calendar
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.conf import settings
@@ -23,11 +25,14 @@ from django.utils import timezone
 
 from apps.costs.models import InstanceRun, InstanceType
 from apps.endpoints.models import Deployment
-from apps.endpoints.selectors import cores_needed, quota_summary
+from apps.endpoints.selectors import QUOTA_FREE_STATES, cores_needed, quota_summary
 from apps.monitoring.selectors import last_request_at, requests_by_deployment
 
 SECONDS_PER_HOUR = Decimal(3600)
+HOURS_PER_DAY = Decimal(24)
+HOURS_PER_MONTH = Decimal(730)  # the month of Azure's pricing calculator: 365 × 24 / 12 hours
 MONEY = Decimal("0.000001")
+CENT = Decimal("0.01")
 
 
 def seconds_between(start: datetime, end: datetime) -> Decimal:
@@ -39,8 +44,13 @@ def seconds_between(start: datetime, end: datetime) -> Decimal:
 
 
 def money(value: Decimal) -> str:
-    """A cost as shown: six decimals, in the studio's currency."""
+    """A cost as the API and the CLI show it: six decimals, in the studio's currency."""
     return str(value.quantize(MONEY))
+
+
+def cents(value: Decimal) -> Decimal:
+    """A cost as the pages show it: rounded once, to the cent, halves up."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 @dataclass(frozen=True)
@@ -172,29 +182,156 @@ def _by_day(rows: list[CostRow]) -> list[dict[str, Any]]:
     return [{"day": day, "cost": cost} for day, cost in sorted(days.items())]
 
 
-def burn_rate_per_hour(*, endpoint: str | None = None) -> Decimal:
-    """What the instances running now cost per hour."""
-    prices = dict(InstanceType.objects.values_list("name", "price_per_hour"))
-    rows = InstanceRun.objects.filter(stopped_at__isnull=True)
+# --- what it costs: the one definition of every cost figure the studio shows ---
+
+
+@dataclass(frozen=True)
+class CostFigures:
+    """What a deployment, an endpoint or the whole studio costs, exact (round only where it is shown).
+
+    `per_hour` is the rate at the current size: the price of the instance type × the instance count
+    of every deployment that holds instances (not Deleting, Failed or Canceled: the states that hold
+    no quota either). A day is 24 of those hours, a month 730 (Azure's pricing calculator).
+    `month_to_date` is what the capacity history accrued since the 1st of this UTC month;
+    `projected_month` adds the rate for the hours left in that calendar month.
+    """
+
+    per_hour: Decimal = Decimal(0)
+    month_to_date: Decimal = Decimal(0)
+    hours_left_in_month: Decimal = Decimal(0)
+
+    @property
+    def per_day(self) -> Decimal:
+        return self.per_hour * HOURS_PER_DAY
+
+    @property
+    def per_month(self) -> Decimal:
+        return self.per_hour * HOURS_PER_MONTH
+
+    @property
+    def projected_month(self) -> Decimal:
+        return self.month_to_date + self.per_hour * self.hours_left_in_month
+
+    def __add__(self, other: CostFigures) -> CostFigures:
+        return CostFigures(
+            per_hour=self.per_hour + other.per_hour,
+            month_to_date=self.month_to_date + other.month_to_date,
+            hours_left_in_month=self.hours_left_in_month,
+        )
+
+
+@dataclass(frozen=True)
+class CostBook:
+    """Cost figures per deployment, per endpoint and in total, computed once for one moment."""
+
+    currency: str
+    month: str
+    hours_left_in_month: Decimal
+    deployments: dict[tuple[str, str], CostFigures] = field(default_factory=dict)
+    endpoints: dict[str, CostFigures] = field(default_factory=dict)
+    total: CostFigures = CostFigures()
+
+    def deployment(self, endpoint: str, name: str) -> CostFigures:
+        """One deployment's figures (zero for one that neither runs nor ran this month)."""
+        return self.deployments.get((endpoint, name), CostFigures(hours_left_in_month=self.hours_left_in_month))
+
+    def endpoint(self, name: str) -> CostFigures:
+        """One endpoint's figures: its deployments', and this month's cost of the ones deleted since."""
+        return self.endpoints.get(name, CostFigures(hours_left_in_month=self.hours_left_in_month))
+
+
+def _month(now: datetime) -> tuple[datetime, Decimal]:
+    """The start of now's UTC calendar month and the hours left in it."""
+    now = now.astimezone(UTC)
+    month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    month_end = month_start + timedelta(days=calendar.monthrange(now.year, now.month)[1])
+    return month_start, seconds_between(now, month_end) / SECONDS_PER_HOUR
+
+
+def rate_per_hour(*, instance_type: str, instance_count: int, prices: dict[str, Decimal] | None = None) -> Decimal:
+    """What `instance_count` instances of `instance_type` cost an hour (0 for a type not in the catalog)."""
+    if prices is None:
+        prices = dict(InstanceType.objects.filter(name=instance_type).values_list("name", "price_per_hour"))
+    return prices.get(instance_type, Decimal(0)) * instance_count
+
+
+def cost_estimate(*, instance_type: str, instance_count: int) -> CostFigures:
+    """What a deployment of that size would cost (the create forms show it before anything runs)."""
+    return CostFigures(per_hour=rate_per_hour(instance_type=instance_type, instance_count=instance_count))
+
+
+def cost_book(*, endpoint: str | None = None, now: datetime | None = None) -> CostBook:
+    """What every deployment and endpoint (or one endpoint's) costs an hour, a day and a month at its current
+    size, what it cost this month so far and what the month will come to."""
+    now = now or timezone.now()
+    month_start, hours_left = _month(now)
+    prices: dict[str, Decimal] = dict(InstanceType.objects.values_list("name", "price_per_hour"))
+    rates: dict[tuple[str, str], Decimal] = {}
+    deployments = Deployment.objects.all()
     if endpoint:
-        rows = rows.filter(endpoint_name=endpoint)
-    return sum((prices.get(t, Decimal(0)) for t in rows.values_list("instance_type", flat=True)), Decimal(0))
+        deployments = deployments.filter(endpoint__name=endpoint)
+    for ep, name, instance_type, count, state in deployments.values_list(
+        "endpoint__name", "name", "instance_type", "instance_count", "state"
+    ):
+        billed = state not in QUOTA_FREE_STATES
+        rates[(ep, name)] = (
+            rate_per_hour(instance_type=instance_type, instance_count=count, prices=prices) if billed else Decimal(0)
+        )
+    accrued: dict[tuple[str, str], Decimal] = {}
+    for row in cost_rows(start=month_start, end=now, endpoint=endpoint, now=now):
+        key = (row.endpoint, row.deployment)
+        accrued[key] = accrued.get(key, Decimal(0)) + row.cost
+    zero = CostFigures(hours_left_in_month=hours_left)
+    by_deployment: dict[tuple[str, str], CostFigures] = {}
+    by_endpoint: dict[str, CostFigures] = {}
+    total = zero
+    for key in sorted({*rates, *accrued}):
+        figures = CostFigures(
+            per_hour=rates.get(key, Decimal(0)),
+            month_to_date=accrued.get(key, Decimal(0)),
+            hours_left_in_month=hours_left,
+        )
+        by_deployment[key] = figures
+        by_endpoint[key[0]] = by_endpoint.get(key[0], zero) + figures
+        total += figures
+    return CostBook(
+        currency=settings.STUDIO_CURRENCY,
+        month=month_start.strftime("%Y-%m"),
+        hours_left_in_month=hours_left,
+        deployments=by_deployment,
+        endpoints=by_endpoint,
+        total=total,
+    )
+
+
+def split_cost_effect(
+    *, endpoint: str, deployments: list[str], traffic: dict[str, int], mirror_to: str = ""
+) -> dict[str, Any]:
+    """What a traffic split means for the bill: the deployments cost the same whatever the split (instances
+    are billed, not requests); name the ones it leaves serving nothing, and what they cost a day."""
+    book = cost_book(endpoint=endpoint)
+    per_day = {name: book.deployment(endpoint, name).per_day for name in deployments}
+    idle = [name for name in deployments if not traffic.get(name) and name != mirror_to]
+    total = sum(traffic.get(name, 0) for name in deployments)
+    return {
+        "all_per_day": sum(per_day.values(), Decimal(0)),
+        "idle": idle,
+        "idle_per_day": sum((per_day[name] for name in idle), Decimal(0)),
+        "total": total,
+        "split_ok": total in (0, 100),
+    }
 
 
 def month_summary(*, endpoint: str | None = None, now: datetime | None = None) -> dict[str, Any]:
-    """Month to date (UTC calendar month) and the month projected at the current hourly burn rate."""
-    now = (now or timezone.now()).astimezone(UTC)
-    month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    month_end = month_start + timedelta(days=calendar.monthrange(now.year, now.month)[1])
-    to_date = _sum(cost_rows(start=month_start, end=now, endpoint=endpoint, now=now))
-    rate = burn_rate_per_hour(endpoint=endpoint)
-    remaining = seconds_between(now, month_end) / SECONDS_PER_HOUR
+    """Month to date (UTC calendar month), the rate at the current size and the month projected with it."""
+    book = cost_book(endpoint=endpoint, now=now)
+    figures = book.endpoint(endpoint) if endpoint else book.total
     return {
-        "currency": settings.STUDIO_CURRENCY,
-        "month": month_start.strftime("%Y-%m"),
-        "month_to_date": to_date,
-        "burn_rate_per_hour": rate,
-        "projected_month": to_date + rate * remaining,
+        "currency": book.currency,
+        "month": book.month,
+        "month_to_date": figures.month_to_date,
+        "burn_rate_per_hour": figures.per_hour,
+        "projected_month": figures.projected_month,
     }
 
 
@@ -236,8 +373,6 @@ def quota_view() -> dict[str, int]:
     vcpus = dict(InstanceType.objects.values_list("name", "vcpus"))
     used = 0
     held = 0
-    from apps.endpoints.selectors import QUOTA_FREE_STATES
-
     rows = Deployment.objects.exclude(state__in=QUOTA_FREE_STATES).values_list("instance_type", "instance_count")
     for instance_type, count in rows:
         cores = vcpus.get(instance_type, 0)
@@ -246,19 +381,34 @@ def quota_view() -> dict[str, int]:
     return {"limit": summary["limit"], "used": used, "reserved": held - used, "free": max(0, summary["limit"] - held)}
 
 
+def cost_figures_view(figures: CostFigures, *, currency: str) -> dict[str, Any]:
+    """Cost figures as the API shows them (money as strings with six decimals)."""
+    return {
+        "currency": currency,
+        "cost_per_hour": money(figures.per_hour),
+        "cost_per_day": money(figures.per_day),
+        "cost_per_month": money(figures.per_month),
+        "month_to_date": money(figures.month_to_date),
+        "projected_month": money(figures.projected_month),
+    }
+
+
 def endpoint_costs_brief(*, endpoint: str, now: datetime | None = None) -> dict[str, Any]:
-    """The cost figures `online-endpoint show` adds: month to date, projection, burn rate, last 24 h."""
+    """The cost figures `online-endpoint show` adds: rate, month to date, projection, last 24 h."""
     now = now or timezone.now()
-    month = month_summary(endpoint=endpoint, now=now)
+    book = cost_book(endpoint=endpoint, now=now)
     day = costs_summary(start=now - timedelta(hours=24), end=now, endpoint=endpoint, now=now)
     return {
-        "currency": month["currency"],
-        "month_to_date": money(month["month_to_date"]),
-        "projected_month": money(month["projected_month"]),
-        "cost_per_hour": money(month["burn_rate_per_hour"]),
+        **cost_figures_view(book.endpoint(endpoint), currency=book.currency),
         "last_24h": money(day["cost"]),
         "mirrored_share_24h": None if day["mirrored_share"] is None else round(float(day["mirrored_share"]), 4),
     }
+
+
+def deployment_costs_brief(*, endpoint: str, deployment: str, now: datetime | None = None) -> dict[str, Any]:
+    """The cost figures `online-deployment show` adds: rate at the current size, month to date, projection."""
+    book = cost_book(endpoint=endpoint, now=now)
+    return cost_figures_view(book.deployment(endpoint, deployment), currency=book.currency)
 
 
 CSV_COLUMNS = ["day", "endpoint", "deployment", "instance_type", "instance_hours", "price_per_hour", "cost", "currency"]
@@ -285,21 +435,24 @@ def costs_csv(*, rows: list[CostRow]) -> str:
     return out.getvalue()
 
 
-def endpoint_costs(*, endpoint: str, days: int = 30, now: datetime | None = None) -> dict[str, Any]:
-    """Accrued costs of one endpoint for the studio's pages: month figures and per deployment per day."""
+def endpoint_costs(
+    *, endpoint: str, days: int = 30, now: datetime | None = None, book: CostBook | None = None
+) -> dict[str, Any]:
+    """Accrued costs of one endpoint for the studio's pages: month figures (from `book` when the page has
+    one) and per deployment per day."""
     now = now or timezone.now()
     start = _day_start(now) - timedelta(days=days - 1)
     summary = costs_summary(start=start, end=now, endpoint=endpoint, now=now)
-    month = month_summary(endpoint=endpoint, now=now)
+    figures = (book or cost_book(endpoint=endpoint, now=now)).endpoint(endpoint)
     per_day: dict[str, dict[str, Decimal]] = {}
     for row in cost_rows(start=start, end=now, endpoint=endpoint, now=now):
         per_day.setdefault(row.deployment, {})
         per_day[row.deployment][row.day] = per_day[row.deployment].get(row.day, Decimal(0)) + row.cost
     return {
-        "currency": month["currency"],
-        "month_to_date": month["month_to_date"],
-        "projected_month": month["projected_month"],
-        "cost_per_hour": month["burn_rate_per_hour"],
+        "currency": settings.STUDIO_CURRENCY,
+        "month_to_date": figures.month_to_date,
+        "projected_month": figures.projected_month,
+        "cost_per_hour": figures.per_hour,
         "window_days": days,
         "cost": summary["cost"],
         "mirrored_share": summary["mirrored_share"],

@@ -1,12 +1,12 @@
-"""Websocket consumers: they authorize, join a group and relay (apps/core/broadcast.py sends).
+"""Websocket consumers: they authorize, join a group and relay what apps/core/broadcast.py sends.
 
-Two streams have no writer to push them, so their consumer reads on a timer and relays what
-changed: the Monitoring tab's figures (from the metrics rollups) and a followed log.
+No consumer reads on a timer. Deployment states and traffic are announced by the services that
+change them, Monitoring figures by the metrics task after each ingest, and a followed log by the one
+reader of that log (apps/endpoints/log_follow.py), which the first socket that follows it starts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,9 +15,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from apps.core import broadcast
+from apps.endpoints import selectors
+from apps.endpoints.forms import LOG_CONTAINERS
+from apps.endpoints.log_follow import FOLLOWERS, MAX_LINES, LogStream
 
-CHARTS_INTERVAL_S = 2.0
-LOGS_INTERVAL_S = 1.0
+# Close codes: the browser's script reconnects on a close it did not ask for, except on these.
+UNAUTHORIZED = 4401
+NOT_FOUND = 4404
+BAD_REQUEST = 4400
 
 
 class _Relay(AsyncWebsocketConsumer):
@@ -30,9 +35,6 @@ class _Relay(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
-        task = getattr(self, "poller", None)
-        if task is not None:
-            task.cancel()
 
     async def _join(self, group: str) -> None:
         self.groups_joined = [*getattr(self, "groups_joined", []), group]
@@ -42,12 +44,16 @@ class _Relay(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         return bool(user is not None and user.is_authenticated)
 
-
-@database_sync_to_async
-def _endpoint_exists(name: str) -> bool:
-    from apps.endpoints.models import Endpoint
-
-    return Endpoint.objects.filter(name=name).exists()
+    async def _endpoint_known(self) -> str | None:
+        """The endpoint of the URL for a signed-in user; else the socket is closed with the reason's code."""
+        name = self.scope["url_route"]["kwargs"]["name"]
+        if not self._signed_in():
+            await self.close(code=UNAUTHORIZED)
+            return None
+        if not await database_sync_to_async(selectors.endpoint_exists)(name=name):
+            await self.close(code=NOT_FOUND)
+            return None
+        return str(name)
 
 
 class StudioConsumer(_Relay):
@@ -55,7 +61,7 @@ class StudioConsumer(_Relay):
 
     async def connect(self) -> None:
         if not self._signed_in():
-            await self.close(code=4401)
+            await self.close(code=UNAUTHORIZED)
             return
         await self._join(broadcast.STUDIO_GROUP)
         await self.accept()
@@ -65,116 +71,51 @@ class EndpointConsumer(_Relay):
     """One endpoint's pages: its deployments' states and its traffic."""
 
     async def connect(self) -> None:
-        name = self.scope["url_route"]["kwargs"]["name"]
-        if not self._signed_in():
-            await self.close(code=4401)
-            return
-        if not await _endpoint_exists(name):
-            await self.close(code=4404)
+        name = await self._endpoint_known()
+        if name is None:
             return
         await self._join(broadcast.endpoint_group(name))
         await self.accept()
-
-
-@database_sync_to_async
-def _figures(name: str) -> dict[str, Any] | None:
-    from apps.endpoints.models import Endpoint
-    from apps.monitoring.views import endpoint_figures
-
-    endpoint = Endpoint.objects.filter(name=name).first()
-    return endpoint_figures(endpoint) if endpoint else None
 
 
 class ChartsConsumer(_Relay):
-    """The Monitoring tab: the endpoint's figures, sent again whenever they change."""
+    """The Monitoring tab: the endpoint's figures, as the metrics task pushes them after each ingest."""
 
     async def connect(self) -> None:
-        name = self.scope["url_route"]["kwargs"]["name"]
-        if not self._signed_in():
-            await self.close(code=4401)
+        name = await self._endpoint_known()
+        if name is None:
             return
-        if not await _endpoint_exists(name):
-            await self.close(code=4404)
-            return
-        self.endpoint = name
-        await self._join(broadcast.endpoint_group(name))
+        await self._join(broadcast.charts_group(name))
         await self.accept()
-        self.poller = asyncio.create_task(self._poll())
-
-    async def relay(self, message: dict[str, Any]) -> None:
-        # Only chart payloads belong on this socket; state and traffic go to the page's other socket.
-        if message["payload"].get("type") == "endpoint.charts":
-            await super().relay(message)
-
-    async def _poll(self) -> None:
-        last = ""
-        while True:
-            figures = await _figures(self.endpoint)
-            if figures:
-                payload: broadcast.ChartsPayload = {
-                    "type": "endpoint.charts",
-                    "endpoint": self.endpoint,
-                    "figures": figures,
-                }
-                text = json.dumps(payload, default=str)
-                if text != last:
-                    last = text
-                    await self.send(text_data=text)
-            await asyncio.sleep(CHARTS_INTERVAL_S)
-
-
-@database_sync_to_async
-def _log_text(name: str, deployment: str, container: str, lines: int, instance: str | None) -> str | None:
-    from apps.endpoints.models import Deployment
-    from apps.endpoints.views import read_deployment_logs
-
-    row = Deployment.objects.select_related("endpoint").filter(endpoint__name=name, name=deployment).first()
-    if row is None:
-        return None
-    try:
-        return read_deployment_logs(row, container=container, lines=lines, instance=instance)
-    except Exception:  # noqa: BLE001  (a log being rotated or an instance going away: try again next tick)
-        return None
 
 
 class LogsConsumer(_Relay):
-    """Follow a deployment's log: the last lines, sent again whenever they change."""
+    """Follow a deployment's log: its last lines on joining, then each new line, from the log's one reader."""
+
+    stream: LogStream | None = None
 
     async def connect(self) -> None:
-        name = self.scope["url_route"]["kwargs"]["name"]
         query = {key: values[-1] for key, values in parse_qs(self.scope.get("query_string", b"").decode()).items()}
-        if not self._signed_in():
-            await self.close(code=4401)
+        name = await self._endpoint_known()
+        if name is None:
             return
         container = query.get("container", "inference-server")
         lines = query.get("lines", "100")
-        if container not in ("inference-server", "storage-initializer") or not lines.isdigit():
-            await self.close(code=4400)
+        if container not in LOG_CONTAINERS or not lines.isdigit():
+            await self.close(code=BAD_REQUEST)
             return
-        if not await _endpoint_exists(name):
-            await self.close(code=4404)
+        deployment = query.get("deployment", "")
+        if await database_sync_to_async(selectors.deployment_find)(endpoint=name, name=deployment) is None:
+            await self.close(code=NOT_FOUND)
             return
-        self.args = (
-            name,
-            query.get("deployment", ""),
-            container,
-            min(max(int(lines), 1), 5000),
-            query.get("instance") or None,
+        self.stream = LogStream(
+            endpoint=name, deployment=deployment, container=container, instance=query.get("instance", "")
         )
+        await self._join(self.stream.group)
         await self.accept()
-        self.poller = asyncio.create_task(self._poll())
+        await FOLLOWERS.join(self.stream, self.channel_name, lines=min(max(int(lines), 1), MAX_LINES))
 
-    async def _poll(self) -> None:
-        last: str | None = None
-        while True:
-            text = await _log_text(*self.args)
-            if text is not None and text != last:
-                last = text
-                payload: broadcast.LogPayload = {
-                    "type": "deployment.logs",
-                    "deployment": self.args[1],
-                    "container": self.args[2],
-                    "content": text,
-                }
-                await self.send(text_data=json.dumps(payload))
-            await asyncio.sleep(LOGS_INTERVAL_S)
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        if self.stream is not None:
+            await FOLLOWERS.leave(self.stream, self.channel_name)

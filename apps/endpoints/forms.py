@@ -8,8 +8,8 @@ from typing import Any
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
-from apps.costs.models import InstanceType
-from apps.endpoints.models import Endpoint, Environment, Model
+from apps.endpoints import selectors
+from apps.endpoints.models import Endpoint, Model
 from apps.endpoints.yaml.schemas import NAME_RE
 
 
@@ -73,18 +73,17 @@ def _choices(form: forms.Form, name: str, choices: list[tuple[str, str]]) -> Non
 
 
 def _model_choices() -> list[tuple[str, str]]:
-    return [(m.asset_id, f"{m.name} : {m.version}") for m in Model.objects.order_by("name", "-version")]
+    return [(m.asset_id, f"{m.name} : {m.version}") for m in selectors.models_list()]
 
 
 def _environment_choices() -> list[tuple[str, str]]:
-    rows = Environment.objects.filter(anonymous=False).order_by("name", "-created_at")
-    return [(e.asset_id, f"{e.name} : {e.version}") for e in rows]
+    return [(e.asset_id, f"{e.name} : {e.version}") for e in selectors.environments_list()]
 
 
 def _instance_type_choices() -> list[tuple[str, str]]:
     return [
         (t.name, f"{t.name} · {t.vcpus} vCPU · {t.memory_gib.normalize():f} GiB · ${t.price_per_hour}/h")
-        for t in InstanceType.objects.all()
+        for t in selectors.instance_types_list()
     ]
 
 

@@ -140,6 +140,10 @@ class Endpoint(BaseModel):
     mirror_traffic = models.JSONField(default=dict, blank=True)
     public_network_access = models.CharField(max_length=16, default="enabled")
     compute = models.CharField(max_length=255, blank=True)
+    local = models.BooleanField(
+        default=False,
+        help_text="Like Azure's local endpoints (`--local`): no key, and its one deployment takes every request.",
+    )
     provisioning_state = models.CharField(
         max_length=16, choices=ProvisioningState.choices, default=ProvisioningState.SUCCEEDED
     )

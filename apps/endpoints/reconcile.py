@@ -1,9 +1,14 @@
 """The reconcile loop: make what runs match the deployment's desired spec, and record what happened.
 
 Level-triggered and idempotent (STYLE.md 5): every pass re-reads the row, compares `generation`
-with `observed_generation`, asks the backend to apply or observe, mirrors the instances into
-`Instance` rows (what the gateway routes to) and moves the state by compare-and-set, one event per
-transition. A Redis lock per deployment keeps two workers from acting on one deployment at once.
+with `observed_generation`, asks the backend to apply a new spec, supervise an applied one or only
+observe one that failed for good, mirrors the instances into `Instance` rows (what the gateway
+routes to) and moves the state by compare-and-set, one event per transition. A Redis lock per
+deployment keeps two workers from acting on one deployment at once.
+
+The periodic observation fans out: `periodic_work` picks, for every deployment that no worker holds
+and no queued task already covers, the one task it needs (reconcile, observe or delete), and marks
+it queued so that a slow deployment never piles up duplicates.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Literal
 
 from django.db import transaction
 
@@ -23,8 +29,8 @@ from apps.core.notify import redis_client, routing_changed
 from apps.costs.models import InstanceRun
 from apps.endpoints.backends import get_backend
 from apps.endpoints.backends.base import Backend, BackendEvent, Observed
+from apps.endpoints.events import event_record
 from apps.endpoints.models import Deployment, DeploymentEvent, Endpoint, Instance, ProvisioningState
-from apps.endpoints.services import event_record
 from apps.endpoints.specs import deployment_backend_kind, deployment_spec
 
 logger = logging.getLogger(__name__)
@@ -44,11 +50,15 @@ TERMINAL_REASONS = frozenset(
 )
 IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
 LOCK_TTL_S = 60
-PERIODIC_WAIT_S = 5.0
+Work = Literal["reconcile", "observe", "delete"]
 
 
 class DeploymentBusy(Exception):
     """Another worker holds the deployment's lock; the task retries later."""
+
+
+def _key(pk: int, what: str) -> str:
+    return redis_key(f"deployment:{pk}:{what}")
 
 
 @contextmanager
@@ -58,7 +68,7 @@ def deployment_lock(pk: int) -> Iterator[bool]:
     The lock expires after a minute unless renewed, so a worker killed mid-pass never blocks the
     deployment for long; a heartbeat thread renews it while a long build or start-up runs.
     """
-    key = redis_key(f"deployment:{pk}:lock")
+    key = _key(pk, "lock")
     token = uuid.uuid4().hex
     client = redis_client()
     if not client.set(key, token, nx=True, ex=LOCK_TTL_S):
@@ -182,7 +192,7 @@ def _load(pk: int) -> Deployment | None:
     return Deployment.objects.select_related("endpoint", "environment", "model").filter(pk=pk).first()
 
 
-def reconcile(pk: int, *, periodic: bool = False, backend: Backend | None = None) -> str | None:
+def reconcile(pk: int, *, backend: Backend | None = None) -> str | None:
     """One level-triggered pass over deployment `pk`; returns its state afterwards (None when gone or busy)."""
     deployment = _load(pk)
     if deployment is None or deployment.state == ProvisioningState.DELETING:
@@ -195,39 +205,51 @@ def reconcile(pk: int, *, periodic: bool = False, backend: Backend | None = None
             deployment = _load(pk)
             if deployment is None or deployment.state == ProvisioningState.DELETING:
                 return None
-            _pass(deployment, periodic=periodic, backend=backend)
+            _pass(deployment, backend=backend)
             latest = _load(pk)
             if latest is None or latest.generation == deployment.generation:
                 return latest.state if latest else None
-            periodic = False
     return None
 
 
-def _pass(deployment: Deployment, *, periodic: bool, backend: Backend | None) -> None:
+def observe(pk: int, *, backend: Backend | None = None) -> str | None:
+    """The periodic pass over deployment `pk` at its applied spec (a new spec is the reconcile task's work).
+
+    Returns the state afterwards; None when the deployment is gone, busy, or has a spec not yet applied.
+    """
+    deployment = _load(pk)
+    if deployment is None or deployment.state == ProvisioningState.DELETING:
+        return None
+    with deployment_lock(pk) as held:
+        if not held:
+            return None
+        deployment = _load(pk)
+        if (
+            deployment is None
+            or deployment.state == ProvisioningState.DELETING
+            or deployment.generation != deployment.observed_generation
+        ):
+            return None
+        _pass(deployment, backend=backend)
+        latest = _load(pk)
+        return latest.state if latest else None
+
+
+def _pass(deployment: Deployment, *, backend: Backend | None) -> None:
     reporter = TimelineReporter(deployment)
-    kind = deployment_backend_kind(deployment)
-    backend = backend or get_backend(kind, reporter=reporter)
-    if hasattr(backend, "reporter"):
-        backend.reporter = reporter  # type: ignore[attr-defined]
+    backend = backend or get_backend(deployment_backend_kind(deployment), reporter=reporter)
     spec = deployment_spec(deployment)
     started = time.monotonic()
-    new_generation = deployment.generation != deployment.observed_generation
-    terminal = deployment.state == ProvisioningState.FAILED and deployment.reason in TERMINAL_REASONS
-    if new_generation:
+    if deployment.generation != deployment.observed_generation:
         observed = backend.apply(spec)
         Deployment.objects.filter(pk=deployment.pk, generation=deployment.generation).update(
             observed_generation=deployment.generation
         )
-    elif terminal or kind != "local":
-        observed = backend.observe(spec)
+    elif deployment.state == ProvisioningState.FAILED and deployment.reason in TERMINAL_REASONS:
+        observed = backend.observe(spec)  # only a new spec can fix it: nothing to restart
     else:
-        # Local processes have no kubelet: the worker is their supervisor, so a periodic pass applies,
-        # waiting briefly for restarts (the next pass sees the rest).
-        if periodic and hasattr(backend, "wait_s"):
-            backend.wait_s = PERIODIC_WAIT_S
-        observed = backend.apply(spec)
-    if getattr(backend, "reporter", None) is None:
-        _record_backend_events(deployment, observed)
+        observed = backend.supervise(spec)
+    _record_backend_events(deployment, observed)
     ready = instances_sync(deployment=deployment, observed=observed)
     current = sum(1 for i in observed.instances if i.ready and i.generation == spec.generation)
     if observed.failed_reason:
@@ -251,7 +273,7 @@ def _pass(deployment: Deployment, *, periodic: bool, backend: Backend | None) ->
 
 
 def _record_backend_events(deployment: Deployment, observed: Observed) -> None:
-    """Events a backend only reports when asked (Kubernetes pod events): each distinct one once on the timeline."""
+    """Events the backend did not report as they happened (Kubernetes pod events): each distinct one once."""
     for event in observed.events:
         seen = DeploymentEvent.objects.filter(
             deployment=deployment, reason=event.reason, instance=event.instance, message=event.message
@@ -289,11 +311,47 @@ def delete(pk: int, *, backend: Backend | None = None) -> bool:
     return True
 
 
-def pending_deployments() -> list[int]:
-    """Every deployment the periodic pass looks at (all but those being deleted)."""
-    return list(Deployment.objects.exclude(state=ProvisioningState.DELETING).values_list("pk", flat=True))
+def periodic_work_for(
+    deployments: Iterable[tuple[int, str, int, int]], busy: set[int] | frozenset[int]
+) -> list[tuple[Work, int]]:
+    """What the periodic pass queues for each (pk, state, generation, observed_generation) not `busy`.
+
+    A deployment being deleted gets its delete again (the first task may have been lost), one whose
+    spec is not applied yet gets a reconcile, every other one an observation.
+    """
+    work: list[tuple[Work, int]] = []
+    for pk, state, generation, observed_generation in deployments:
+        if pk in busy:
+            continue
+        if state == ProvisioningState.DELETING:
+            work.append(("delete", pk))
+        elif generation != observed_generation:
+            work.append(("reconcile", pk))
+        else:
+            work.append(("observe", pk))
+    return work
 
 
-def deleting_deployments() -> list[int]:
-    """Deployments whose delete task may have been lost (a worker killed mid-task)."""
-    return list(Deployment.objects.filter(state=ProvisioningState.DELETING).values_list("pk", flat=True))
+def periodic_work(*, queued_ttl_s: float) -> list[tuple[Work, int]]:
+    """The tasks the periodic pass should queue now, each marked queued for `queued_ttl_s` (or until it runs).
+
+    Deployments whose lock a worker holds, or whose last queued task has not run yet, are left out.
+    """
+    rows = list(Deployment.objects.values_list("pk", "state", "generation", "observed_generation").order_by("pk"))
+    if not rows:
+        return []
+    client = redis_client()
+    locks = client.pipeline(transaction=False)
+    for pk, *_ in rows:
+        locks.exists(_key(pk, "lock"))
+    locked = {pk for (pk, *_), held in zip(rows, locks.execute(), strict=True) if held}
+    planned = periodic_work_for(rows, locked)
+    claims = client.pipeline(transaction=False)
+    for _, pk in planned:
+        claims.set(_key(pk, "queued"), "1", nx=True, ex=max(1, int(queued_ttl_s)))
+    return [item for item, claimed in zip(planned, claims.execute(), strict=True) if claimed]
+
+
+def release_queued(pk: int) -> None:
+    """The deployment's queued task has run: the next periodic pass may queue another."""
+    redis_client().delete(_key(pk, "queued"))

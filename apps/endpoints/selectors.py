@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,21 @@ from django.db.models import QuerySet
 
 from apps.core.errors import ApplicationError, NotFound
 from apps.costs.models import InstanceType
-from apps.endpoints.models import Deployment, DeploymentEvent, Endpoint, Environment, Model, ProvisioningState
+from apps.endpoints import storage
+from apps.endpoints.models import (
+    Deployment,
+    DeploymentEvent,
+    Endpoint,
+    Environment,
+    Instance,
+    Model,
+    ProvisioningState,
+    TrafficChange,
+)
 
-# States whose instances hold cores against the quota.
+# States whose instances hold cores against the quota (and are billed: apps.costs uses the same states).
 QUOTA_FREE_STATES = (ProvisioningState.DELETING, ProvisioningState.FAILED, ProvisioningState.CANCELED)
+BUSY_STATES = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
 
 
 def endpoint_get(*, name: str) -> Endpoint:
@@ -107,6 +119,206 @@ def deployments_list(*, endpoint: Endpoint) -> QuerySet[Deployment]:
     return endpoint.deployments.select_related("endpoint", "model", "environment").order_by("name")
 
 
+def endpoint_exists(*, name: str) -> bool:
+    """Whether an endpoint has that name (a websocket asks before it joins the endpoint's group)."""
+    return Endpoint.objects.filter(name=name).exists()
+
+
+def deployment_find(*, endpoint: str, name: str) -> Deployment | None:
+    """The deployment by endpoint and deployment name, or None when either is gone."""
+    return (
+        Deployment.objects.select_related("endpoint", "model", "environment")
+        .filter(endpoint__name=endpoint, name=name)
+        .first()
+    )
+
+
+# --- reads of the studio's pages ---
+
+
+def models_latest() -> list[tuple[Model, int]]:
+    """Every model name's newest version with how many versions it has, by name."""
+    latest: dict[str, Model] = {}
+    counts: dict[str, int] = {}
+    for model in Model.objects.order_by("name", "-version"):
+        latest.setdefault(model.name, model)
+        counts[model.name] = counts.get(model.name, 0) + 1
+    return [(model, counts[name]) for name, model in latest.items()]
+
+
+def models_list(*, name: str | None = None) -> QuerySet[Model]:
+    """Every model version (of one name when given), by name then newest first."""
+    rows = Model.objects.order_by("name", "-version")
+    return rows.filter(name=name) if name else rows
+
+
+def model_versions(*, name: str, max_files: int = 200) -> list[dict[str, Any]]:
+    """A model's versions, newest first, each with its files (at most `max_files`) and the deployments using it."""
+    versions = list(Model.objects.filter(name=name).order_by("-version"))
+    if not versions:
+        raise NotFound(f"model {name!r} does not exist")
+    rows = []
+    for model in versions:
+        folder = model.root / model.path_name
+        files = storage.list_files(folder) if folder.exists() else []
+        rows.append(
+            {
+                "model": model,
+                "files": files[:max_files],
+                "more_files": max(0, len(files) - max_files),
+                "deployments": list(model.deployments.select_related("endpoint").order_by("endpoint__name", "name")),
+            }
+        )
+    return rows
+
+
+def environments_list(*, name: str | None = None) -> QuerySet[Environment]:
+    """Every named (not anonymous) environment version, by name then newest first."""
+    rows = Environment.objects.filter(anonymous=False).order_by("name", "-created_at", "-id")
+    return rows.filter(name=name) if name else rows
+
+
+def environments_latest() -> list[tuple[Environment, int]]:
+    """Every named environment's newest version with how many versions it has, by name."""
+    latest: dict[str, Environment] = {}
+    counts: dict[str, int] = {}
+    for environment in environments_list():
+        latest.setdefault(environment.name, environment)
+        counts[environment.name] = counts.get(environment.name, 0) + 1
+    return [(environment, counts[name]) for name, environment in latest.items()]
+
+
+def environment_build_log(environment: Environment, *, max_chars: int = 20000) -> str | None:
+    """The end of the local backend's build log of this environment, when it has built it."""
+    root = Path(settings.STUDIO_ENVS_DIR)
+    for candidate in (root / f"{environment.spec_hash}.build.log", root / environment.spec_hash / "build.log"):
+        if candidate.is_file():
+            return candidate.read_text(errors="replace")[-max_chars:]
+    return None
+
+
+def environment_versions(*, name: str) -> list[dict[str, Any]]:
+    """An environment's versions, newest first, each with its build log and the deployments using it."""
+    versions = list(Environment.objects.filter(name=name).order_by("-created_at", "-id"))
+    if not versions:
+        raise NotFound(f"environment {name!r} does not exist")
+    return [
+        {
+            "environment": environment,
+            "build_log": environment_build_log(environment),
+            "deployments": list(environment.deployments.select_related("endpoint")),
+        }
+        for environment in versions
+    ]
+
+
+def deploy_prerequisites() -> dict[str, bool]:
+    """Whether there is a model and a named environment to deploy (the deployment forms say what is missing)."""
+    return {
+        "has_models": Model.objects.exists(),
+        "has_environments": Environment.objects.filter(anonymous=False).exists(),
+    }
+
+
+def instance_types_list() -> QuerySet[InstanceType]:
+    """The instance-type catalog, smallest first."""
+    return InstanceType.objects.all()
+
+
+def instance_type_find(*, name: str) -> InstanceType | None:
+    """A catalog row by name, or None (a form shows no estimate for a size that is not one)."""
+    return InstanceType.objects.filter(name=name).first()
+
+
+def instance_type_names() -> list[str]:
+    """The catalog's instance type names, alphabetically (the size pickers of the deployment cards)."""
+    return sorted(InstanceType.objects.values_list("name", flat=True))
+
+
+def instance_type_prices() -> dict[str, Decimal]:
+    """Price per hour of every instance type of the catalog, by name."""
+    return dict(InstanceType.objects.values_list("name", "price_per_hour"))
+
+
+def endpoints_with_deployments() -> list[Endpoint]:
+    """Every endpoint with its deployments fetched (`endpoint.deployments.all()` costs no query)."""
+    return list(endpoints_list().prefetch_related("deployments"))
+
+
+def endpoint_state(deployments: list[Deployment]) -> str:
+    """One word for an endpoint from its deployments' states: a failure first, then work in progress."""
+    states = {d.state for d in deployments}
+    for state in (ProvisioningState.FAILED, *BUSY_STATES, ProvisioningState.DELETING):
+        if state in states:
+            return state
+    return ProvisioningState.SUCCEEDED if deployments else "No deployments"
+
+
+def endpoint_deployments(*, endpoint: Endpoint) -> list[Deployment]:
+    """The endpoint's deployments by name with their instances fetched (what every tab of its page shows)."""
+    return list(deployments_list(endpoint=endpoint).prefetch_related("instances"))
+
+
+def instance_names(*, deployment: Deployment) -> list[str]:
+    return list(Instance.objects.filter(deployment=deployment).values_list("name", flat=True))
+
+
+def traffic_changes(*, endpoint: Endpoint) -> QuerySet[TrafficChange]:
+    """Who changed the endpoint's traffic or mirroring, newest first."""
+    return endpoint.traffic_changes.select_related("user")
+
+
+def traffic_change_get(*, endpoint: Endpoint, change_id: int) -> TrafficChange:
+    """One recorded traffic change of the endpoint."""
+    change = TrafficChange.objects.filter(endpoint=endpoint, pk=change_id).first()
+    if change is None:
+        raise NotFound(f"traffic change {change_id} does not exist for online endpoint {endpoint.name!r}")
+    return change
+
+
+def deployment_events(*, deployment: Deployment) -> QuerySet[DeploymentEvent]:
+    """The deployment's timeline, oldest first."""
+    return deployment.events.all()
+
+
+def endpoint_timeline(*, deployments: list[Deployment], only: str = "", limit: int = 500) -> list[dict[str, Any]]:
+    """The timelines of the endpoint's deployments (or of the one named `only`), merged, newest first."""
+    events = [(e, d.name) for d in deployments if not only or d.name == only for e in d.events.all()]
+    events.sort(key=lambda pair: (pair[0].created_at, pair[0].id), reverse=True)
+    return [{"deployment": name, "event": event} for event, name in events[:limit]]
+
+
+# The local and Kubernetes backends' timeline reasons, grouped into the stages a deployment card shows.
+STAGE_REASONS = (
+    ("Building environment", ("BuildingEnvironment", "EnvironmentReady")),
+    ("Initializing storage", ("StorageInitialized",)),
+    ("Starting", ("InstanceStarted", "InstanceReady")),
+    ("Ready", ("Ready", "Succeeded")),
+)
+
+
+def deployment_stages(*, deployment: Deployment) -> list[dict[str, Any]]:
+    """The deployment's stages of the current rollout, each done or not, with how long it took."""
+    events = list(deployment.events.order_by("created_at", "id"))
+    # Only the latest rollout matters: start at the last Creating/Updating/Scaling event.
+    start = 0
+    for index, event in enumerate(events):
+        if event.reason in ("Creating", "Updating", "Scaling"):
+            start = index
+    events = events[start:]
+    stages = []
+    for label, reasons in STAGE_REASONS:
+        matching = [e for e in events if e.reason in reasons]
+        done = bool(matching) and (label != "Ready" or deployment.state == ProvisioningState.SUCCEEDED)
+        duration = next((e.duration_ms for e in reversed(matching) if e.duration_ms is not None), None)
+        seconds = None if duration is None else f"{duration / 1000:.1f} s"
+        stages.append({"label": label, "done": done, "duration_ms": duration, "took": seconds})
+    if deployment.state == ProvisioningState.SUCCEEDED:
+        for stage in stages:  # a cached environment or a scale-only rollout skips stages: they are done
+            stage["done"] = True
+    return stages
+
+
 # --- Azure-shaped views (what `show` returns) ---
 
 
@@ -142,8 +354,7 @@ def environment_view(environment: Environment) -> dict[str, Any]:
 
 
 def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
-    from apps.costs.selectors import endpoint_costs_brief  # costs read this module: imported late
-
+    """The endpoint as Azure shows it (the API adds its cost figures from apps.costs)."""
     return {
         "name": endpoint.name,
         "description": endpoint.description,
@@ -153,13 +364,14 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "traffic": endpoint.traffic,
         "mirror_traffic": endpoint.mirror_traffic,
         "public_network_access": endpoint.public_network_access,
+        "local": endpoint.local,
+        "location": "local" if endpoint.local else None,  # as `az ml online-endpoint show --local` says it
         "provisioning_state": endpoint.provisioning_state,
         "scoring_uri": endpoint.scoring_uri,
         "openapi_uri": endpoint.openapi_uri,
         "swagger_uri": endpoint.openapi_uri,
         "id": str(endpoint.uid),
         "creation_context": {"created_at": endpoint.created_at.isoformat()},
-        "costs": endpoint_costs_brief(endpoint=endpoint.name),
     }
 
 

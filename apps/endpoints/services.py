@@ -19,13 +19,12 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from apps.core import broadcast
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
-from apps.endpoints import storage
+from apps.endpoints import announce, queue, storage
+from apps.endpoints.events import event_record
 from apps.endpoints.models import (
     Deployment,
-    DeploymentEvent,
     Endpoint,
     Environment,
     Model,
@@ -261,6 +260,7 @@ def endpoint_create(*, spec: dict[str, Any], user: User = None) -> Endpoint:
         auth_mode=spec["auth_mode"],
         compute=spec["compute"],
         public_network_access=spec["public_network_access"],
+        local=spec["local"],
         primary_key=_new_key(),
         secondary_key=_new_key(),
         token_secret=_new_key(),
@@ -288,6 +288,12 @@ def endpoint_update(*, endpoint: Endpoint, changes: dict[str, Any], user: User =
         raise fail("name", f"cannot be changed (from {endpoint.name!r} to {changes['name']!r})")
     if "compute" in changes and (changes["compute"] or "") != endpoint.compute:
         raise fail("compute", "cannot be changed after the endpoint is created")
+    if "local" in changes and bool(changes["local"]) != endpoint.local:
+        raise fail("local", "cannot be changed after the endpoint is created (create a new endpoint)")
+    if endpoint.local:
+        for key in ("traffic", "mirror_traffic"):
+            if any((changes.get(key) or {}).values()):
+                raise fail(key, f"is not supported for the local endpoint {endpoint.name!r}: {_LOCAL_ROUTING}")
     spec = validate_endpoint({**current, **changes})
     if "traffic" in changes or "mirror_traffic" in changes:
         _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user)
@@ -330,12 +336,31 @@ def _traffic_apply(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
     routing_changed()
-    broadcast.endpoint_changed(endpoint.pk)
+    announce.endpoint_changed(endpoint.pk)
+
+
+_LOCAL_ROUTING = "its one deployment takes every request, with no key"
+
+
+def _refuse_local(endpoint: Endpoint, what: str) -> None:
+    if endpoint.local:
+        raise ApplicationError(f"online endpoint {endpoint.name!r} is local: {what} ({_LOCAL_ROUTING})")
+
+
+def endpoint_keys(*, endpoint: Endpoint) -> dict[str, str]:
+    """The endpoint's primary and secondary keys (key auth only; a local endpoint has none)."""
+    _refuse_local(endpoint, "it has no keys")
+    if endpoint.auth_mode != Endpoint.AuthMode.KEY:
+        raise ApplicationError(
+            f"online endpoint {endpoint.name!r} uses {endpoint.auth_mode} auth and has no keys; use get-token"
+        )
+    return {"primaryKey": endpoint.primary_key, "secondaryKey": endpoint.secondary_key}
 
 
 @transaction.atomic
 def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None = None) -> Endpoint:
     """Replace the primary or the secondary key (the other keeps working)."""
+    _refuse_local(endpoint, "it has no keys")
     kind = key_type.strip().lower()
     if kind not in ("primary", "secondary"):
         raise fail("keyType", f"expected primary or secondary, got {key_type!r}")
@@ -352,6 +377,7 @@ def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None 
 
 def token_issue(*, endpoint: Endpoint) -> dict[str, str]:
     """A bearer token for an aml_token endpoint, with its expiry and when to refresh it."""
+    _refuse_local(endpoint, "it takes no tokens")
     if endpoint.auth_mode != Endpoint.AuthMode.AML_TOKEN:
         raise ApplicationError(
             f"online endpoint {endpoint.name!r} uses key auth; get-token is for aml_token endpoints "
@@ -385,30 +411,6 @@ def endpoint_delete(*, endpoint: Endpoint, user: User = None) -> None:
 
 
 # --- deployments ---
-
-
-def event_record(
-    *,
-    deployment: Deployment,
-    reason: str,
-    message: str = "",
-    type: str = DeploymentEvent.Type.NORMAL,
-    instance: str = "",
-    container: str = "",
-    duration_ms: int | None = None,
-) -> DeploymentEvent:
-    """Add an entry to the deployment's timeline."""
-    event = DeploymentEvent.objects.create(
-        deployment=deployment,
-        reason=reason,
-        message=message,
-        type=type,
-        instance=instance,
-        container=container,
-        duration_ms=duration_ms,
-    )
-    broadcast.deployment_changed(deployment.pk)  # open pages redraw the deployment after commit
-    return event
 
 
 def _resolve(endpoint: Endpoint, spec: dict[str, Any], *, user: User, deployment_name: str) -> dict[str, Any]:
@@ -517,9 +519,7 @@ def _apply_spec(deployment: Deployment, spec: dict[str, Any], resolved: dict[str
 
 
 def _queue_reconcile(deployment: Deployment) -> None:
-    from apps.endpoints import tasks
-
-    tasks.reconcile_deployment.delay_on_commit(deployment.pk)
+    queue.reconcile_after_commit(deployment.pk)
 
 
 @transaction.atomic
@@ -537,6 +537,14 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
         raise Conflict(
             f"deployment {name!r} already exists in online endpoint {endpoint.name!r}; use update", field="name"
         )
+    if endpoint.local:
+        other = endpoint.deployments.exclude(state=ProvisioningState.DELETING).first()
+        if other is not None:
+            raise Conflict(
+                f"online endpoint {endpoint.name!r} is local and already has deployment {other.name!r}; a local "
+                "endpoint has one deployment: update it, or delete it first",
+                field="name",
+            )
     if endpoint.deployments.count() >= MAX_DEPLOYMENTS_PER_ENDPOINT:
         raise ApplicationError(
             f"online endpoint {endpoint.name!r} already has {MAX_DEPLOYMENTS_PER_ENDPOINT} deployments"
@@ -555,7 +563,7 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
         reason="Creating",
         message=f"generation 1: {deployment.instance_count} × {deployment.instance_type}",
     )
-    if name not in endpoint.traffic:
+    if name not in endpoint.traffic and not endpoint.local:  # a local endpoint has no traffic rules
         Endpoint.objects.filter(pk=endpoint.pk).update(traffic={**endpoint.traffic, name: 0})
     _queue_reconcile(deployment)
     return deployment
@@ -636,12 +644,10 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
 
 
 def _deployment_mark_deleting(deployment: Deployment) -> None:
-    from apps.endpoints import tasks
-
     Deployment.objects.filter(pk=deployment.pk).update(state=ProvisioningState.DELETING, reason="", message="")
     event_record(deployment=deployment, reason="Deleting", message="instances are being stopped")
     routing_changed()
-    tasks.delete_deployment.delay_on_commit(deployment.pk)
+    queue.delete_after_commit(deployment.pk)
 
 
 @transaction.atomic

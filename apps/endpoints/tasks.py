@@ -1,32 +1,33 @@
 """Celery tasks: thin wrappers over apps.endpoints.reconcile (ids in, re-fetch, quiet when gone).
 
-Kept light to import: services import this module inside their transaction to queue a task, so it
-must not pull in the Kubernetes client (a second or more) while the transaction holds its locks.
+Services queue them through `apps.endpoints.queue`; the beat task `observe_deployments` fans the
+periodic pass out into one task per deployment.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import sys
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from apps.endpoints import reconcile
+from apps.endpoints.backends.base import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 MAX_RETRIES = 30
 BACKOFF_MAX_S = 60
+# A queued periodic task not run within this long is dropped, and the next pass may queue another.
+QUEUED_TTL_S = 30
+# One deployment's observation never holds a worker longer than this (a cluster that stopped answering).
+OBSERVE_TIME_LIMIT_S = 60
 
 
 def transient(error: BaseException) -> bool:
-    """Errors worth retrying: the Kubernetes API unavailable, or another worker holding the deployment."""
-    if isinstance(error, reconcile.DeploymentBusy):
-        return True
-    # Only loaded when the Kubernetes backend is in use, and then it raised this error if anything did.
-    kubernetes = sys.modules.get("apps.endpoints.backends.kubernetes")
-    return kubernetes is not None and isinstance(error, kubernetes.KubernetesUnavailable)
+    """Errors worth retrying: what the backend talks to is unavailable, or another worker holds the deployment."""
+    return isinstance(error, reconcile.DeploymentBusy | BackendUnavailable)
 
 
 def backoff_s(retries: int) -> float:
@@ -48,6 +49,8 @@ def reconcile_deployment(self: Any, pk: int) -> str | None:
     except Exception as error:  # noqa: BLE001 (re-raised unless transient)
         _retry(self, error)
         raise
+    finally:
+        reconcile.release_queued(pk)
 
 
 @shared_task(bind=True, acks_late=True)
@@ -59,18 +62,29 @@ def delete_deployment(self: Any, pk: int) -> None:
     except Exception as error:  # noqa: BLE001 (re-raised unless transient)
         _retry(self, error)
         raise
+    finally:
+        reconcile.release_queued(pk)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=OBSERVE_TIME_LIMIT_S)
+def observe_deployment(pk: int) -> str | None:
+    """The periodic pass over one deployment: restarts, probes and readiness; the next pass retries any trouble."""
+    try:
+        return reconcile.observe(pk)
+    except (BackendUnavailable, SoftTimeLimitExceeded) as error:
+        logger.warning("deployment %s not observed this round: %s", pk, error or type(error).__name__)
+        return None
+    finally:
+        reconcile.release_queued(pk)
+
+
+_PERIODIC = {"reconcile": reconcile_deployment, "observe": observe_deployment, "delete": delete_deployment}
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def observe_deployments() -> None:
-    """The periodic pass (Celery beat): restarts, probes and readiness of every deployment."""
-    for pk in reconcile.pending_deployments():
-        try:
-            reconcile.reconcile(pk, periodic=True)
-        except Exception:  # noqa: BLE001 (one deployment's trouble must not stop the others' supervision)
-            logger.exception("the periodic pass over deployment %s failed; the next pass tries again", pk)
-    for pk in reconcile.deleting_deployments():
-        try:
-            reconcile.delete(pk)
-        except Exception:  # noqa: BLE001 (as above)
-            logger.exception("deleting deployment %s failed; the next pass tries again", pk)
+def observe_deployments() -> int:
+    """Celery beat's periodic pass: one task per deployment that needs one; returns how many were queued."""
+    work = reconcile.periodic_work(queued_ttl_s=QUEUED_TTL_S)
+    for kind, pk in work:
+        _PERIODIC[kind].apply_async(args=(pk,), expires=QUEUED_TTL_S)
+    return len(work)

@@ -1,7 +1,8 @@
 """Plotly figures as plain dicts (JSON-ready) for the studio's pages: no I/O in the figure builders.
 
-`endpoint_figures` is the one entry that reads the store (through selectors) and is what the
-endpoint's Monitoring tab draws; the builders below it are pure and take the selectors' columns.
+`endpoint_figures` and `monitoring_figures` are the entries that read the store (through selectors):
+the second is what the endpoint's Monitoring tab draws, and what the metrics task pushes to it after
+each ingest. The builders above them are pure and take the selectors' columns.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
+
+from apps.monitoring.selectors import chart_grain, rollup_columns
 
 PERCENTILES = ("p50", "p90", "p95", "p99")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -117,9 +120,7 @@ def cost_figure(per_deployment_per_day: dict[str, list[tuple[str, Decimal]]], *,
 def endpoint_figures(
     *, endpoint: str, minutes: int = 60, now: datetime | None = None, mirrored: bool = False
 ) -> dict[str, dict]:
-    """The Monitoring tab's figures for the last `minutes`: latency, requests and errors per deployment."""
-    from apps.monitoring.selectors import chart_grain, rollup_columns
-
+    """Latency, requests and errors per deployment over the last `minutes` (live or mirrored requests)."""
     now = now or timezone.now()
     start = now - timedelta(minutes=minutes)
     grain = chart_grain(start=start, end=now, now=now)
@@ -129,3 +130,25 @@ def endpoint_figures(
         "requests": requests_figure(columns, grain=grain),
         "errors": errors_figure(columns, grain=grain),
     }
+
+
+def _has_points(figure: dict[str, Any]) -> bool:
+    return any(trace.get("x") for trace in figure.get("data", []))
+
+
+def monitoring_figures(*, endpoint: str, now: datetime | None = None) -> dict[str, dict] | None:
+    """The Monitoring tab's figures: live latency, requests and errors, and the mirrored copies' drawn
+    apart; None while nothing was recorded."""
+    now = now or timezone.now()
+    live = endpoint_figures(endpoint=endpoint, now=now)
+    mirrored = endpoint_figures(endpoint=endpoint, now=now, mirrored=True)
+    figures: dict[str, dict] = {}
+    if any(_has_points(figure) for figure in live.values()):
+        figures.update(live)
+    for key, figure in mirrored.items():
+        if key != "errors" and _has_points(figure):
+            title = figure.get("layout", {}).get("title", {})
+            if isinstance(title, dict) and "text" in title:
+                figure["layout"]["title"] = {**title, "text": f"{title['text']} (mirrored copies)"}
+            figures[f"mirrored_{key}"] = figure
+    return figures or None

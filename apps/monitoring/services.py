@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.notify import redis_client
+from apps.endpoints.backends import get_backend
+from apps.endpoints.backends.base import Backend, BackendUnavailable
+from apps.endpoints.models import Deployment
+from apps.endpoints.specs import deployment_backend_kind, deployment_spec
 from apps.monitoring import histogram
 from apps.monitoring.models import Grain, InstanceSample, MetricRollup, MirrorPair
 from apps.monitoring.records import METRICS_QUEUE, MIRROR_BODY_LIMIT, MIRROR_PAIRS_QUEUE
@@ -35,12 +39,14 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 
 @dataclass
 class IngestResult:
-    """What one drain did: records read, requests counted, rollup rows written, bad records skipped."""
+    """What one drain did: records read, requests counted, rollup rows written, bad records skipped, and
+    the endpoints whose figures changed."""
 
     records: int = 0
     requests: int = 0
     rows: int = 0
     skipped: int = 0
+    endpoints: set[str] = field(default_factory=set)
 
 
 # Moves up to ARGV[1] records from the queue to the processing list in one step, so a crash never drops them.
@@ -220,6 +226,7 @@ def metrics_ingest(*, limit: int = BATCH, max_batches: int = 200, queue: str = M
                     records.append(record)
             requests, rows = rollups_merge(records=records)
             _finish_batch(queue)
+            result.endpoints.update(record["endpoint"] for record in records)
             result.records += len(batch)
             result.requests += requests
             result.rows += rows
@@ -323,86 +330,46 @@ def instance_sample_record(
     )
 
 
-def local_instances_sample(*, at: datetime | None = None) -> int:
-    """Read CPU time and memory of every local instance's process tree with psutil; returns how many."""
-    import psutil
+def instances_sample(*, at: datetime | None = None) -> int:
+    """Store what every running instance uses now, asking each deployment's backend; returns how many.
 
-    from apps.costs.models import InstanceType
-    from apps.endpoints.models import Instance
-
-    sizes = {row.name: row for row in InstanceType.objects.all()}
-    sampled = 0
-    instances = Instance.objects.filter(pid__isnull=False).select_related("deployment__endpoint")
-    for instance in instances:
-        try:
-            process = psutil.Process(instance.pid)
-            tree = [process, *process.children(recursive=True)]
-            cpu = 0.0
-            memory = 0
-            for member in tree:
-                try:
-                    times = member.cpu_times()
-                    cpu += times.user + times.system
-                    memory += member.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        deployment = instance.deployment
-        size = sizes.get(deployment.instance_type)
-        instance_sample_record(
-            endpoint=deployment.endpoint.name,
-            deployment=deployment.name,
-            instance=instance.name,
-            pid=instance.pid,
-            cpu_seconds=cpu,
-            memory_bytes=memory,
-            vcpus=size.vcpus if size else 1,
-            memory_gib=float(size.memory_gib) if size else 0.0,
-            at=at,
-        )
-        sampled += 1
-    return sampled
-
-
-def kubernetes_instances_sample(*, at: datetime | None = None) -> int:
-    """Store the metrics API's CPU cores and memory of every Kubernetes pod that is an Instance row; returns how many.
-
-    An unreachable cluster ends this round with a warning (the next one tries again); a cluster without
-    metrics-server gives no readings.
+    A backend that cannot answer now (a cluster out of reach) ends this round for its deployments with
+    a warning; the next round tries again. A backend without readings (no metrics-server) gives none.
     """
-    from apps.endpoints.backends.kubernetes import KubernetesBackend, KubernetesUnavailable
-    from apps.endpoints.models import Deployment
-    from apps.endpoints.specs import deployment_backend_kind, deployment_spec
-
     at = at or timezone.now()
-    backend = KubernetesBackend()
+    backends: dict[str, Backend | None] = {}
     sampled = 0
     deployments = (
         Deployment.objects.filter(instances__isnull=False)
         .distinct()
         .select_related("endpoint", "environment", "model")
         .prefetch_related("instances")
+        .order_by("pk")
     )
     for deployment in deployments:
-        if deployment_backend_kind(deployment) != "kubernetes":
+        kind = deployment_backend_kind(deployment)
+        if kind not in backends:
+            backends[kind] = get_backend(kind)
+        backend = backends[kind]
+        if backend is None:
             continue
         spec = deployment_spec(deployment)
         try:
             usage = backend.usage(spec)
-        except KubernetesUnavailable as error:
-            logger.warning("Kubernetes pods not sampled this round: %s", error)
-            break
+        except BackendUnavailable as error:
+            logger.warning("instances of %s deployments not sampled this round: %s", kind, error)
+            backends[kind] = None
+            continue
         for instance in deployment.instances.all():
             reading = usage.get(instance.name)
-            if reading is None:  # not started yet, or too new for metrics-server's first window
+            if reading is None:  # not running, or too new for the metrics API's first window
                 continue
             instance_sample_record(
                 endpoint=deployment.endpoint.name,
                 deployment=deployment.name,
                 instance=instance.name,
-                pid=None,
-                cpu_seconds=0,
+                pid=reading.pid,
+                cpu_seconds=reading.cpu_seconds or 0.0,
                 cpu_cores=reading.cpu_cores,
                 memory_bytes=reading.memory_bytes,
                 vcpus=spec.instance_type.vcpus,

@@ -6,21 +6,29 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.monitoring import services
+from apps.monitoring import announce, services
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def metrics_ingest() -> dict[str, int]:
-    """Drain the gateways' metrics and mirror pairs into the store."""
+    """Drain the gateways' metrics and mirror pairs into the store, then push the new figures of each
+    endpoint that got requests to its open Monitoring tabs."""
     result = services.metrics_ingest()
     pairs = services.mirror_pairs_ingest()
-    return {"records": result.records, "requests": result.requests, "rows": result.rows, "pairs": pairs}
+    pushed = announce.charts_changed(endpoints=result.endpoints)
+    return {
+        "records": result.records,
+        "requests": result.requests,
+        "rows": result.rows,
+        "pairs": pairs,
+        "pushed": pushed,
+    }
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def instances_sample() -> int:
-    """Sample CPU and memory of local instances (psutil) and Kubernetes pods (the metrics API)."""
-    return services.local_instances_sample() + services.kubernetes_instances_sample()
+    """Sample CPU and memory of every running instance through its deployment's backend."""
+    return services.instances_sample()
 
 
 @shared_task(acks_late=True, ignore_result=True)

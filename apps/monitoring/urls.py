@@ -1,4 +1,4 @@
-"""Routes of the studio's monitoring and costs pages."""
+"""Routes of the studio's monitoring pages."""
 
 from __future__ import annotations
 
@@ -8,6 +8,6 @@ from apps.monitoring import views
 
 urlpatterns = [
     path("monitoring/", views.monitoring_index, name="monitoring"),
-    path("costs/", views.costs_index, name="costs"),
     path("monitoring/endpoints/<str:name>/figures.json", views.endpoint_figures_json, name="endpoint-figures"),
+    path("endpoints/<str:name>/monitoring/", views.endpoint_monitoring, name="endpoint-monitoring"),
 ]

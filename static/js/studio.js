@@ -1,5 +1,6 @@
 /* Studio's own script: live updates over websockets, the wizard, the traffic sliders, copy buttons,
-   live charts and log follow. Plain JavaScript, no build step; htmx does the rest. */
+   live charts and log follow. Plain JavaScript, no build step; htmx does the rest. It computes no
+   cost: every figure comes from the server (apps.costs.selectors), fetched as fragments. */
 (function () {
   "use strict";
 
@@ -7,14 +8,14 @@
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
   }
 
-  /* A websocket that reconnects with back-off; onMessage gets parsed JSON. */
-  function liveSocket(path, onMessage) {
+  /* A websocket that reconnects with back-off; onMessage gets parsed JSON; onOpen runs on every (re)connect. */
+  function liveSocket(path, onMessage, onOpen) {
     var delay = 1000;
     var socket = null;
     var closed = false;
     function open() {
       socket = new WebSocket(wsUrl(path));
-      socket.onopen = function () { delay = 1000; };
+      socket.onopen = function () { delay = 1000; if (onOpen) onOpen(); };
       socket.onmessage = function (event) {
         try { onMessage(JSON.parse(event.data)); } catch (e) { /* a malformed message is skipped */ }
       };
@@ -115,41 +116,11 @@
     show(current);
   }
 
-  /* --- price and quota of a deployment as you choose its size --- */
-  function initEstimate(box) {
-    if (box.dataset.ready) return;
-    box.dataset.ready = "1";
-    var data = document.getElementById("instance-types");
-    var types = data ? JSON.parse(data.textContent) : [];
-    var form = box.closest("form");
-    var hours = parseFloat(box.dataset.hoursPerMonth);
-    var currency = box.dataset.currency;
-    function update() {
-      var name = form.elements.instance_type.value;
-      var count = parseInt(form.elements.instance_count.value || "0", 10);
-      var type = types.find(function (t) { return t.name === name; });
-      if (!type || !(count > 0)) return;
-      var perHour = parseFloat(type.price) * count;
-      box.querySelector("[data-estimate-price]").textContent =
-        count + " × " + name + " at " + type.price + " " + currency + "/h = " + (perHour * 24).toFixed(2) + " " + currency +
-        " a day, about " + (perHour * hours).toFixed(2) + " " + currency + " a month";
-      var needed = Math.ceil(1.2 * count) * type.vcpus;
-      var free = parseInt(box.dataset.quotaFree, 10);
-      box.querySelector("[data-estimate-quota]").textContent =
-        "needs " + needed + " cores (ceil(1.2 × " + count + ") × " + type.vcpus + " vCPUs); " + free + " free" +
-        (needed > free ? " — not enough: choose fewer or smaller instances" : "");
-    }
-    form.addEventListener("input", update);
-    form.addEventListener("change", update);
-    update();
-  }
-
   /* --- traffic sliders kept summing to 100 --- */
   function initTraffic(form) {
     if (form.dataset.ready) return;
     form.dataset.ready = "1";
     var rows = Array.prototype.slice.call(form.querySelectorAll("[data-slider-row]"));
-    var currency = form.dataset.currency;
     function values() {
       return rows.map(function (row) {
         return parseInt(row.querySelector("[data-traffic-number]").value || "0", 10) || 0;
@@ -180,32 +151,18 @@
         for (var k = 0; given < remaining; k = (k + 1) % others.length) { next[others[k]] += 1; given += 1; }
       }
       next.forEach(function (v, i) { set(i, v); });
-      summarize();
+      changed();
     }
+    /* The total here; the cost line is the server's (one definition of every cost), fetched by htmx. */
     function summarize() {
       var total = values().reduce(function (a, b) { return a + b; }, 0);
       var totalEl = form.querySelector("#traffic-total");
       if (totalEl) totalEl.textContent = String(total);
-      var mirrorOn = form.elements.mirror_enabled && form.elements.mirror_enabled.checked;
-      var mirrorTo = mirrorOn ? form.elements.mirror_deployment.value : "";
-      var idle = [];
-      var idleCost = 0;
-      var allCost = 0;
-      values().forEach(function (v, i) {
-        var cost = parseFloat(rows[i].dataset.costPerDay || "0");
-        allCost += cost;
-        if (v === 0 && rows[i].dataset.deployment !== mirrorTo) { idle.push(rows[i].dataset.deployment); idleCost += cost; }
-      });
-      var text = "Instances cost " + allCost.toFixed(2) + " " + currency +
-        " a day whatever the split: moving traffic changes no bill.";
-      if (idle.length) {
-        text += " After this change " + idle.join(", ") + " serve" + (idle.length === 1 ? "s" : "") +
-          " nothing yet cost" + (idle.length === 1 ? "s" : "") + " " + idleCost.toFixed(2) + " " + currency +
-          " a day: scale down or delete to save it.";
-      }
-      if (total !== 100 && total !== 0) text = "The split must add up to 100 % (now " + total + " %). " + text;
-      var effect = form.querySelector("[data-cost-effect]");
-      if (effect) effect.textContent = text;
+    }
+    function changed() {
+      summarize();
+      var cost = form.querySelector("#traffic-cost");
+      if (cost && window.htmx) window.htmx.trigger(cost, "studio:cost");
     }
     rows.forEach(function (row, index) {
       row.querySelector("[data-traffic-slider]").addEventListener("input", function (event) {
@@ -215,7 +172,7 @@
         rebalance(index, parseInt(event.target.value || "0", 10));
       });
     });
-    form.addEventListener("change", summarize);
+    form.addEventListener("change", changed);
     summarize();
   }
 
@@ -289,9 +246,18 @@
     var initial = document.getElementById("figures-data");
     draw(initial ? JSON.parse(initial.textContent) : null);
     if (panel.dataset.wsUrl) {
+      /* Figures are pushed after each ingest; one fetch when the socket (re)opens covers an ingest
+         that came between drawing the page and joining (or while the socket was down). */
+      var catchUp = function () {
+        if (!panel.dataset.figuresUrl) return;
+        fetch(panel.dataset.figuresUrl, { credentials: "same-origin" })
+          .then(function (response) { return response.ok ? response.json() : null; })
+          .then(function (body) { if (body && body.figures) draw(body.figures); })
+          .catch(function () { /* the next push redraws */ });
+      };
       liveSocket(panel.dataset.wsUrl, function (msg) {
         if (msg.type === "endpoint.charts") draw(msg.figures);
-      });
+      }, catchUp);
     }
   }
 
@@ -309,8 +275,14 @@
       var form = panel.querySelector("[data-logs-form]");
       var params = new URLSearchParams(new FormData(form));
       var search = (params.get("search") || "").toLowerCase();
+      var keep = parseInt(params.get("lines") || "100", 10) || 100;
+      var lines = null;  // the raw last lines, once the log's reader sent them (search filters what shows)
       logSocket = liveSocket(panel.dataset.wsUrl + "?" + params.toString(), function (msg) {
         if (msg.type !== "deployment.logs") return;
+        if (msg.reset) lines = msg.lines.slice();
+        else if (lines === null) return;  // new lines before the snapshot: the snapshot has them
+        else lines = lines.concat(msg.lines);
+        if (lines.length > keep) lines = lines.slice(lines.length - keep);
         var pre = panel.querySelector("#logs-content");
         if (!pre) {
           pre = document.createElement("pre");
@@ -320,9 +292,8 @@
           var empty = panel.querySelector("#logs-empty");
           if (empty) empty.replaceWith(pre); else panel.appendChild(pre);
         }
-        var content = msg.content;
-        if (search) content = content.split("\n").filter(function (l) { return l.toLowerCase().indexOf(search) >= 0; }).join("\n");
-        pre.textContent = content;
+        var shown = search ? lines.filter(function (l) { return l.toLowerCase().indexOf(search) >= 0; }) : lines;
+        pre.textContent = shown.join("\n");
         pre.scrollTop = pre.scrollHeight;
         panel.dataset.followUpdates = String(parseInt(panel.dataset.followUpdates || "0", 10) + 1);
       });
@@ -331,7 +302,6 @@
 
   function init(root) {
     root.querySelectorAll("[data-wizard]").forEach(initWizard);
-    root.querySelectorAll("#deployment-estimate").forEach(initEstimate);
     root.querySelectorAll("[data-traffic-form]").forEach(initTraffic);
     root.querySelectorAll("[data-charts]").forEach(initCharts);
     root.querySelectorAll("[data-logs-panel]").forEach(initLogs);

@@ -73,7 +73,7 @@ def test_list_endpoints_and_deployments(ep1_blue: Studio) -> None:
     endpoints = ep1_blue("online-endpoint", "list", "--query", "[].name")
     assert endpoints.json() == ["ep1", "ep2"]
     table = ep1_blue("online-endpoint", "list", "-o", "table")
-    assert table.stdout.splitlines()[0].split()[:3] == ["Name", "Description", "AuthMode"]
+    assert table.stdout.splitlines()[0].split()[:3] == ["Name", "AuthMode", "ProvisioningState"]
     assert [line.split()[0] for line in table.stdout.splitlines()[2:]] == ["ep1", "ep2"]
     deployments = ep1_blue("online-deployment", "list", "--endpoint-name", "ep1")
     assert [row["name"] for row in deployments.json()] == ["blue"]

@@ -105,7 +105,6 @@ def ep1(studio: Studio) -> Studio:
         ),
         (("--set", "liveness_probe.timeout=0"), "liveness_probe.timeout: expected an integer of at least 1, got 0"),
         (("--set", "instance_typo=x"), "instance_typo: unknown key; expected one of:"),
-        (("--set", "endpoint_name=other-ep"), "endpoint_name: 'other-ep' does not match the endpoint 'ep1'"),
         (("--name", "b"), "name: must be 3 to 32 characters long"),
         (
             ("--set", "code_configuration.scoring_script=main.py"),

@@ -68,7 +68,7 @@ def test_create_waits_shows_progress_and_all_traffic_moves_traffic(
     assert process.returncode == 0, stderr
     assert json.loads(stdout)["provisioning_state"] == "Succeeded"
     lines = stderr.splitlines()
-    assert lines[0] == "ep1/blue: Creating"
+    assert "Normal Creating" in lines[0] and "ep1/blue: Creating" in lines
     assert any("Normal Creating: generation 1: 1 × Standard_DS3_v2" in line for line in lines)
     assert any("Normal StorageInitialized: model and code copied" in line for line in lines)
     assert "ep1/blue: Succeeded" in lines
@@ -76,21 +76,72 @@ def test_create_waits_shows_progress_and_all_traffic_moves_traffic(
     assert Endpoint.objects.get(name="ep1").traffic == {"blue": 100}
 
 
-def test_create_that_fails_exits_1_with_reason_and_message(
+# What the local backend records when init() raises: a headline, then the log's traceback.
+INIT_FAILURE = """the scoring script's init() raised: KeyError: 'MODEL_PATH'
+--- last log lines ---
+2026-01-01 10:00:00,000 E [12] azmlinfsrv - User's init function failed
+Traceback (most recent call last):
+  File "/srv/code/score.py", line 5, in init
+    path = os.environ["MODEL_PATH"]
+           ~~~~~~~~~~^^^^^^^^^^^^^^
+  File "<frozen os>", line 679, in __getitem__
+KeyError: 'MODEL_PATH'"""
+
+
+def test_a_failed_create_prints_a_few_lines_without_the_traceback_and_says_traffic_is_unchanged(
     ep1: Endpoint, cli_env: dict[str, str], azure_files: Path
 ) -> None:
     process = start_cli(
         ("online-deployment", "create", "-e", "ep1", "-f", "blue-deployment.yml", "--all-traffic"), cli_env, azure_files
     )
-    settle("blue", "Failed", reason="UserScriptInitFailed", message="init() raised KeyError: 'MODEL_PATH'")
+    settle("blue", "Failed", reason="UserScriptInitFailed", message=INIT_FAILURE)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1
-    assert "Warning UserScriptInitFailed: init() raised KeyError: 'MODEL_PATH'" in stderr
-    assert stderr.splitlines()[-1] == (
-        "ERROR: deployment 'blue' of online endpoint 'ep1' is Failed: UserScriptInitFailed: "
-        "init() raised KeyError: 'MODEL_PATH'"
+    lines = stderr.splitlines()
+    assert "Traceback" not in stderr and 'MODEL_PATH"]' not in stderr
+    assert len(lines) <= 6, stderr
+    assert lines[0] == "ep1/blue: Creating" or "Normal Creating" in lines[0]
+    assert any(
+        line.endswith("Warning UserScriptInitFailed: the scoring script's init() raised: KeyError: 'MODEL_PATH'")
+        for line in lines
     )
+    assert lines[-2] == (
+        "ERROR: deployment 'blue' of online endpoint 'ep1' is Failed: UserScriptInitFailed: the scoring script's "
+        "init() raised: KeyError: 'MODEL_PATH'; traffic was not changed (--all-traffic moves it only once the "
+        "deployment succeeds)"
+    )
+    assert lines[-1] == "more: studio online-deployment get-logs -n blue -e ep1 --lines 100"
     assert Endpoint.objects.get(name="ep1").traffic == {"blue": 0}
+
+
+def test_progress_lines_come_in_order_once_each(ep1: Endpoint, cli_env: dict[str, str], azure_files: Path) -> None:
+    process = start_cli(("online-deployment", "create", "-e", "ep1", "-f", "blue-deployment.yml"), cli_env, azure_files)
+    settle("blue", "Succeeded")
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == len(set(lines)), stderr
+    creating = next(i for i, line in enumerate(lines) if "Normal Creating" in line)
+    initialized = next(i for i, line in enumerate(lines) if "StorageInitialized" in line)
+    assert creating < initialized < lines.index("ep1/blue: Succeeded") == len(lines) - 1
+
+
+def test_update_shows_only_this_generations_events(ep1: Endpoint, cli_env: dict[str, str], azure_files: Path) -> None:
+    deployment = factories.deployment(ep1, "blue")
+    services.event_record(deployment=deployment, reason="StorageInitialized", message="from the first rollout")
+    Deployment.objects.filter(name="blue").update(state="Succeeded")
+    process = start_cli(
+        ("online-deployment", "update", "-n", "blue", "-e", "ep1", "--set", "instance_count=2"), cli_env, azure_files
+    )
+    deadline = time.monotonic() + 30
+    while Deployment.objects.get(name="blue").state != "Scaling":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    Deployment.objects.filter(name="blue", state="Scaling").update(state="Succeeded")
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "from the first rollout" not in stderr and "generation 1" not in stderr
+    assert any("Normal Scaling: generation 2: changed instance_count" in line for line in stderr.splitlines())
 
 
 def test_update_waits_for_the_scaled_deployment(ep1: Endpoint, cli_env: dict[str, str], azure_files: Path) -> None:

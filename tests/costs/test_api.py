@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from apps.costs import services
 from apps.costs.models import AutoscaleSetting
+from apps.endpoints.models import Deployment
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +26,8 @@ def history(api: Any) -> None:
     endpoint = factories.endpoint("ep1")
     blue = factories.deployment(endpoint, "blue", instance_type="Standard_DS2_v2", instance_count=2)
     services.capacity_record(deployment=blue, instance_count=2, at=T0)
+    # scaled in to one instance after 30 hours
+    Deployment.objects.filter(pk=blue.pk).update(instance_count=1)
     services.capacity_record(deployment=blue, instance_count=1, at=T0 + timedelta(hours=30))
 
 
@@ -66,6 +69,8 @@ def test_endpoint_costs_and_unknown_endpoint(api: Any, history: None) -> None:
         "month_to_date": "11.388000",
         "projected_month": "77.964000",
         "cost_per_hour": "0.146000",
+        "cost_per_day": "3.504000",
+        "cost_per_month": "106.580000",
         "last_24h": "4.380000",  # the 11th: 2 × 6 h + 1 × 18 h
         "mirrored_share_24h": 0.0,
     }
@@ -77,7 +82,8 @@ def test_endpoint_costs_and_unknown_endpoint(api: Any, history: None) -> None:
 
 
 def test_quota_and_price_edit(api: Any, history: None) -> None:
-    assert api.get("/api/v1/quota").json() == {"limit": 100, "used": 4, "reserved": 2, "free": 94}
+    # one DS2 instance (2 cores) holds ceil(1.2) × 2 = 4 cores
+    assert api.get("/api/v1/quota").json() == {"limit": 100, "used": 2, "reserved": 2, "free": 96}
     response = api.patch("/api/v1/instance-types/Standard_DS2_v2", {"price_per_hour": "0.2"}, format="json")
     assert response.json() == {"name": "Standard_DS2_v2", "price_per_hour": "0.2000", "currency": "USD"}
     bad = api.patch("/api/v1/instance-types/Standard_DS2_v2", {"vcpus": 64}, format="json")

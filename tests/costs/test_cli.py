@@ -47,7 +47,9 @@ def test_costs_quota_and_show_endpoint_costs(history: dict[str, str]) -> None:
     assert quota.json() == {"limit": 100, "used": 4, "reserved": 2, "free": 94}
     shown = run(("online-endpoint", "show", "-n", "ep1", "--query", "keys(costs)"), history)
     assert sorted(shown.json()) == [
+        "cost_per_day",
         "cost_per_hour",
+        "cost_per_month",
         "currency",
         "last_24h",
         "mirrored_share_24h",

@@ -11,6 +11,7 @@ import pytest
 
 from apps.costs import selectors, services
 from apps.costs.models import InstanceRun, InstanceType
+from apps.endpoints.models import Deployment
 from apps.monitoring import charts
 from apps.monitoring import services as monitoring
 from tests import factories
@@ -139,6 +140,7 @@ def test_cost_per_1000_requests_and_mirrored_share(blue: object) -> None:
 
 def test_month_to_date_and_projection(blue: object) -> None:
     # Two DS2 instances since the 1st of November at 00:00; now is the 10th at 00:00 (30-day month).
+    Deployment.objects.filter(pk=blue.pk).update(instance_count=2)
     services.capacity_record(deployment=blue, instance_count=2, at=datetime(2026, 11, 1, tzinfo=UTC))
     now = datetime(2026, 11, 10, tzinfo=UTC)
     month = selectors.month_summary(now=now)
@@ -146,6 +148,31 @@ def test_month_to_date_and_projection(blue: object) -> None:
     assert month["month_to_date"] == 2 * 9 * 24 * DS2
     assert month["burn_rate_per_hour"] == 2 * DS2
     assert month["projected_month"] == 2 * 30 * 24 * DS2
+
+
+def test_cost_book_rates_are_the_current_size_and_the_month_is_730_hours(blue: object) -> None:
+    # blue: 1 × DS2 ran since the 1st; green: 3 × DS3, just created; red: failed (holds no instances).
+    green = factories.deployment(blue.endpoint, "green", instance_type="Standard_DS3_v2", instance_count=3)
+    red = factories.deployment(blue.endpoint, "red", instance_type="Standard_DS3_v2", instance_count=2)
+    Deployment.objects.filter(pk=red.pk).update(state="Failed")
+    services.capacity_record(deployment=blue, instance_count=1, at=datetime(2026, 11, 1, tzinfo=UTC))
+    now = datetime(2026, 11, 10, 12, tzinfo=UTC)
+
+    book = selectors.cost_book(now=now)
+
+    blue_costs, green_costs = book.deployment("ep1", "blue"), book.deployment("ep1", green.name)
+    assert (blue_costs.per_hour, blue_costs.per_day, blue_costs.per_month) == (DS2, 24 * DS2, 730 * DS2)
+    assert green_costs.per_hour == 3 * DS3 and green_costs.month_to_date == 0
+    assert book.deployment("ep1", "red").per_hour == 0
+    assert blue_costs.month_to_date == Decimal(9 * 24 + 12) * DS2
+    # 20.5 days (492 hours) left in November at the current size, on top of what accrued.
+    assert blue_costs.projected_month == blue_costs.month_to_date + 492 * DS2
+    endpoint = book.endpoint("ep1")
+    assert endpoint.per_hour == DS2 + 3 * DS3 and book.total.per_hour == endpoint.per_hour
+    assert endpoint.projected_month == blue_costs.projected_month + green_costs.projected_month
+    # Shown once, rounded to the cent, halves up: 730 × 0.1460 = 106.58 a month, not 3.50 a day × 730 / 24.
+    assert selectors.cents(blue_costs.per_month) == Decimal("106.58")
+    assert selectors.cents(Decimal("89.425")) == Decimal("89.43")
 
 
 def test_idle_deployments_are_flagged_while_costing_money(blue: object, settings: object) -> None:

@@ -94,8 +94,10 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     page.get_by_label("Code").set_input_files(str(files / "score.py"))
     page.get_by_label("Environment").select_option("azureml:flow-env:1")
     page.get_by_label("Instance type").select_option("Standard_DS2_v2")
-    estimate = page.locator("[data-estimate-price]").inner_text()
-    assert "1 × Standard_DS2_v2 at 0.1460 USD/h = 3.50 USD a day, about 106.58 USD a month" == estimate
+    # The estimate is the server's (apps.costs.selectors), fetched again as the size changes.
+    estimate = page.locator("[data-estimate-price]", has_text="Standard_DS2_v2")
+    estimate.wait_for()
+    assert "1 × Standard_DS2_v2 at 0.1460 USD/h = 3.50 USD a day, about 106.58 USD a month" == estimate.inner_text()
     assert page.locator("[data-estimate-quota]").inner_text().startswith("needs 4 cores (ceil(1.2 × 1) × 2 vCPUs)")
     session.shot("wizard-deployment")
     page.get_by_role("button", name="Next: review").click()
@@ -162,6 +164,8 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     page.get_by_label("Mirror to").select_option("shadow")
     page.get_by_label("Mirror percent").fill("10")
     assert "moving traffic changes no bill" in page.locator("[data-cost-effect]").inner_text()
+    # The server's cost line follows the split: green and shadow no longer idle once they get traffic.
+    page.locator("[data-cost-effect]", has_text="After this change").wait_for(state="hidden")
     session.shot("endpoint-traffic-before-apply")
     page.get_by_role("button", name="Apply").click()
     page.locator("#messages").filter(has_text="Traffic applied.").wait_for()

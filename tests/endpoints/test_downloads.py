@@ -1,6 +1,6 @@
 """Signed downloads: what a Kubernetes pod's storage initializer fetches from the studio, with no login.
 
-The archive is unpacked by the very script the init container runs (manifests.STORAGE_INITIALIZER_SCRIPT),
+The archive is unpacked by the very command the init container runs (`python -m runtime.storage_initializer`),
 in a real subprocess against a live server.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import time_machine
 
-from apps.endpoints.backends.manifests import STORAGE_INITIALIZER_SCRIPT
+from apps.endpoints.backends.manifests import STORAGE_INITIALIZER_COMMAND
 from apps.endpoints.backends.signed_urls import sign_download
 from tests import factories
 
@@ -33,7 +33,7 @@ def _initialize(
         "STUDIO_CODE_DIR": str(tmp_path / "code"),
     }
     return subprocess.run(
-        [sys.executable, "-c", STORAGE_INITIALIZER_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, *STORAGE_INITIALIZER_COMMAND[1:]], env=env, capture_output=True, text=True, timeout=60
     )
 
 

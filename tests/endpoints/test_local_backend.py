@@ -53,7 +53,7 @@ def settle(
     """Run reconcile passes (as the task and the periodic beat do) until the state is one of `until`."""
     deadline = time.monotonic() + timeout
     while True:
-        reconcile.reconcile(deployment.pk, periodic=True)
+        reconcile.reconcile(deployment.pk)
         deployment.refresh_from_db()
         if deployment.state in until and deployment.observed_generation == deployment.generation:
             return deployment
@@ -107,7 +107,7 @@ def test_running_the_task_twice_changes_nothing(local: Path) -> None:
     pids = instance_pids(local)
     events = deployment.events.count()
     assert reconcile.reconcile(deployment.pk) == "Succeeded"
-    assert reconcile.reconcile(deployment.pk, periodic=True) == "Succeeded"
+    assert reconcile.reconcile(deployment.pk) == "Succeeded"
     assert instance_pids(local) == pids
     assert deployment.events.count() == events
 
@@ -124,7 +124,7 @@ def test_init_that_raises_fails_with_user_script_init_failed_and_the_exception(l
     assert not instance_pids(local)
     # A periodic pass does not retry what only a new spec can fix.
     before = deployment.events.count()
-    reconcile.reconcile(deployment.pk, periodic=True)
+    reconcile.reconcile(deployment.pk)
     assert deployment.events.count() == before
 
 
@@ -134,7 +134,7 @@ def test_kill_9_restarts_the_instance_and_says_so(local: Path) -> None:
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while True:
-        reconcile.reconcile(deployment.pk, periodic=True)
+        reconcile.reconcile(deployment.pk)
         row = Instance.objects.get(deployment=deployment)
         if row.ready and row.pid != pid:
             break
@@ -317,7 +317,7 @@ def test_a_failed_update_leaves_the_old_instances_serving(local: Path) -> None:
     assert deployment.state == "Failed" and deployment.reason == "UserScriptInitFailed"
     assert ready_addresses(deployment) == [old]
     assert score(old, {}).json()["version"] == "1"
-    reconcile.reconcile(deployment.pk, periodic=True)
+    reconcile.reconcile(deployment.pk)
     assert ready_addresses(deployment) == [old]
     # Fixing the spec rolls out and retires both the old and the failed instance.
     services.deployment_update(deployment=deployment, changes={"environment_variables": {"VERSION": "3"}})

@@ -1,5 +1,6 @@
 """The reconcile loop's guarantees: quiet when the row is gone, one worker per deployment, compare-and-set
-states, transient backend errors retried (not turned into Failed), and the periodic beat task.
+states, transient backend errors retried (not turned into Failed), and the periodic beat task (run here
+with Celery's eager mode, so the tasks it queues run at once, in order).
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,19 @@ from apps.endpoints.backends import get_backend
 from apps.endpoints.backends.kubernetes import KubernetesBackend, KubernetesUnavailable
 from apps.endpoints.backends.local import LocalBackend
 from apps.endpoints.models import Deployment, Endpoint, Instance
+from studio.celery import app as celery_app
 from tests import factories
 from tests.endpoints.conftest import SCORE_PY, instance_pids, score
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def eager() -> Iterator[None]:
+    """Tasks queued by the beat task run at once in this process, as a worker would run them."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
 
 
 def new_deployment(name: str = "blue") -> Deployment:
@@ -105,7 +116,7 @@ def test_an_unreachable_kubernetes_api_is_retried_and_never_fails_the_deployment
     assert deployment.reason == ""
 
 
-def test_the_periodic_task_restarts_a_killed_instance(local: Path) -> None:
+def test_the_periodic_task_restarts_a_killed_instance(local: Path, eager: None) -> None:
     deployment = new_deployment()
     assert reconcile.reconcile(deployment.pk) == "Succeeded"
     [pid] = instance_pids(local)
@@ -121,7 +132,7 @@ def test_the_periodic_task_restarts_a_killed_instance(local: Path) -> None:
     assert score(row.address, {"x": 1}).status_code == 200
 
 
-def test_the_periodic_task_finishes_a_delete_that_a_lost_task_left(local: Path) -> None:
+def test_the_periodic_task_finishes_a_delete_that_a_lost_task_left(local: Path, eager: None) -> None:
     deployment = new_deployment()
     assert reconcile.reconcile(deployment.pk) == "Succeeded"
     services.deployment_delete(deployment=deployment)
@@ -137,6 +148,23 @@ def test_the_beat_schedule_runs_the_periodic_task_every_few_seconds(settings: An
     assert 1 <= entry["schedule"] <= 3
 
 
+def test_the_periodic_task_applies_a_spec_whose_reconcile_task_was_lost(local: Path, eager: None) -> None:
+    deployment = new_deployment()  # created, but its reconcile task never ran (a worker killed before it)
+    tasks.observe_deployments()
+    deployment.refresh_from_db()
+    assert deployment.state == "Succeeded"
+    assert deployment.observed_generation == deployment.generation
+    assert len(instance_pids(local)) == 1
+
+
+def test_an_observation_leaves_a_spec_not_yet_applied_to_the_reconcile_task(local: Path) -> None:
+    deployment = new_deployment()
+    assert reconcile.observe(deployment.pk) is None
+    deployment.refresh_from_db()
+    assert deployment.state == "Creating" and deployment.observed_generation == 0
+    assert instance_pids(local) == []
+
+
 def test_a_periodic_pass_does_not_wait_out_a_slow_restart(local: Path, tmp_path: Path) -> None:
     sleep_file = tmp_path / "sleep"
     endpoint = factories.endpoint("ep1")
@@ -149,8 +177,27 @@ def test_a_periodic_pass_does_not_wait_out_a_slow_restart(local: Path, tmp_path:
     sleep_file.write_text("30")  # the restarted instance takes 30 s in init()
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.5)
-    reconcile.reconcile(deployment.pk, periodic=True)
+    reconcile.observe(deployment.pk)
     row = Instance.objects.get(deployment=deployment)
     # The pass came back with the restart still starting; the next passes follow it.
     assert row.state == "Starting" and not row.ready
     assert row.pid != pid and instance_pids(local) == [row.pid]
+
+
+@pytest.mark.parametrize(
+    ("row", "busy", "work"),
+    [
+        ((1, "Succeeded", 3, 3), set(), [("observe", 1)]),
+        ((1, "Failed", 3, 3), set(), [("observe", 1)]),
+        ((1, "Creating", 1, 0), set(), [("reconcile", 1)]),
+        ((1, "Updating", 4, 3), set(), [("reconcile", 1)]),
+        ((1, "Deleting", 2, 2), set(), [("delete", 1)]),
+        ((1, "Succeeded", 3, 3), {1}, []),
+        ((1, "Deleting", 2, 2), {1}, []),
+    ],
+    ids=["applied", "failed", "created", "updated", "deleting", "busy", "busy-deleting"],
+)
+def test_periodic_work_names_one_task_per_deployment_that_is_not_busy(
+    row: tuple[int, str, int, int], busy: set[int], work: list[tuple[str, int]]
+) -> None:
+    assert reconcile.periodic_work_for([row], busy) == work

@@ -38,11 +38,11 @@ def test_pods_becoming_ready_make_the_deployment_succeed_with_routable_instances
     pod = f"{name}-7d9f-abcde"
     run_pod(cluster, pod, deployment=name, ip="10.1.0.7")
     event(cluster, pod, "Pulled", "Container image already present on machine", type="Normal")
-    assert reconcile.reconcile(deployment.pk, periodic=True, backend=backend) == "Succeeded"
+    assert reconcile.reconcile(deployment.pk, backend=backend) == "Succeeded"
     row = Instance.objects.get(deployment=deployment)
     assert (row.name, row.ready, row.address) == (pod, True, "http://10.1.0.7:5001")
     # Pod events land on the timeline once, however many passes see them.
-    reconcile.reconcile(deployment.pk, periodic=True, backend=backend)
+    reconcile.reconcile(deployment.pk, backend=backend)
     assert deployment.events.filter(reason="Pulled", instance=pod).count() == 1
     assert deployment.instance_runs.count() == 1
     # get-logs reads the pod's container log through the API server.

@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+from django.conf import settings
 
 from apps.endpoints import reconcile
 from apps.endpoints.backends import kubernetes
 from apps.endpoints.backends.base import InstanceUsage
 from apps.endpoints.backends.kubernetes import KubernetesBackend, usage_from
+from apps.endpoints.backends.local import state
+from apps.endpoints.backends.local.state import InstanceState
 from apps.endpoints.backends.manifests import object_name
 from apps.endpoints.models import Deployment, Instance
 from apps.endpoints.specs import deployment_spec
@@ -52,9 +56,20 @@ def running_on_kubernetes(backend: KubernetesBackend, cluster: FakeCluster, pods
     name = object_name(deployment_spec(deployment))
     for index, pod in enumerate(pods):
         run_pod(cluster, pod, deployment=name, ip=f"10.1.0.{index + 7}")
-    reconcile.reconcile(deployment.pk, periodic=True, backend=backend)
+    reconcile.reconcile(deployment.pk, backend=backend)
     assert sorted(Instance.objects.filter(deployment=deployment).values_list("name", flat=True)) == sorted(pods)
     return deployment
+
+
+def running_locally(deployment: Deployment, name: str, pid: int) -> None:
+    """A local instance as the local backend records it: its Instance row and its own state file."""
+    Instance.objects.create(deployment=deployment, name=name, pid=pid, state=Instance.State.READY)
+    try:
+        created: float | None = psutil.Process(pid).create_time()
+    except psutil.Error:
+        created = None
+    record = InstanceState(name=name, index=0, template="t", generation=1, pid=pid, create_time=created, ready=True)
+    state.save(Path(settings.STUDIO_INSTANCES_DIR) / str(deployment.uid), record)
 
 
 def samples() -> dict[str, tuple[float | None, int, float | None]]:
@@ -98,7 +113,7 @@ def test_without_a_metrics_api_pods_are_not_sampled_and_local_instances_still_ar
 ) -> None:
     running_on_kubernetes(backend, cluster, ["my-endpoint-blue-7d9f-aaaaa"])
     local = factories.deployment(factories.endpoint("ep-local"), "green")
-    Instance.objects.create(deployment=local, name="green-1", pid=local_process.pid, state=Instance.State.READY)
+    running_locally(local, "green-1", local_process.pid)
     if "503" in answer:
         cluster.install_metrics_server()
         for _ in range(2):
@@ -139,7 +154,7 @@ def test_an_unreachable_cluster_does_not_stop_local_sampling(
 ) -> None:
     running_on_kubernetes(backend, cluster, ["my-endpoint-blue-7d9f-aaaaa"])
     local = factories.deployment(factories.endpoint("ep-local"), "green")
-    Instance.objects.create(deployment=local, name="green-1", pid=local_process.pid, state=Instance.State.READY)
+    running_locally(local, "green-1", local_process.pid)
     # The kubeconfig now points the studio at an address where no API server listens.
     cluster.write_kubeconfig(Path(settings.STUDIO_KUBECONFIG), extra_context="down")
     settings.STUDIO_KUBE_CONTEXT = "down"

@@ -2,9 +2,10 @@
 
     KUBECONFIG=~/.kube/config .venv/bin/pytest -m k8s tests/kubernetes/test_real_cluster.py
 
-Each test works in a namespace of its own (created and deleted here). The images come from
-Docker Hub, so the cluster's nodes need to reach it. Without KUBECONFIG every test is reported
-as skipped, never as passed.
+Each test works in a namespace of its own (created and deleted here). The served images come from
+Docker Hub; the storage-initializer runs on the runtime image (deploy/runtime.Dockerfile), named by
+STUDIO_TEST_KUBE_RUNTIME_IMAGE when the default is not pullable from the cluster (a kind cluster:
+`kind load docker-image`). Without KUBECONFIG every test is reported as skipped, never as passed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ pytestmark = [
 ]
 
 WAIT_S = float(os.environ.get("STUDIO_TEST_KUBE_WAIT_S", "240"))
+RUNTIME_IMAGE = os.environ.get("STUDIO_TEST_KUBE_RUNTIME_IMAGE") or ManifestOptions.runtime_image
 
 
 @pytest.fixture
@@ -39,7 +41,9 @@ def backend(settings: Any) -> Iterator[KubernetesBackend]:
     settings.STUDIO_KUBECONFIG = os.environ["KUBECONFIG"]
     settings.STUDIO_KUBE_CONTEXT = os.environ.get("STUDIO_KUBE_CONTEXT", "")
     namespace = f"studio-test-{uuid.uuid4().hex[:8]}"
-    backend = KubernetesBackend(namespace=namespace, options=lambda spec: ManifestOptions(namespace=namespace))
+    backend = KubernetesBackend(
+        namespace=namespace, options=lambda spec: ManifestOptions(namespace=namespace, runtime_image=RUNTIME_IMAGE)
+    )
     core = client.CoreV1Api(backend.api_client)
     core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     try:

@@ -1,4 +1,4 @@
-"""CPU and memory of local instances, read with psutil from the processes the Instance rows name."""
+"""CPU and memory of local instances, read by the local backend with psutil from the processes it started."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
+import psutil
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
-from apps.endpoints.models import Instance
+from apps.endpoints.backends.local import state
+from apps.endpoints.backends.local.state import InstanceState
+from apps.endpoints.models import Deployment, Instance
 from apps.monitoring import selectors, services
 from apps.monitoring.models import InstanceSample
 from tests import factories
@@ -20,6 +25,17 @@ pytestmark = pytest.mark.django_db
 
 BUSY = "import time\nend = time.time() + 20\nwhile time.time() < end:\n    pass\n"
 IDLE = "import time\ntime.sleep(20)\n"
+
+
+def running_locally(deployment: Deployment, name: str, pid: int) -> None:
+    """A local instance as the local backend records it: its Instance row and its own state file."""
+    Instance.objects.create(deployment=deployment, name=name, pid=pid, state=Instance.State.READY)
+    try:
+        created: float | None = psutil.Process(pid).create_time()
+    except psutil.Error:
+        created = None
+    record = InstanceState(name=name, index=0, template="t", generation=1, pid=pid, create_time=created, ready=True)
+    state.save(Path(settings.STUDIO_INSTANCES_DIR) / str(deployment.uid), record)
 
 
 @pytest.fixture
@@ -37,11 +53,11 @@ def processes() -> Iterator[dict[str, subprocess.Popen[bytes]]]:
 def test_busy_and_idle_instances_are_told_apart(processes: dict[str, subprocess.Popen[bytes]]) -> None:
     deployment = factories.deployment(factories.endpoint("ep1"), "blue", instance_type="Standard_DS2_v2")
     for name, process in processes.items():
-        Instance.objects.create(deployment=deployment, name=name, pid=process.pid, state=Instance.State.READY)
+        running_locally(deployment, name, process.pid)
 
-    assert services.local_instances_sample() == 2
+    assert services.instances_sample() == 2
     time.sleep(1.5)
-    assert services.local_instances_sample() == 2
+    assert services.instances_sample() == 2
 
     latest = {s.instance: s for s in InstanceSample.objects.order_by("ts")}
     busy, idle = latest["blue-1"], latest["blue-2"]
@@ -66,8 +82,8 @@ def test_a_gone_process_is_skipped(processes: dict[str, subprocess.Popen[bytes]]
     gone = processes["blue-2"]
     gone.kill()
     gone.wait(timeout=10)
-    Instance.objects.create(deployment=deployment, name="blue-2", pid=gone.pid)
-    assert services.local_instances_sample() == 0
+    running_locally(deployment, "blue-2", gone.pid)
+    assert services.instances_sample() == 0
     assert not InstanceSample.objects.exists()
 
 

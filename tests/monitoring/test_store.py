@@ -199,7 +199,8 @@ def test_beat_task_drains_metrics_and_mirror_pairs() -> None:
             }
         ]
     )
-    assert tasks.metrics_ingest() == {"records": 7, "requests": 7, "rows": 3, "pairs": 1}  # one row per grain
+    # one row per grain; ep1's figures pushed to its open Monitoring tabs
+    assert tasks.metrics_ingest() == {"records": 7, "requests": 7, "rows": 3, "pairs": 1, "pushed": 1}
 
 
 def test_latency_of_live_and_mirrored_together_merges_histograms() -> None:

@@ -46,7 +46,21 @@ def test_wizard_shows_steps_prices_and_quota(browser: Client) -> None:
     for step in ("1. Endpoint", "2. Deployment", "3. Review"):
         assert step in html
     assert "Standard_DS3_v2 · 4 vCPU · 14 GiB · $0.2930/h" in html
-    assert 'id="instance-types"' in html and "100 of 100 cores are free" in html
+    assert "100 of 100 cores are free" in html
+    # The estimate of the size shown (DS3, one instance) is in the page; htmx fetches it again as the size changes.
+    assert "1 × Standard_DS3_v2 at 0.2930 USD/h = 7.03 USD a day, about 213.89 USD a month" in html
+    assert "needs 8 cores (ceil(1.2 × 1) × 4 vCPUs); 100 free" in html
+
+
+def test_wizard_estimate_follows_the_size_chosen(browser: Client) -> None:
+    html = browser.get("/endpoints/new/estimate/?instance_type=Standard_DS2_v2&instance_count=3").content.decode()
+    assert html.startswith('<div class="card" id="deployment-estimate"')
+    assert "3 × Standard_DS2_v2 at 0.1460 USD/h = 10.51 USD a day, about 319.74 USD a month" in html
+    assert "needs 8 cores (ceil(1.2 × 3) × 2 vCPUs); 100 free" in html
+    too_big = browser.get("/endpoints/new/estimate/?instance_type=Standard_NC24ads_A100_v4&instance_count=5")
+    assert "needs 144 cores (ceil(1.2 × 5) × 24 vCPUs); 100 free — not enough" in too_big.content.decode()
+    for query in ("instance_type=Huge_VM&instance_count=1", "instance_type=Standard_DS2_v2&instance_count=0"):
+        assert "<span data-estimate-price>—</span>" in browser.get(f"/endpoints/new/estimate/?{query}").content.decode()
 
 
 def test_wizard_without_models_says_to_register_one_first(browser: Client) -> None:
@@ -120,6 +134,22 @@ def test_traffic_tab_shows_a_slider_per_deployment(browser: Client, served: Endp
     assert 'data-traffic-slider="blue"' in html and 'data-traffic-slider="green"' in html
     assert 'name="traffic_blue"' in html and 'value="100"' in html
     assert "No traffic changes yet" not in html  # the fixture's change is in the history
+
+
+def test_traffic_tab_says_what_the_split_costs_and_which_deployment_would_idle(
+    browser: Client, served: Endpoint
+) -> None:
+    # blue and green: one Standard_DS2_v2 each, 0.1460 an hour, 3.504 a day: 7.008 a day together.
+    page = browser.get("/endpoints/ep1/traffic/").content.decode()
+    assert "Instances cost 7.01 USD a day whatever the split: moving traffic changes no bill." in page
+    assert "After this change green serves nothing yet costs 3.50 USD a day" in page
+    # The line follows the split being edited (htmx fetches it as the sliders move).
+    fragment = browser.get("/endpoints/ep1/traffic/cost/?traffic_blue=60&traffic_green=30").content.decode()
+    assert fragment.startswith('<div class="card" id="traffic-cost"')
+    assert "The split must add up to 100 % (now 90 %). Instances cost 7.01 USD a day" in fragment
+    assert "After this change" not in fragment
+    mirrored = "/endpoints/ep1/traffic/cost/?traffic_blue=100&traffic_green=0&mirror_enabled=on&mirror_deployment=green"
+    assert "After this change" not in browser.get(mirrored).content.decode()  # a mirror serves copies
 
 
 def test_apply_traffic_stores_it_and_shows_the_history(browser: Client, post: Any, served: Endpoint) -> None:

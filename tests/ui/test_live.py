@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
-from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from apps.endpoints import services
-from studio.routing import websocket_urlpatterns
 from tests import factories
+from tests.ui.sockets import connect as _connect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -25,44 +23,6 @@ async def _close_thread_connections() -> Any:
     from django.db import connections
 
     await sync_to_async(connections.close_all)()
-
-
-def _app() -> Any:
-    from channels.routing import URLRouter
-
-    return URLRouter(websocket_urlpatterns)
-
-
-class Socket:
-    """A websocket client speaking ASGI to the studio's router (channels.testing needs daphne, which we do not ship)."""
-
-    def __init__(self, path: str, user: Any) -> None:
-        path, _, query = path.partition("?")
-        scope = {"type": "websocket", "path": path, "query_string": query.encode(), "headers": [], "user": user}
-        self.app = ApplicationCommunicator(_app(), scope)
-
-    async def connect(self) -> tuple[bool, int | None]:
-        await self.app.send_input({"type": "websocket.connect"})
-        answer = await self.app.receive_output(5)
-        return answer["type"] == "websocket.accept", answer.get("code")
-
-    async def receive_json(self, timeout: float = 5) -> Any:
-        answer = await self.app.receive_output(timeout)
-        assert answer["type"] == "websocket.send", answer
-        return json.loads(answer["text"])
-
-    async def receive_nothing(self, timeout: float = 0.3) -> bool:
-        return await self.app.receive_nothing(timeout)
-
-    async def disconnect(self) -> None:
-        await self.app.send_input({"type": "websocket.disconnect", "code": 1000})
-        await self.app.wait(1)
-
-
-async def _connect(path: str, user: Any) -> tuple[Socket, bool, int | None]:
-    socket = Socket(path, user)
-    connected, code = await socket.connect()
-    return socket, connected, code
 
 
 def _served() -> tuple[Any, Any, Any]:

@@ -20,10 +20,12 @@ from rest_framework.response import Response
 
 from apps.core.errors import ApplicationError
 from apps.costs.models import InstanceType
+from apps.costs.selectors import deployment_costs_brief, endpoint_costs_brief
 from apps.endpoints import selectors, services, storage
 from apps.endpoints.backends.base import Container
 from apps.endpoints.backends.signed_urls import verify_download
-from apps.endpoints.models import Environment, Model
+from apps.endpoints.logs import deployment_logs as read_logs
+from apps.endpoints.models import Deployment, Endpoint
 
 JSON_BODY = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
 
@@ -32,6 +34,17 @@ def _body(request: Request) -> dict[str, Any]:
     if not isinstance(request.data, dict):
         raise ApplicationError("the request body must be a JSON object")
     return dict(request.data)
+
+
+def _endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
+    """The endpoint as Azure shows it, with what it costs (apps.costs.selectors: the figures every page shows)."""
+    return {**selectors.endpoint_view(endpoint), "costs": endpoint_costs_brief(endpoint=endpoint.name)}
+
+
+def _deployment_view(deployment: Deployment) -> dict[str, Any]:
+    """The deployment as Azure shows it, with what it costs."""
+    costs = deployment_costs_brief(endpoint=deployment.endpoint.name, deployment=deployment.name)
+    return {**selectors.deployment_view(deployment), "costs": costs}
 
 
 def _paginated(request: Request, rows: QuerySet[Any] | list[Any], view: Any) -> Response:
@@ -70,9 +83,7 @@ def models(request: Request) -> Response:
     if request.method == "POST":
         model = services.model_create(spec=_body(request), user=request.user)
         return Response(selectors.model_view(model), status=status.HTTP_201_CREATED)
-    rows = Model.objects.order_by("name", "-version")
-    if request.query_params.get("name"):
-        rows = rows.filter(name=request.query_params["name"])
+    rows = selectors.models_list(name=request.query_params.get("name") or None)
     return _paginated(request, rows, selectors.model_view)
 
 
@@ -89,9 +100,7 @@ def environments(request: Request) -> Response:
     if request.method == "POST":
         environment = services.environment_create(spec=_body(request), user=request.user)
         return Response(selectors.environment_view(environment), status=status.HTTP_201_CREATED)
-    rows = Environment.objects.filter(anonymous=False).order_by("name", "-created_at")
-    if request.query_params.get("name"):
-        rows = rows.filter(name=request.query_params["name"])
+    rows = selectors.environments_list(name=request.query_params.get("name") or None)
     return _paginated(request, rows, selectors.environment_view)
 
 
@@ -107,8 +116,8 @@ def endpoints(request: Request) -> Response:
     """List online endpoints or create one."""
     if request.method == "POST":
         endpoint = services.endpoint_create(spec=_body(request), user=request.user)
-        return Response(selectors.endpoint_view(endpoint), status=status.HTTP_201_CREATED)
-    return _paginated(request, selectors.endpoints_list(), selectors.endpoint_view)
+        return Response(_endpoint_view(endpoint), status=status.HTTP_201_CREATED)
+    return _paginated(request, selectors.endpoints_list(), _endpoint_view)
 
 
 @JSON_BODY
@@ -121,15 +130,11 @@ def endpoint_detail(request: Request, name: str) -> Response:
     elif request.method == "DELETE":
         services.endpoint_delete(endpoint=endpoint, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(selectors.endpoint_view(endpoint))
+    return Response(_endpoint_view(endpoint))
 
 
 def _keys(endpoint: Any) -> dict[str, str]:
-    if endpoint.auth_mode != "key":
-        raise ApplicationError(
-            f"online endpoint {endpoint.name!r} uses {endpoint.auth_mode} auth and has no keys; use get-token"
-        )
-    return {"primaryKey": endpoint.primary_key, "secondaryKey": endpoint.secondary_key}
+    return services.endpoint_keys(endpoint=endpoint)
 
 
 @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
@@ -174,7 +179,7 @@ def endpoint_traffic_changes(request: Request, name: str) -> Response:
             "mirror_after": change.mirror_after,
         }
 
-    return _paginated(request, endpoint.traffic_changes.select_related("user"), view)
+    return _paginated(request, selectors.traffic_changes(endpoint=endpoint), view)
 
 
 @JSON_BODY
@@ -184,8 +189,8 @@ def deployments(request: Request, name: str) -> Response:
     endpoint = selectors.endpoint_get(name=name)
     if request.method == "POST":
         deployment = services.deployment_create(endpoint=endpoint, spec=_body(request), user=request.user)
-        return Response(selectors.deployment_view(deployment), status=status.HTTP_201_CREATED)
-    return _paginated(request, selectors.deployments_list(endpoint=endpoint), selectors.deployment_view)
+        return Response(_deployment_view(deployment), status=status.HTTP_201_CREATED)
+    return _paginated(request, selectors.deployments_list(endpoint=endpoint), _deployment_view)
 
 
 @JSON_BODY
@@ -198,7 +203,7 @@ def deployment_detail(request: Request, name: str, deployment: str) -> Response:
     elif request.method == "DELETE":
         services.deployment_delete(deployment=row, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(selectors.deployment_view(row))
+    return Response(_deployment_view(row))
 
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
@@ -221,8 +226,6 @@ def deployment_render(request: Request, name: str, deployment: str) -> Response:
 @api_view(["GET"])
 def deployment_logs(request: Request, name: str, deployment: str) -> Response:
     """The last lines of a deployment's inference-server or storage-initializer log."""
-    from apps.endpoints.logs import deployment_logs as read_logs
-
     row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)
     container = request.query_params.get("container", "inference-server")
     if container not in ("inference-server", "storage-initializer"):
@@ -245,7 +248,7 @@ def deployment_logs(request: Request, name: str, deployment: str) -> Response:
 def deployment_events(request: Request, name: str, deployment: str) -> Response:
     """The deployment's timeline, oldest first."""
     row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)
-    return _paginated(request, row.events.all(), selectors.event_view)
+    return _paginated(request, selectors.deployment_events(deployment=row), selectors.event_view)
 
 
 @api_view(["GET"])
@@ -262,7 +265,7 @@ def instance_types(request: Request) -> Response:
             "price_per_hour": str(row.price_per_hour),
         }
 
-    return _paginated(request, InstanceType.objects.all(), view)
+    return _paginated(request, selectors.instance_types_list(), view)
 
 
 @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY}, auth=[])

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.conf import settings
 
-if TYPE_CHECKING:
-    from apps.endpoints.backends.base import Backend
-    from apps.endpoints.backends.local import Reporter
+from apps.endpoints.backends.base import Backend, Reporter
+from apps.endpoints.backends.local import LocalBackend
 
 
 def backend_kind(*, deployment_type: str, endpoint_compute: str) -> str:
@@ -19,12 +16,14 @@ def backend_kind(*, deployment_type: str, endpoint_compute: str) -> str:
 
 
 def get_backend(kind: str | None = None, *, reporter: Reporter | None = None) -> Backend:
-    """The backend named `kind` ("local" or "kubernetes"); settings.STUDIO_BACKEND when not given."""
+    """The backend named `kind` ("local" or "kubernetes"), reporting to `reporter`; settings.STUDIO_BACKEND by default.
+
+    A backend reports events it can tell as they happen to `reporter`; the others come back in `Observed.events`.
+    """
     kind = kind if kind in ("local", "kubernetes") else settings.STUDIO_BACKEND
     if kind == "kubernetes":
+        # Lazy: the Kubernetes client takes a second to import, and a studio on local processes never needs it.
         from apps.endpoints.backends.kubernetes import KubernetesBackend
 
         return KubernetesBackend()
-    from apps.endpoints.backends.local import LocalBackend
-
     return LocalBackend(reporter=reporter)

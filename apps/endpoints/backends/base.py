@@ -101,10 +101,17 @@ class InstanceStatus:
 
 @dataclass(frozen=True)
 class InstanceUsage:
-    """What one instance uses now: CPU cores (a rate, not CPU time) and memory bytes."""
+    """What one instance uses now: memory bytes, and CPU as a rate or as CPU time.
 
-    cpu_cores: float
+    A backend that reads a rate (Kubernetes' metrics API: cores in use) gives `cpu_cores`; one that
+    reads a process's CPU time (the local backend) gives `cpu_seconds` and the `pid` it was read from,
+    and the rate comes from two readings of the same process.
+    """
+
     memory_bytes: int
+    cpu_cores: float | None = None
+    cpu_seconds: float | None = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,8 @@ class Observed:
     instances: tuple[InstanceStatus, ...] = ()
     failed_reason: str = ""  # Azure-style reason when the deployment cannot become ready
     failed_message: str = ""
+    # What happened that the backend's reporter (if it has one) was not already told; the caller records
+    # each distinct event once, so a backend may report the same event on every pass (Kubernetes pod events).
     events: tuple[BackendEvent, ...] = ()
 
     @property
@@ -133,11 +142,35 @@ class Observed:
         return sum(1 for instance in self.instances if instance.ready)
 
 
+class BackendUnavailable(Exception):
+    """A transient failure of what the backend talks to (an API server down, a timeout): try again later."""
+
+
+class Reporter(Protocol):
+    """Receives what a backend does while it works (the reconcile task writes it to the database)."""
+
+    def event(self, event: BackendEvent, duration_ms: int | None = None) -> None:
+        """One event for the deployment's timeline, as it happens."""
+        ...
+
+    def observed(self, observed: Observed) -> None:
+        """The instances now, before the backend goes on (instances leaving routing before they stop)."""
+        ...
+
+
 class Backend(Protocol):
-    """Runs deployments. Every method is idempotent and safe to call from several workers."""
+    """Runs deployments. Every method is idempotent and safe to call from several workers.
+
+    What a backend needs beyond the spec (a reporter, timings, an API client) it takes in its
+    constructor; callers never ask which kind of backend they hold.
+    """
 
     def apply(self, spec: DeploymentSpec) -> Observed:
-        """Move the running instances toward the spec (create, patch, scale, roll) and report."""
+        """Move the running instances toward a new spec (create, patch, scale, roll) and report."""
+        ...
+
+    def supervise(self, spec: DeploymentSpec) -> Observed:
+        """The periodic pass at an applied spec: keep it running (restarts, probes) within a bounded time; report."""
         ...
 
     def observe(self, spec: DeploymentSpec) -> Observed:
@@ -158,4 +191,8 @@ class Backend(Protocol):
         previous: bool = False,
     ) -> str:
         """The last `lines` lines of one container's log (all instances when `instance` is None)."""
+        ...
+
+    def usage(self, spec: DeploymentSpec) -> dict[str, InstanceUsage]:
+        """What each running instance uses now, by instance name ({} when the backend cannot tell)."""
         ...

@@ -27,6 +27,7 @@ from kubernetes.utils import parse_quantity  # noqa: TID251
 from apps.core.errors import ApplicationError, NotFound
 from apps.endpoints.backends.base import (
     BackendEvent,
+    BackendUnavailable,
     Container,
     DeploymentSpec,
     InstanceStatus,
@@ -59,7 +60,7 @@ NO_METRICS_API = (404, 503, 403)
 _no_metrics_logged: set[str] = set()
 
 
-class KubernetesUnavailable(Exception):
+class KubernetesUnavailable(BackendUnavailable):
     """A transient failure (API unreachable, 5xx, 409, 429, objects still terminating): retry later."""
 
 
@@ -120,6 +121,10 @@ class KubernetesBackend:
             events=events,
         )
 
+    def supervise(self, spec: DeploymentSpec) -> Observed:
+        """The periodic pass: the cluster's own controllers keep pods running, so this only observes."""
+        return self.observe(spec)
+
     def delete(self, spec: DeploymentSpec) -> None:
         """Delete the objects with foreground propagation (pods go before their Deployment does)."""
         name = object_name(spec)
@@ -165,8 +170,6 @@ class KubernetesBackend:
                 text = f"==> {pod.metadata.name}/{container}{' (previous)' if use_previous else ''} <==\n{text}"
             chunks.append(text if text.endswith("\n") or not text else text + "\n")
         return "".join(chunks)
-
-    # --- beyond the protocol ---
 
     def usage(self, spec: DeploymentSpec) -> dict[str, InstanceUsage]:
         """CPU cores and memory in use per pod of the deployment, from the metrics API; {} when it has none."""

@@ -18,9 +18,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
+from django.conf import settings
 
 from apps.core.errors import ApplicationError
 from apps.endpoints.backends.base import DeploymentSpec, ProbeSpec
+from apps.endpoints.backends.signed_urls import sign_download
+from runtime.storage_initializer import MODELS_FOLDER, model_subdir
 
 Manifest = dict[str, Any]
 
@@ -28,7 +31,7 @@ LABEL_PREFIX = "studio.ml/"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "studio", "app.kubernetes.io/part-of": "studio"}
 APP_ROOT = "/var/azureml-app"
 CODE_DIR = f"{APP_ROOT}/code"
-MODELS_DIR = f"{APP_ROOT}/azureml-models"
+MODELS_DIR = f"{APP_ROOT}/{MODELS_FOLDER}"
 DEFAULT_PORT = 5001
 SERVICE_PORT = 80
 MODEL_URL_KEY = "STUDIO_MODEL_URL"
@@ -39,32 +42,9 @@ ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 # Room for the "-<replicaset hash>-<pod suffix>" Kubernetes appends to pod names.
 MAX_NAME = 47
 
-# Run by the storage-initializer with the image's own Python: standard library only, so any
-# python image works. Each URL answers a tar archive (any compression) of a folder's contents.
-STORAGE_INITIALIZER_SCRIPT = """\
-import os, sys, tarfile, time, urllib.request
-for key, dest in (("STUDIO_MODEL_URL", os.environ.get("STUDIO_MODEL_DIR", "")),
-                  ("STUDIO_CODE_URL", os.environ.get("STUDIO_CODE_DIR", ""))):
-    url = os.environ.get(key, "")
-    if not url or not dest:
-        continue
-    what = "model" if key == "STUDIO_MODEL_URL" else "code"
-    os.makedirs(dest, exist_ok=True)
-    for attempt in range(1, 6):
-        try:
-            print(f"downloading {what} into {dest} (attempt {attempt})", flush=True)
-            with urllib.request.urlopen(url, timeout=60) as response, \\
-                    tarfile.open(fileobj=response, mode="r|*") as archive:
-                archive.extractall(dest, filter="data")
-            break
-        except Exception as error:
-            print(f"download of {what} failed: {error}", file=sys.stderr, flush=True)
-            if attempt == 5:
-                sys.exit(1)
-            time.sleep(2 * attempt)
-    count = sum(len(files) for _, _, files in os.walk(dest))
-    print(f"{what} ready: {count} files in {dest}", flush=True)
-"""
+# The init container's command: the runtime package's storage initializer (downloads and unpacks the
+# model and code archives, refusing entries outside their folder, all or nothing; see its module).
+STORAGE_INITIALIZER_COMMAND = ["python", "-m", "runtime.storage_initializer"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +53,7 @@ class ManifestOptions:
 
     namespace: str = "studio"
     runtime_image: str = "ghcr.io/studio-ml/runtime:0.1.0"  # used when the environment names no image
-    initializer_image: str = "python:3.11-slim"
+    initializer_image: str = ""  # any image with the studio's runtime package; "" = runtime_image
     model_url: str = ""  # signed download URL of the model archive ("" = no model)
     code_url: str = ""  # signed download URL of the code archive ("" = no code)
     image_pull_secrets: tuple[str, ...] = ()
@@ -136,7 +116,7 @@ def render_manifests(spec: DeploymentSpec, options: ManifestOptions | None = Non
 
 
 class _Dumper(yaml.SafeDumper):
-    """Writes multi-line strings (the initializer script) as readable `|` blocks."""
+    """Writes multi-line strings (pip requirements, the install command) as readable `|` blocks."""
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
@@ -149,10 +129,6 @@ _Dumper.add_representer(str, _represent_str)
 
 def options_from_settings(spec: DeploymentSpec, *, ttl_s: int | None = None) -> ManifestOptions:
     """Options from the studio's settings, with freshly signed download URLs for the spec's model and code."""
-    from django.conf import settings
-
-    from apps.endpoints.backends.signed_urls import sign_download
-
     ttl = ttl_s or settings.STUDIO_KUBE_DOWNLOAD_TTL_S
     base = (settings.STUDIO_KUBE_STUDIO_URL or settings.STUDIO_PUBLIC_URL).rstrip("/")
     model_url = code_url = ""
@@ -280,12 +256,15 @@ def _initializer_container(spec: DeploymentSpec, options: ManifestOptions, name:
         {"name": "STUDIO_MODEL_DIR", "value": _model_dir(spec) if spec.model_asset else ""},
         {"name": "STUDIO_CODE_DIR", "value": CODE_DIR if spec.code_root else ""},
     ]
+    if spec.code_root and spec.scoring_script:
+        # Checked in the init container, so a missing script fails with its name before the server starts.
+        env.append({"name": "STUDIO_ENTRY_SCRIPT", "value": spec.scoring_script})
     for key in (MODEL_URL_KEY, CODE_URL_KEY):
         env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key, "optional": True}}})
     return {
         "name": "storage-initializer",
-        "image": options.initializer_image,
-        "command": ["python", "-c", STORAGE_INITIALIZER_SCRIPT],
+        "image": options.initializer_image or options.runtime_image,
+        "command": list(STORAGE_INITIALIZER_COMMAND),
         "env": env,
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
         "volumeMounts": [{"name": "app", "mountPath": APP_ROOT}],
@@ -467,9 +446,7 @@ def _scoring_port(spec: DeploymentSpec) -> int:
 
 def _model_dir(spec: DeploymentSpec) -> str:
     """Where AZUREML_MODEL_DIR points, as on Azure: azureml-models/<name>/<version>."""
-    asset = (spec.model_asset or "model").removeprefix("azureml:")
-    parts = [part for part in re.split(r"[:@]", asset) if part]
-    return "/".join([MODELS_DIR, *(re.sub(r"[^A-Za-z0-9._-]", "_", part) for part in parts)])
+    return f"{MODELS_DIR}/{model_subdir(spec.model_asset or 'model')}"
 
 
 def _pip_requirements(spec: DeploymentSpec) -> str:

@@ -89,6 +89,8 @@ def load_table() -> dict[str, EndpointTable]:
             if int(percent) > 0 and name in deployments
         )
         mirror = next(((name, int(p)) for name, p in (endpoint.mirror_traffic or {}).items() if int(p) > 0), None)
+        if endpoint.local:  # no traffic rules: its one deployment takes every request
+            weights, mirror = tuple((name, 100) for name in sorted(deployments)[:1]), None
         table[endpoint.name] = EndpointTable(
             name=endpoint.name,
             auth_mode=endpoint.auth_mode,
@@ -97,6 +99,7 @@ def load_table() -> dict[str, EndpointTable]:
             weights=weights,
             mirror=mirror,
             deployments=deployments,
+            local=endpoint.local,
         )
     return table
 

@@ -45,6 +45,7 @@ class EndpointTable:
     weights: tuple[tuple[str, int], ...] = ()  # (deployment, percent) with percent > 0, in name order
     mirror: tuple[str, int] | None = None  # (deployment, percent) with percent > 0
     deployments: Mapping[str, DeploymentRoute] = field(default_factory=dict)
+    local: bool = False  # a local endpoint (`--local`): no authentication, its one deployment takes everything
 
 
 RoutingTable = Mapping[str, EndpointTable]

@@ -89,6 +89,8 @@ ENDPOINT: dict[str, Field] = {
     "traffic": Field("map", default=dict, check=percent_map),
     "mirror_traffic": Field("map", default=dict, check=percent_map),
     "public_network_access": Field("str", default="enabled", choices=("enabled", "disabled")),
+    # Studio's form of `az ml online-endpoint create --local`: no key, one deployment that takes every request.
+    "local": Field("bool", default=False),
     "identity": Field("object", unsupported="managed identities are not supported by Studio; remove the key"),
     "kind": Field("str", unsupported="kind is not an online endpoint key; remove it"),
 }

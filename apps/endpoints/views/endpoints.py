@@ -1,0 +1,102 @@
+"""The Endpoints pages: the list, the create wizard, an endpoint's Details tab, deleting an endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from apps.core.errors import ApplicationError
+from apps.core.htmx import redirect, render_page_or_fragment
+from apps.costs import selectors as cost_selectors
+from apps.endpoints import selectors, services
+from apps.endpoints.forms import EndpointWizardForm
+from apps.endpoints.views.common import endpoint_or_404, form_error, tab_context
+from apps.endpoints.views.deployments import DEPLOYMENT_FIELD_MAP, cards_context, code_upload, deployment_form_context
+
+
+@login_required
+def endpoints_list(request: HttpRequest) -> HttpResponse:
+    """Endpoints with their state, traffic split and cost per day at the current size."""
+    book = cost_selectors.cost_book()
+    rows = []
+    for endpoint in selectors.endpoints_with_deployments():
+        deployments = list(endpoint.deployments.all())
+        rows.append(
+            {
+                "endpoint": endpoint,
+                "deployments": deployments,
+                "state": selectors.endpoint_state(deployments),
+                "traffic": [(n, p) for n, p in endpoint.traffic.items() if p],
+                "mirror": list(endpoint.mirror_traffic.items()),
+                "costs": book.endpoint(endpoint.name),
+            }
+        )
+    context = {"rows": rows, "section": "endpoints", "currency": settings.STUDIO_CURRENCY}
+    return render_page_or_fragment(
+        request, "endpoints/endpoints_list.html", "endpoints/partials/_endpoints_table.html", context
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_create(request: HttpRequest) -> HttpResponse:
+    """The wizard: endpoint, first deployment, review, create; then the endpoint page shows the progress."""
+    form = EndpointWizardForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        field_map: dict[str, str] = {}  # the endpoint's errors name its own fields
+        try:
+            with transaction.atomic():
+                endpoint = services.endpoint_create(
+                    spec={"name": data["name"], "auth_mode": data["auth_mode"], "description": data["description"]},
+                    user=request.user,
+                )
+                field_map = DEPLOYMENT_FIELD_MAP  # from here on "name" means the deployment's
+                upload = code_upload(form, request.user)
+                deployment = services.deployment_create(
+                    endpoint=endpoint, spec=form.deployment_spec(f"upload:{upload.uid}"), user=request.user
+                )
+                if data["all_traffic"]:
+                    services.traffic_set(endpoint=endpoint, traffic={deployment.name: 100}, user=request.user)
+        except ApplicationError as exc:
+            form_error(form, exc, field_map)
+        else:
+            messages.success(request, f"Creating endpoint {endpoint.name} with deployment {deployment.name}.")
+            return redirect(request, reverse("endpoint", args=[endpoint.name]))
+    context: dict[str, Any] = {"form": form, "section": "endpoints", **deployment_form_context(form)}
+    if form.errors:
+        context["reselect_files"] = bool(request.FILES)
+    return render(request, "endpoints/endpoint_create.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
+    """The Details tab: one card per deployment."""
+    endpoint = endpoint_or_404(name)
+    context = tab_context(request, endpoint, "details")
+    context["cards"] = cards_context(endpoint, context["deployments"])
+    return render_page_or_fragment(
+        request, "endpoints/endpoint_details.html", "endpoints/partials/_deployment_cards.html", context
+    )
+
+
+@login_required
+@require_POST
+def endpoint_delete(request: HttpRequest, name: str) -> HttpResponse:
+    """Delete the endpoint and all its deployments (their instances stop in the background)."""
+    endpoint = endpoint_or_404(name)
+    try:
+        services.endpoint_delete(endpoint=endpoint, user=request.user)
+    except ApplicationError as exc:
+        messages.error(request, f"Could not delete online endpoint {name}: {exc.message}")
+        return redirect(request, reverse("endpoint", args=[name]))
+    messages.success(request, f"Deleting online endpoint {name} and its deployments.")
+    return redirect(request, reverse("endpoints"))

@@ -1,0 +1,66 @@
+"""The Environments pages: the list, registering a version, an environment's versions with build logs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from apps.core.errors import ApplicationError, NotFound
+from apps.core.htmx import redirect
+from apps.endpoints import selectors, services
+from apps.endpoints.forms import EnvironmentForm
+from apps.endpoints.views.common import form_error
+
+
+@login_required
+def environments_list(request: HttpRequest) -> HttpResponse:
+    """Every named environment with its newest version."""
+    rows = [{"environment": env, "versions": versions} for env, versions in selectors.environments_latest()]
+    return render(request, "environments/environments_list.html", {"rows": rows, "section": "environments"})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def environment_create(request: HttpRequest) -> HttpResponse:
+    """Register an environment version from a base image, a conda file or pip requirements."""
+    form = EnvironmentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        spec: dict[str, Any] = {"name": data["name"].strip(), "description": data["description"]}
+        if data["image"].strip():
+            spec["image"] = data["image"].strip()
+        if data["conda_file"].strip():
+            spec["conda_file"] = data["conda_file"].strip() + "\n"
+        if data["pip_requirements"].strip():
+            spec["pip_requirements"] = data["pip_requirements"].strip()
+        try:
+            environment = services.environment_create(spec=spec, user=request.user)
+        except ApplicationError as exc:
+            form_error(form, exc)
+        else:
+            messages.success(request, f"Registered environment {environment.name} version {environment.version}.")
+            return redirect(request, reverse("environment", args=[environment.name]))
+    status = 400 if form.errors else 200
+    context = {"form": form, "section": "environments"}
+    return render(request, "environments/environment_create.html", context, status=status)
+
+
+@login_required
+def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
+    """An environment's versions, with what each installs and its build log."""
+    try:
+        rows = selectors.environment_versions(name=name)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    for row in rows:
+        conda = row["environment"].conda_file
+        row["conda"] = json.dumps(conda, indent=2) if conda else ""
+    context = {"name": name, "rows": rows, "section": "environments"}
+    return render(request, "environments/environment_detail.html", context)
