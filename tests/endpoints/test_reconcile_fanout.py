@@ -64,7 +64,8 @@ def purge(app: Celery) -> None:
 
 def queued(app: Celery) -> int:
     with app.connection_for_read() as conn:
-        return int(conn.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True).message_count)
+        # Not passive: kombu's passive declare asks EXISTS, the one command its global_keyprefix leaves unprefixed.
+        return int(conn.default_channel.queue_declare(queue=app.conf.task_default_queue).message_count)
 
 
 def local_deployment(name: str) -> Deployment:
