@@ -24,13 +24,39 @@ import hashlib
 import hmac
 import json
 import math
+import os
+import re
 import time
 from collections.abc import Mapping
 from typing import TypedDict
 
+# --- Redis key names ---
+# Every key the studio writes in Redis lives under one prefix (STUDIO_REDIS_PREFIX, default `studio:`), so two
+# studios or two test runs sharing one Redis never read or drain each other's keys. Read from the environment,
+# not Django's settings: the gateway has no Django settings; apps/core/keys.py re-exports this for the studio.
+
+_PREFIX_CHARS = re.compile(r"[A-Za-z0-9:_.-]+")
+
+
+def _prefix_from_environment() -> str:
+    raw = os.environ.get("STUDIO_REDIS_PREFIX", "studio:")
+    # No glob characters: whoever cleans up matches `<prefix>*`.
+    if not _PREFIX_CHARS.fullmatch(raw):
+        raise ValueError(f"STUDIO_REDIS_PREFIX must be letters, digits and ':_.-' only, got {raw!r}")
+    return raw
+
+
+REDIS_PREFIX = _prefix_from_environment()
+
+
+def redis_key(name: str) -> str:
+    """The full Redis key for `name`, under the studio's prefix."""
+    return REDIS_PREFIX + name
+
+
 # --- metrics ---
 
-METRICS_QUEUE = "studio:metrics"
+METRICS_QUEUE = redis_key("metrics")
 
 
 class MetricsRecord(TypedDict):
@@ -50,7 +76,7 @@ class MetricsRecord(TypedDict):
 
 # --- mirror pairs ---
 
-MIRROR_PAIRS_QUEUE = "studio:mirror-pairs"
+MIRROR_PAIRS_QUEUE = redis_key("mirror-pairs")
 MIRROR_BODY_LIMIT = 16 * 1024  # bytes of each body worth keeping; longer bodies are cut and marked truncated
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from apps.core.keys import REDIS_PREFIX
 from studio.env import env_bool, env_choice, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -107,6 +108,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EMBEDDED_REDIS_SOCKET = RUN_DIR / "redis.sock"
 REDIS_URL = env_str("REDIS_URL") or f"unix://{EMBEDDED_REDIS_SOCKET}"
 REDIS_EMBEDDED = not env_str("REDIS_URL")
+# Every key the studio writes starts with it (apps/core/keys.py reads STUDIO_REDIS_PREFIX), so studios or
+# test runs sharing one Redis stay apart.
+STUDIO_REDIS_PREFIX = REDIS_PREFIX
 
 
 def _celery_url(redis_url: str) -> str:
@@ -117,6 +121,7 @@ def _celery_url(redis_url: str) -> str:
 
 
 CELERY_BROKER_URL = _celery_url(REDIS_URL)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": STUDIO_REDIS_PREFIX}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -135,8 +140,19 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": STUDIO_REDIS_PREFIX + "cache",
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": STUDIO_REDIS_PREFIX + "asgi"},
+    }
+}
 
 # --- auth ---
 LOGIN_URL = "/login/"

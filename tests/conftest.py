@@ -5,10 +5,43 @@ is Redis (see studio/pytest_plugin.py). Every test gets its own media and instan
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import import_module
 from typing import Any
 
 import pytest
+
+from studio.pytest_plugin import run_database_name
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """A database server shared with other runs gets this run's own test database, dropped at its end.
+
+    (SQLite's test file already lives under the run's own STUDIO_HOME.)
+    """
+    from django.conf import settings
+
+    for db in settings.DATABASES.values():
+        if db["ENGINE"] != "django.db.backends.sqlite3":
+            test = db.setdefault("TEST", {})
+            test["NAME"] = run_database_name(test.get("NAME") or f"test_{db['NAME']}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every transactional test starts from the rows the migrations wrote, whatever ran before it.
+
+    A transactional test ends with a flush. Without serialized rollback Django then re-creates content
+    types and permissions (post_migrate) under new ids but not the migrations' data (the catalog); with
+    it, the flush leaves the tables empty and the next such test reloads the rows saved right after
+    migrating. A mix of the two fails the second kind after the first: the re-created content types
+    collide with the saved ones (UNIQUE constraint failed: django_content_type). So all of them restore.
+    Tests on the plain `db` fixture run before every transactional one (pytest-django orders them so,
+    also after pytest-randomly's shuffle), inside a transaction that rolls back.
+    """
+    for item in items:
+        if _transactional(item):
+            marker = item.get_closest_marker("django_db")
+            kwargs = {**(marker.kwargs if marker else {}), "transaction": True, "serialized_rollback": True}
+            item.add_marker(pytest.mark.django_db(*(marker.args if marker else ()), **kwargs), append=False)
 
 
 @pytest.fixture(autouse=True)
@@ -21,23 +54,15 @@ def _isolated_files(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     home = tmp_path_factory.mktemp("studio-home")
     settings.MEDIA_ROOT = home / "media"
     settings.STUDIO_INSTANCES_DIR = home / "instances"
-    if _transactional(request):
-        _seed_catalog()
     yield
 
 
-def _transactional(request: pytest.FixtureRequest) -> bool:
-    """Transactional tests start from a flushed database, without the catalog the migration seeded."""
-    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+def _transactional(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "fixturenames", ())
+    if "transactional_db" in fixtures or "live_server" in fixtures:
         return True
-    return any(mark.name == "django_db" and mark.kwargs.get("transaction") for mark in request.node.iter_markers())
-
-
-def _seed_catalog() -> None:
-    from django.apps import apps
-
-    migration = import_module("apps.costs.migrations.0002_seed_catalog")
-    migration.seed(apps, None)
+    marker = item.get_closest_marker("django_db")
+    return bool(marker and marker.kwargs.get("transaction"))
 
 
 def _uses_django(request: pytest.FixtureRequest) -> bool:

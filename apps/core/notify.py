@@ -15,7 +15,9 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-ROUTING_VERSION_KEY = "studio:routing:version"
+from apps.core.keys import redis_key
+
+ROUTING_VERSION_KEY = redis_key("routing:version")
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from typing import cast
 from channels.db import database_sync_to_async
 
 from apps.core import broadcast
+from apps.core.keys import redis_key
 from apps.core.notify import redis_client
 from apps.endpoints import selectors
 from apps.endpoints.backends.base import Container
@@ -30,7 +31,7 @@ from apps.endpoints.logs import deployment_logs
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "studio:logs:follow:"
+KEY_PREFIX = redis_key("logs:follow:")
 INTERVAL_S = 1.0  # between two reads of a followed log
 OWNER_TTL_S = 5.0  # a reader that stopped without giving its key up is replaced after this long
 WINDOW_LINES = 1000  # how many last lines each read compares with the previous read

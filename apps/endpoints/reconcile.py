@@ -27,6 +27,7 @@ from typing import Any, Literal
 from django.conf import settings
 from django.db import transaction
 
+from apps.core.keys import redis_key
 from apps.core.notify import redis_client, routing_changed
 from apps.costs.models import InstanceRun
 from apps.endpoints import announce
@@ -75,7 +76,7 @@ class DeploymentBusy(Exception):
 
 
 def _key(pk: int, what: str) -> str:
-    return f"studio:deployment:{pk}:{what}"
+    return redis_key(f"deployment:{pk}:{what}")
 
 
 @contextmanager

@@ -47,7 +47,7 @@ def test_usage_mistakes_are_one_line_and_exit_1(tmp_path: Path) -> None:
     assert_error(run(("online-endpoint", "fly"), bare_env(tmp_path)), "studio online-endpoint: argument <verb>")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_config_file_written_by_studio_up_is_used(live_server: object, tmp_path: Path) -> None:
     from rest_framework.authtoken.models import Token
 
@@ -63,7 +63,7 @@ def test_config_file_written_by_studio_up_is_used(live_server: object, tmp_path:
     assert_error(refused, f"the studio at {live_server.url} refused the API token from STUDIO_TOKEN")  # type: ignore[attr-defined]
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_output_formats_and_query(studio: Studio) -> None:
     factories.endpoint("ep1", tags={"team": "fraud"})
     shown = studio("online-endpoint", "show", "-n", "ep1", "-o", "yaml", "--query", "{name: name, tags: tags}")
@@ -77,7 +77,7 @@ def test_output_formats_and_query(studio: Studio) -> None:
     assert_error(studio("online-endpoint", "show", "-n", "ep1", "--query", "[name"), "--query: '[name' is not a valid")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_bad_files_and_flags_are_named(studio: Studio, azure_files: Path) -> None:
     assert_error(studio("online-endpoint", "create", "-f", "nope.yml"), "--file: nope.yml does not exist")
     (azure_files / "broken.yml").write_text("name: [ep1\n")
@@ -91,7 +91,7 @@ def test_bad_files_and_flags_are_named(studio: Studio, azure_files: Path) -> Non
     assert_error(studio("online-endpoint", "show", "-n", "nope1"), "online endpoint 'nope1' does not exist")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_set_values_are_read_as_yaml_scalars(studio: Studio) -> None:
     result = studio(
         "online-endpoint", "create", "-n", "ep1", "--set", "description=fraud model", "--set", "tags.tier=1"

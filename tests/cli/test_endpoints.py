@@ -10,7 +10,7 @@ import pytest
 from apps.endpoints.models import Deployment, Endpoint, Environment, Model
 from tests.cli.conftest import Result, assert_error
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Studio = Callable[..., Result]
 

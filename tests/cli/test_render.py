@@ -13,7 +13,7 @@ from apps.endpoints.models import Deployment, Model
 from tests.cli.conftest import Result, assert_error
 from tests.kubernetes.checks import VERSIONS, schema_errors, semantic_problems
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Studio = Callable[..., Result]
 

@@ -14,7 +14,7 @@ from apps.endpoints.models import Endpoint
 from tests import factories
 from tests.cli.conftest import Result, assert_error
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Studio = Callable[..., Result]
 

@@ -23,7 +23,7 @@ from apps.endpoints.models import Deployment, Endpoint
 from tests import factories
 from tests.cli.conftest import STUDIO, Result, assert_error
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Studio = Callable[..., Result]
 

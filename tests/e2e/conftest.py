@@ -24,6 +24,8 @@ import httpx
 import psutil
 import pytest
 
+from studio.pytest_plugin import delete_keys, run_database_name, side_prefix
+
 HERE = Path(__file__).parent
 SCREENSHOTS = HERE / "screenshots"
 AXE = HERE / "vendor" / "axe-core" / "axe.min.js"
@@ -63,7 +65,9 @@ def studio() -> Iterator[Studio]:
     if env.get("DATABASE_URL"):
         # A database of its own, so the suite's test database and this studio never meet.
         env["DATABASE_URL"] = _fresh_postgres(env["DATABASE_URL"])
-    env.update({"STUDIO_HOME": str(home), "STUDIO_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    # Keys of its own in the run's Redis: its worker must not take the tasks the suite's tests queue.
+    prefix = side_prefix("e2e")
+    env.update({"STUDIO_HOME": str(home), "STUDIO_ADMIN_PASSWORD": ADMIN_PASSWORD, "STUDIO_REDIS_PREFIX": prefix})
     ports = (_free_port(), _free_port())
     log = home / "up.log"
     with log.open("wb") as sink:
@@ -96,6 +100,7 @@ def studio() -> Iterator[Studio]:
                 pass
         _kill_instances(home)
         shutil.rmtree(home, ignore_errors=True)
+        delete_keys(prefix)
         if env.get("DATABASE_URL") and env["DATABASE_URL"] != os.environ.get("DATABASE_URL"):
             _drop_postgres(env["DATABASE_URL"])
 
@@ -105,7 +110,7 @@ def _fresh_postgres(url: str) -> str:
     import psycopg
 
     base, _, _name = url.rpartition("/")
-    name = f"studio_e2e_{os.getpid()}"
+    name = run_database_name("studio_e2e")
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')

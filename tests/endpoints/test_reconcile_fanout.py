@@ -24,6 +24,7 @@ from celery.signals import task_postrun
 from django.db import connection
 from django.db.models import F
 
+from apps.core.keys import redis_key
 from apps.core.notify import redis_client
 from apps.endpoints import reconcile, tasks
 from apps.endpoints.models import Deployment, Endpoint, Instance
@@ -63,7 +64,8 @@ def purge(app: Celery) -> None:
 
 def queued(app: Celery) -> int:
     with app.connection_for_read() as conn:
-        return int(conn.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True).message_count)
+        # Not passive: kombu's passive declare asks EXISTS, the one command its global_keyprefix leaves unprefixed.
+        return int(conn.default_channel.queue_declare(queue=app.conf.task_default_queue).message_count)
 
 
 def local_deployment(name: str) -> Deployment:
@@ -197,7 +199,7 @@ def test_a_stuck_deployment_does_not_delay_the_restart_of_a_killed_instance_else
                 time.sleep(0.5)
             # Meanwhile the stuck deployment's observation holds its lock, waiting for the cluster, and no
             # pass queued a second one behind it.
-            assert redis_client().exists(f"studio:deployment:{stuck.pk}:lock")
+            assert redis_client().exists(redis_key(f"deployment:{stuck.pk}:lock"))
             while hung_cluster.connections == 0:
                 assert time.monotonic() < deadline, "the stuck deployment was never observed"
                 tasks.observe_deployments()
@@ -207,7 +209,7 @@ def test_a_stuck_deployment_does_not_delay_the_restart_of_a_killed_instance_else
             time.sleep(0.5)
             assert hung_cluster.connections == 1
             hung_cluster.release()
-            while redis_client().exists(f"studio:deployment:{stuck.pk}:lock"):
+            while redis_client().exists(redis_key(f"deployment:{stuck.pk}:lock")):
                 assert time.monotonic() < deadline + 60, "the stuck observation never ended"
                 time.sleep(0.2)
     finally:

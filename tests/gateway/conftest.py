@@ -24,9 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
+from apps.core.keys import redis_key
+
 REPO = Path(__file__).resolve().parents[2]
 
-# One score.py for every test: echoes which instance answered; the request can ask it to sleep or fail.
+# One score.py for every test: echoes which instance answered; the request can ask it to sleep, to fail, or to
+# hold its answer until the test creates a file (the gate, given in the request or in GATE_FILE).
 SCORE_PY = """
 import json
 import os
@@ -46,6 +49,10 @@ def run(raw_data):
     delay = float(data.get("sleep") or os.environ.get("SLEEP_S") or 0)
     if delay:
         time.sleep(delay)
+    gate = data.get("gate") or os.environ.get("GATE_FILE")
+    deadline = time.monotonic() + 60
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
     if data.get("status"):
         return AMLResponse(json.dumps({"message": "the model says no"}), int(data["status"]))
     return {"instance": os.environ.get("INSTANCE_NAME", ""), "echo": data}
@@ -202,14 +209,23 @@ class RunningGateway:
     def score_url(self, endpoint: str) -> str:
         return f"{self.url}/endpoints/{endpoint}/score"
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> float:
-        """Seconds until the predicate held (fails after `timeout`)."""
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> float:
+        """Seconds until the predicate held (fails after `timeout`: generous, a busy machine is slow)."""
         began = time.monotonic()
         while not predicate():
             if time.monotonic() - began > timeout:
                 raise AssertionError(f"condition not met within {timeout}s")
             time.sleep(0.02)
         return time.monotonic() - began
+
+    def stop(self) -> None:
+        """Stop serving, as on SIGTERM: the gateway pushes the metrics it still holds on its way out."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        if self.thread.is_alive():  # a connection that never closes must not hang the suite
+            self.server.force_exit = True
+            self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "the gateway did not stop"
 
     def knows(self, endpoint: str, deployment: str | None = None, *, instances: int | None = None) -> bool:
         """Whether the loaded routing table has the endpoint (and the deployment, with that many instances)."""
@@ -255,7 +271,7 @@ def start_gateway(transactional_db: None) -> Iterator[Callable[..., RunningGatew
 
     def start(keep_alive_s: float = 5, **overrides: Any) -> RunningGateway:
         settings = GatewaySettings(
-            metrics_queue=f"test:gateway-metrics:{uuid.uuid4().hex}",
+            metrics_queue=redis_key(f"gateway-metrics:{uuid.uuid4().hex}"),
             http=Limits(keep_alive_s=keep_alive_s),
             **overrides,
         )
@@ -278,12 +294,7 @@ def start_gateway(transactional_db: None) -> Iterator[Callable[..., RunningGatew
 
     yield start
     for gateway in running:
-        gateway.server.should_exit = True
-        gateway.thread.join(timeout=10)
-        if gateway.thread.is_alive():  # a connection that never closes must not hang the suite
-            gateway.server.force_exit = True
-            gateway.thread.join(timeout=10)
-        assert not gateway.thread.is_alive(), "the gateway did not stop"
+        gateway.stop()
         redis_client().delete(gateway.state.settings.metrics_queue)
     if shared:
         connection.dec_thread_sharing()

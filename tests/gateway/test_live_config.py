@@ -1,4 +1,7 @@
-"""Routing changes reach a running gateway within a second, under load, without a failed request."""
+"""Routing changes reach every running gateway, under load, without a failed request.
+
+How fast they arrive is a figure the tests print (-s), not something they assert.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from apps.endpoints.models import Instance
 from tests.gateway.conftest import Load, bearer, make_deployment, make_endpoint, routing_changed, set_traffic
 
 
-def test_a_traffic_change_under_load_applies_within_a_second_with_no_failed_request(start_instance, gateway) -> None:
+def test_a_traffic_change_under_load_applies_with_no_failed_request(start_instance, gateway) -> None:
     blue, green = start_instance("blue-0"), start_instance("green-0")
     ep = make_endpoint("ep1")
     make_deployment(ep, "blue", blue, max_concurrent_requests_per_instance=8)
@@ -23,15 +26,16 @@ def test_a_traffic_change_under_load_applies_within_a_second_with_no_failed_requ
         changing_at = time.monotonic()
         set_traffic(ep, {"blue": 0, "green": 100})  # commits, then bumps the routing version
         changed_at = time.monotonic()
-        time.sleep(1.8)
+        gateway.wait_for(lambda: gateway.state.config.table["ep1"].weights == (("green", 100),))
+        applied_at = time.monotonic()
+        load.wait_for_answers(len(load.shots) + 40)
 
     assert load.failures() == []
     before = [s for s in load.shots if s.done < changing_at]
-    late_blue = [s.sent - changed_at for s in load.shots if s.deployment == "blue" and s.sent > changed_at]
-    after_a_second = [s for s in load.shots if s.sent > changed_at + 1.0]
+    after = [s for s in load.shots if s.sent > applied_at]
     assert before and {s.deployment for s in before} == {"blue"}
-    assert after_a_second and {s.deployment for s in after_a_second} == {"green"}
-    print(f"last request sent to blue {max(late_blue, default=0) * 1000:.0f} ms after the change")
+    assert after and {s.deployment for s in after} == {"green"}
+    print(f"the gateway applied the change {(applied_at - changed_at) * 1000:.0f} ms after it was committed")
 
 
 def test_an_instance_turning_unready_stops_getting_requests_without_failures(start_instance, gateway) -> None:
@@ -46,16 +50,17 @@ def test_an_instance_turning_unready_stops_getting_requests_without_failures(sta
         changing_at = time.monotonic()
         Instance.objects.filter(deployment=deployment, address=first.address).update(ready=False, state="Unready")
         routing_changed()
-        changed_at = time.monotonic()
-        time.sleep(1.5)
+        gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=1))
+        applied_at = time.monotonic()
+        load.wait_for_answers(len(load.shots) + 40)
 
     assert load.failures() == []
-    late = [s for s in load.shots if s.sent > changed_at + 1.0]
+    late = [s for s in load.shots if s.sent > applied_at]
     assert late and all('"blue-1"' in s.body for s in late)
     assert any('"blue-0"' in s.body for s in load.shots if s.done < changing_at)
 
 
-def test_a_new_ready_instance_takes_requests_within_a_second(start_instance, gateway) -> None:
+def test_a_new_ready_instance_takes_requests(start_instance, gateway) -> None:
     first = start_instance("blue-0")
     ep = make_endpoint("ep1")
     deployment = make_deployment(ep, "blue", first, max_concurrent_requests_per_instance=8)
@@ -65,7 +70,7 @@ def test_a_new_ready_instance_takes_requests_within_a_second(start_instance, gat
 
     Instance.objects.create(deployment=deployment, name="blue-1", address=second.address, state="Ready", ready=True)
     routing_changed()
-    waited = gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=2), timeout=1.0)
+    waited = gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=2))
 
     with httpx.Client() as client:
         bodies = [client.post(gateway.score_url("ep1"), json={}, headers=bearer(ep)).text for _ in range(20)]
@@ -84,13 +89,14 @@ def test_the_table_is_reloaded_periodically_even_without_a_bump(start_instance, 
     # A writer that forgot to bump the routing version: picked up by the periodic reload.
     Instance.objects.create(deployment=deployment, name="blue-0", address=blue.address, state="Ready", ready=True)
 
-    gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=1), timeout=3.0)
+    gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=1))
     assert httpx.post(gateway.score_url("ep1"), json={}, headers=bearer(ep)).status_code == 200
 
 
 def test_every_gateway_process_picks_up_a_change(start_instance, start_gateway) -> None:
     blue, green = start_instance("blue-0"), start_instance("green-0")
-    gateways = [start_gateway(), start_gateway()]
+    # No periodic reload during the test: only the routing version each of them polls can tell them.
+    gateways = [start_gateway(reload_s=3600), start_gateway(reload_s=3600)]
     ep = make_endpoint("ep1")
     make_deployment(ep, "blue", blue)
     make_deployment(ep, "green", green)
@@ -99,11 +105,9 @@ def test_every_gateway_process_picks_up_a_change(start_instance, start_gateway) 
         gateway.wait_for(lambda g=gateway: g.knows("ep1", "green", instances=1) and g.state.config.table["ep1"].weights)
 
     set_traffic(ep, {"blue": 0, "green": 100})
-    changed_at = time.monotonic()
 
-    for gateway in gateways:  # both within one second of the change, not one after the other
+    for gateway in gateways:
         url = gateway.score_url("ep1")
         gateway.wait_for(
-            lambda u=url: httpx.post(u, json={}, headers=bearer(ep)).headers["azureml-model-deployment"] == "green",
-            timeout=max(0.05, changed_at + 1.0 - time.monotonic()),
+            lambda u=url: httpx.post(u, json={}, headers=bearer(ep)).headers["azureml-model-deployment"] == "green"
         )

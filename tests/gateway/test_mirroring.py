@@ -9,6 +9,7 @@ import uuid
 
 import httpx
 
+from apps.core.keys import redis_key
 from apps.core.notify import redis_client
 from tests.gateway.conftest import bearer, fire, make_deployment, make_endpoint, set_traffic
 
@@ -48,17 +49,19 @@ def test_pinned_requests_are_never_mirrored(start_instance, gateway) -> None:
     assert blue.scored() == 200
 
 
-def test_a_slow_shadow_does_not_delay_the_client(start_instance, gateway) -> None:
-    ep, _, green = _blue_green(gateway, start_instance, mirror=50, green_env={"SLEEP_S": "0.8"})
+def test_a_slow_shadow_does_not_delay_the_client(start_instance, gateway, tmp_path) -> None:
+    gate = tmp_path / "release-green"
+    ep, _, green = _blue_green(gateway, start_instance, mirror=50, green_env={"GATE_FILE": str(gate)})
 
-    with httpx.Client(timeout=30) as client:
-        elapsed = [
-            client.post(gateway.score_url("ep1"), json={}, headers=bearer(ep)).elapsed.total_seconds()
-            for _ in range(10)
-        ]
+    # The shadow holds every copy until the gate opens, after the client has all its answers.
+    with httpx.Client(timeout=120) as client:
+        statuses = [client.post(gateway.score_url("ep1"), json={}, headers=bearer(ep)).status_code for _ in range(30)]
+    held = gateway.state.mirror_in_flight
+    gate.touch()
 
-    assert max(elapsed) < 0.8, elapsed  # no answer waited for the shadow's 0.8 s
-    gateway.wait_for(lambda: gateway.state.mirror_in_flight == 0, timeout=20)
+    assert statuses == [200] * 30
+    assert held > 0  # copies were still at the shadow (Binomial(30, 0.5) is 0 once in 10⁹)
+    gateway.wait_for(lambda: gateway.state.mirror_in_flight == 0)
     assert green.scored() > 0
 
 
@@ -78,7 +81,7 @@ def test_shadow_copies_beyond_the_bound_are_dropped_and_counted(start_instance, 
 
 
 def test_shadow_answers_are_recorded_as_mirrored_metrics_and_sampled_pairs(start_instance, start_gateway) -> None:
-    pairs_queue = f"test:mirror-pairs:{uuid.uuid4().hex}"
+    pairs_queue = redis_key(f"mirror-pairs:{uuid.uuid4().hex}")
     gateway = start_gateway(mirror_sample_rate=1.0, mirror_pairs_queue=pairs_queue)
     ep, _, green = _blue_green(gateway, start_instance, mirror=50)
     try:

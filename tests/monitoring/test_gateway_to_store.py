@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.core.keys import redis_key
 from apps.core.notify import redis_client
 from apps.monitoring import compare, selectors, services
 from apps.monitoring.models import Grain
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_every_request_through_the_gateway_is_counted_once_and_mirrors_are_compared(request) -> None:  # noqa: ANN001
     launch = request.getfixturevalue("start_instance")  # real inference-server processes
-    pairs_queue = f"test:mirror-pairs:{uuid.uuid4().hex}"
+    pairs_queue = redis_key(f"mirror-pairs:{uuid.uuid4().hex}")
     gw = request.getfixturevalue("start_gateway")(mirror_sample_rate=1.0, mirror_pairs_queue=pairs_queue)
     blue, green = launch("blue-0"), launch("green-0")
     ep = make_endpoint("ep1")
