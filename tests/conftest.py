@@ -36,8 +36,8 @@ def _transactional(request: pytest.FixtureRequest) -> bool:
 def _seed_catalog() -> None:
     from django.apps import apps
 
-    migration = import_module("apps.costs.migrations.0002_seed_catalog")
-    migration.seed(apps, None)
+    import_module("apps.endpoints.migrations.0003_instancetype").seed(apps, None)
+    import_module("apps.costs.migrations.0004_instanceprice").seed_prices(apps, None)
 
 
 def _uses_django(request: pytest.FixtureRequest) -> bool:

@@ -20,12 +20,17 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import ApplicationError, NotFound
-from apps.costs.models import AutoscaleSetting, InstanceRun, InstanceType
-from apps.endpoints.models import Deployment
+from apps.costs.autoscale import validate_setting
+from apps.costs.models import AutoscaleSetting, InstancePrice, InstanceRun
+from apps.costs.selectors import idle_deployments, money
+from apps.endpoints.catalog import instance_type_find
+from apps.endpoints.events import event_record
+from apps.endpoints.models import Deployment, DeploymentEvent
 
 
 @transaction.atomic
@@ -88,12 +93,6 @@ def capacity_close_orphans(*, at: datetime | None = None) -> int:
 
 def idle_flag(*, now: datetime | None = None) -> int:
     """Put an Idle warning on the timeline of each deployment idle while costing money, once per idle spell."""
-    from django.conf import settings
-
-    from apps.costs.selectors import idle_deployments, money
-    from apps.endpoints.models import DeploymentEvent
-    from apps.endpoints.services import event_record
-
     now = now or timezone.now()
     flagged = 0
     for row in idle_deployments(now=now):
@@ -114,12 +113,10 @@ def idle_flag(*, now: datetime | None = None) -> int:
 
 
 @transaction.atomic
-def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstanceType:
+def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstancePrice:
     """Change the price per hour of an instance type (costs are recomputed with it)."""
-    try:
-        row = InstanceType.objects.select_for_update().get(name=name)
-    except InstanceType.DoesNotExist:
-        raise NotFound(f"instance type {name!r} does not exist") from None
+    if instance_type_find(name=name) is None:
+        raise NotFound(f"instance type {name!r} does not exist")
     try:
         price = Decimal(str(price_per_hour))
     except (InvalidOperation, ValueError):
@@ -134,17 +131,17 @@ def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstanceType:
         raise ApplicationError(
             f"price_per_hour: at most 4 decimal places, got {price_per_hour!r}", field="price_per_hour"
         )
+    row = InstancePrice.objects.select_for_update().filter(instance_type=name).first()
+    row = row or InstancePrice(instance_type=name)
     row.price_per_hour = price.quantize(Decimal("0.0001"))
     row.full_clean()
-    row.save(update_fields=["price_per_hour"])
+    row.save()
     return row
 
 
 @transaction.atomic
 def autoscale_set(*, deployment: Deployment, spec: Any) -> AutoscaleSetting:
     """Create or replace a deployment's autoscale setting after validating every field."""
-    from apps.costs.autoscale import validate_setting
-
     clean = validate_setting(spec)
     setting, _ = AutoscaleSetting.objects.select_for_update().get_or_create(deployment=deployment)
     for key, value in clean.items():
