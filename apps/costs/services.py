@@ -1,17 +1,14 @@
 """Writes of costs: the capacity history, instance-type prices and autoscale settings.
 
-The one call the backends make (reconcile, whenever the number of running instances changes):
+The capacity history (InstanceRun: one row per instance from start to stop) follows what the reconcile
+loop sees: apps.endpoints sends `instances_capacity_changed` whenever instances start or stop holding
+capacity, and `capacity_instances` (connected in CostsConfig.ready()) opens or closes their runs in the
+same transaction. Costs are instance-seconds of these runs × the instance type's price, so they are exact,
+not sampled. Runs left open by a deployment row deleted without passing through reconcile are closed by
+the minute beat task (`capacity_close_orphans`), so they stop costing then.
 
-    capacity_record(*, deployment: Deployment, instance_count: int, at: datetime | None = None) -> int
-
-`instance_count` is how many instances of the deployment run (hold a VM) right now: after a
-start, a stop, a scale or a crash; 0 once they are all stopped (delete, failure). It is
-level-triggered and idempotent: it compares the open InstanceRun rows with the count (and the
-deployment's current instance type) and opens or closes runs at `at` (default now), so calling it
-twice with the same count changes nothing. Returns how many runs it opened or closed. Costs are
-instance-seconds of these runs × the instance type's price, so they are exact, not sampled.
-Call it with 0 before deleting a deployment's row; runs left open by a row deleted without that
-call are closed by the minute beat task (`capacity_close_orphans`), so they stop costing then.
+`capacity_record(deployment=..., instance_count=N, at=...)` sets a deployment's open runs to N at once,
+level-triggered and idempotent: for a caller that knows a count rather than instance names.
 """
 
 from __future__ import annotations
@@ -31,6 +28,27 @@ from apps.costs.selectors import idle_deployments, money
 from apps.endpoints.catalog import instance_type_find
 from apps.endpoints.events import event_record
 from apps.endpoints.models import Deployment, DeploymentEvent
+
+
+@transaction.atomic
+def capacity_instances(*, deployment: Deployment, instances: list[str], holds_capacity: bool, at: datetime) -> int:
+    """Open a run for each named instance that now holds capacity (unless one is open), or close their open runs;
+    returns how many runs it opened or closed. What the reconcile loop tells costs (apps.endpoints.signals)."""
+    open_runs = InstanceRun.objects.filter(deployment=deployment, instance__in=instances, stopped_at__isnull=True)
+    if not holds_capacity:
+        return open_runs.update(stopped_at=at)
+    running = set(open_runs.values_list("instance", flat=True))
+    started = [name for name in instances if name not in running]
+    for name in started:
+        InstanceRun.objects.create(
+            deployment=deployment,
+            endpoint_name=deployment.endpoint.name,
+            deployment_name=deployment.name,
+            instance=name,
+            instance_type=deployment.instance_type,
+            started_at=at,
+        )
+    return len(started)
 
 
 @transaction.atomic
