@@ -26,7 +26,8 @@ import httpx
 import psutil
 
 from apps.core.processes import die_with_parent
-from cli.config import studio_home, write_config_file
+from apps.core.redis_server import EmbeddedRedis
+from cli.config import read_config_file, studio_home, write_config_file
 from cli.errors import CliError
 
 STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL for what is still running after this
@@ -131,8 +132,6 @@ def _prepare_database(home: Path, public_url: str) -> dict[str, str]:
     from django.core.management import call_command
     from django.db import DatabaseError, connections
     from rest_framework.authtoken.models import Token
-
-    from cli.config import read_config_file
 
     try:
         call_command("migrate", interactive=False, verbosity=0)
@@ -284,8 +283,6 @@ def run(*, host: str, port: int, gateway_port: int) -> int:
     code = 0
     try:
         if not os.environ.get("REDIS_URL"):
-            from apps.core.redis_server import EmbeddedRedis
-
             stack.redis = EmbeddedRedis(home / "run" / "redis.sock", persist=True)
             try:
                 stack.redis.start()

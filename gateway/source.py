@@ -1,6 +1,6 @@
 """Where a running gateway's routing table comes from: the studio's database and Redis.
 
-The one module of `gateway/` that imports Django or `apps/` (tests/gateway/test_boundaries.py holds that):
+The one module of `gateway/` that imports Django or `apps/` (pyproject.toml's import contracts hold that):
 it sets Django up for the ORM, reads the rows through `apps.endpoints.selectors.routing_rows` (plain data,
 `gateway/wire.py`'s shapes) and names the Redis counter that says when to read them again. Everything it
 does runs at start-up or on the gateway's table thread, never on a request's path.

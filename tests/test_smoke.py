@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
-from apps.costs.models import InstanceType
+from apps.endpoints.models import InstanceType
 
 
 @pytest.mark.django_db

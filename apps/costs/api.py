@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from apps.core.errors import ApplicationError, NotFound
 from apps.costs import autoscale, selectors, services
 from apps.costs.models import AutoscaleSetting
+from apps.endpoints.catalog import quota_view
 from apps.endpoints.selectors import deployment_get, endpoint_get
 from apps.monitoring.api import window_params
 
@@ -87,7 +88,7 @@ def endpoint_costs(request: Request, name: str) -> Response:
 @api_view(["GET"])
 def quota(request: Request) -> Response:
     """Cores of the quota: limit, used by instances, reserved for upgrades (20 %), free."""
-    return Response(selectors.quota_view())
+    return Response(quota_view())
 
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
@@ -100,7 +101,7 @@ def instance_type_detail(request: Request, name: str) -> Response:
     if extra:
         raise ApplicationError(f"{extra[0]}: cannot be changed; only price_per_hour can", field=extra[0])
     row = services.instance_type_price_set(name=name, price_per_hour=request.data["price_per_hour"])
-    return Response({"name": row.name, "price_per_hour": str(row.price_per_hour), "currency": _currency()})
+    return Response({"name": row.instance_type, "price_per_hour": str(row.price_per_hour), "currency": _currency()})
 
 
 def _currency() -> str:

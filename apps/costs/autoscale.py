@@ -31,12 +31,17 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import ApplicationError
-from apps.costs.models import AutoscaleSetting, InstanceType
+from apps.costs.models import AutoscaleSetting
+from apps.endpoints.catalog import cores_needed, instance_type_find, quota_used
+from apps.endpoints.events import event_record
 from apps.endpoints.models import Deployment, DeploymentEvent, ProvisioningState
+from apps.endpoints.services import deployment_scale
+from apps.monitoring import selectors as metrics
 
 METRICS = ("CpuUtilizationPercentage", "RequestsPerInstancePerMinute", "RequestLatency_P95")
 OPERATORS = {
@@ -287,8 +292,6 @@ def decide(
 
 def metric_value(*, deployment: Deployment, rule: dict[str, Any], now: datetime) -> float | None:
     """The rule's metric over its window for the deployment; None when nothing measured it."""
-    from apps.monitoring import selectors as metrics
-
     start = now - timedelta(minutes=rule["window_minutes"])
     endpoint = deployment.endpoint.name
     if rule["metric"] == "CpuUtilizationPercentage":
@@ -300,11 +303,8 @@ def metric_value(*, deployment: Deployment, rule: dict[str, Any], now: datetime)
 
 
 def _max_instances_in_quota(*, deployment: Deployment) -> int:
-    from django.conf import settings
-
-    from apps.endpoints.selectors import cores_needed, quota_used
-
-    vcpus = InstanceType.objects.filter(name=deployment.instance_type).values_list("vcpus", flat=True).first() or 0
+    row = instance_type_find(name=deployment.instance_type)
+    vcpus = row.vcpus if row is not None else 0
     free = settings.STUDIO_CORE_QUOTA - quota_used(exclude=deployment)
     count = 0
     while count < MAX_INSTANCES and cores_needed(instance_count=count + 1, vcpus=vcpus) <= free:
@@ -313,8 +313,6 @@ def _max_instances_in_quota(*, deployment: Deployment) -> int:
 
 
 def _warn_once(deployment: Deployment, message: str) -> None:
-    from apps.endpoints.services import event_record
-
     last = deployment.events.order_by("-created_at", "-id").first()
     if last is None or last.reason != "ScaleBlocked" or last.message != message:
         event_record(deployment=deployment, reason="ScaleBlocked", message=message, type=DeploymentEvent.Type.WARNING)
@@ -330,8 +328,6 @@ SKIP_STATES = (
 
 def evaluate(*, setting: AutoscaleSetting, now: datetime | None = None) -> Decision | None:
     """Evaluate one deployment's autoscale now; scale it (with the reason on its timeline) if needed."""
-    from apps.endpoints.services import deployment_scale
-
     now = now or timezone.now()
     deployment = Deployment.objects.select_related("endpoint").get(pk=setting.deployment_id)
     if not setting.enabled or deployment.state in SKIP_STATES:

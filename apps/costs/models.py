@@ -1,25 +1,24 @@
-"""Instance types with prices, and the capacity history that costs are computed from."""
+"""Prices of instance types, the capacity history that costs are computed from, and autoscale settings."""
 
 from __future__ import annotations
 
 from django.db import models
 
 
-class InstanceType(models.Model):
-    """A catalog row: a VM size with its cores, memory, GPUs and price per hour."""
+class InstancePrice(models.Model):
+    """What an instance type of the catalog (apps.endpoints' InstanceType, by name) costs an hour.
 
-    name = models.CharField(max_length=64, unique=True)
-    vcpus = models.PositiveIntegerField()
-    memory_gib = models.DecimalField(max_digits=8, decimal_places=2)
-    gpus = models.PositiveIntegerField(default=0)
-    gpu_model = models.CharField(max_length=32, blank=True)
+    By name, as the capacity history records it, so a run keeps its price key whatever happens to the catalog.
+    """
+
+    instance_type = models.CharField(max_length=64, unique=True)
     price_per_hour = models.DecimalField(max_digits=10, decimal_places=4)
 
     class Meta:
-        ordering = ["gpus", "vcpus", "name"]
+        ordering = ["instance_type"]
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.instance_type}: {self.price_per_hour}/h"
 
 
 class InstanceRun(models.Model):

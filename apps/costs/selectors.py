@@ -1,6 +1,6 @@
 """Reads of costs: what deployments cost now and this month (`cost_book`, the one definition every
 page, the API and the CLI show), exact cost from the capacity history per deployment, endpoint and
-day, cost per 1000 requests and the share spent on mirrored traffic, idle deployments, quota.
+day, cost per 1000 requests and the share spent on mirrored traffic, idle deployments, prices.
 
 Cost of a run = its instance-seconds inside the window × the instance type's price per hour / 3600,
 in Decimal. Prices are the catalog's current ones (editing a price re-prices the history). Figures
@@ -23,9 +23,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.costs.models import InstanceRun, InstanceType
+from apps.costs.models import InstancePrice, InstanceRun
+from apps.endpoints.catalog import QUOTA_FREE_STATES
 from apps.endpoints.models import Deployment
-from apps.endpoints.selectors import QUOTA_FREE_STATES, cores_needed, quota_summary
 from apps.monitoring.selectors import last_request_at, requests_by_deployment
 
 SECONDS_PER_HOUR = Decimal(3600)
@@ -33,6 +33,7 @@ HOURS_PER_DAY = Decimal(24)
 HOURS_PER_MONTH = Decimal(730)  # the month of Azure's pricing calculator: 365 × 24 / 12 hours
 MONEY = Decimal("0.000001")
 CENT = Decimal("0.01")
+NO_PRICE = Decimal("0.0000")  # what an instance type without a price costs (none has, once seeded)
 
 
 def seconds_between(start: datetime, end: datetime) -> Decimal:
@@ -51,6 +52,17 @@ def money(value: Decimal) -> str:
 def cents(value: Decimal) -> Decimal:
     """A cost as the pages show it: rounded once, to the cent, halves up."""
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def instance_type_prices() -> dict[str, Decimal]:
+    """Price per hour of every instance type that has one, by name."""
+    return dict(InstancePrice.objects.values_list("instance_type", "price_per_hour"))
+
+
+def price_per_hour(*, instance_type: str) -> Decimal:
+    """What one instance of `instance_type` costs an hour (NO_PRICE for a type without a price)."""
+    price = InstancePrice.objects.filter(instance_type=instance_type).values_list("price_per_hour", flat=True).first()
+    return NO_PRICE if price is None else price
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,7 @@ def cost_rows(
     """Cost per UTC day, endpoint, deployment and instance type over [start, end); runs still open end at now."""
     now = now or timezone.now()
     end = min(end, now)
-    prices = dict(InstanceType.objects.values_list("name", "price_per_hour"))
+    prices = instance_type_prices()
     seconds: dict[tuple[str, str, str, str], Decimal] = {}
     for run in _runs(start=start, end=end, endpoint=endpoint):
         run_start = max(run.started_at, start)
@@ -251,7 +263,7 @@ def _month(now: datetime) -> tuple[datetime, Decimal]:
 def rate_per_hour(*, instance_type: str, instance_count: int, prices: dict[str, Decimal] | None = None) -> Decimal:
     """What `instance_count` instances of `instance_type` cost an hour (0 for a type not in the catalog)."""
     if prices is None:
-        prices = dict(InstanceType.objects.filter(name=instance_type).values_list("name", "price_per_hour"))
+        prices = {instance_type: price_per_hour(instance_type=instance_type)}
     return prices.get(instance_type, Decimal(0)) * instance_count
 
 
@@ -265,7 +277,7 @@ def cost_book(*, endpoint: str | None = None, now: datetime | None = None) -> Co
     size, what it cost this month so far and what the month will come to."""
     now = now or timezone.now()
     month_start, hours_left = _month(now)
-    prices: dict[str, Decimal] = dict(InstanceType.objects.values_list("name", "price_per_hour"))
+    prices = instance_type_prices()
     rates: dict[tuple[str, str], Decimal] = {}
     deployments = Deployment.objects.all()
     if endpoint:
@@ -339,7 +351,7 @@ def idle_deployments(*, now: datetime | None = None, minutes: int | None = None)
     """Deployments that cost money now and answered no request for `minutes` (STUDIO_IDLE_MINUTES)."""
     now = now or timezone.now()
     window = timedelta(minutes=minutes or settings.STUDIO_IDLE_MINUTES)
-    prices = dict(InstanceType.objects.values_list("name", "price_per_hour"))
+    prices = instance_type_prices()
     running: dict[tuple[str, str], dict[str, Any]] = {}
     for run in InstanceRun.objects.filter(stopped_at__isnull=True, started_at__lte=now):
         entry = running.setdefault(
@@ -365,20 +377,6 @@ def idle_deployments(*, now: datetime | None = None, minutes: int | None = None)
                 }
             )
     return idle
-
-
-def quota_view() -> dict[str, int]:
-    """Cores of the quota: used by instances, reserved for upgrades (the 20 %), and free."""
-    summary = quota_summary()
-    vcpus = dict(InstanceType.objects.values_list("name", "vcpus"))
-    used = 0
-    held = 0
-    rows = Deployment.objects.exclude(state__in=QUOTA_FREE_STATES).values_list("instance_type", "instance_count")
-    for instance_type, count in rows:
-        cores = vcpus.get(instance_type, 0)
-        used += count * cores
-        held += cores_needed(instance_count=count, vcpus=cores)
-    return {"limit": summary["limit"], "used": used, "reserved": held - used, "free": max(0, summary["limit"] - held)}
 
 
 def cost_figures_view(figures: CostFigures, *, currency: str) -> dict[str, Any]:

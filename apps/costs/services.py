@@ -1,17 +1,14 @@
 """Writes of costs: the capacity history, instance-type prices and autoscale settings.
 
-The one call the backends make (reconcile, whenever the number of running instances changes):
+The capacity history (InstanceRun: one row per instance from start to stop) follows what the reconcile
+loop sees: apps.endpoints sends `instances_capacity_changed` whenever instances start or stop holding
+capacity, and `capacity_instances` (connected in CostsConfig.ready()) opens or closes their runs in the
+same transaction. Costs are instance-seconds of these runs × the instance type's price, so they are exact,
+not sampled. Runs left open by a deployment row deleted without passing through reconcile are closed by
+the minute beat task (`capacity_close_orphans`), so they stop costing then.
 
-    capacity_record(*, deployment: Deployment, instance_count: int, at: datetime | None = None) -> int
-
-`instance_count` is how many instances of the deployment run (hold a VM) right now: after a
-start, a stop, a scale or a crash; 0 once they are all stopped (delete, failure). It is
-level-triggered and idempotent: it compares the open InstanceRun rows with the count (and the
-deployment's current instance type) and opens or closes runs at `at` (default now), so calling it
-twice with the same count changes nothing. Returns how many runs it opened or closed. Costs are
-instance-seconds of these runs × the instance type's price, so they are exact, not sampled.
-Call it with 0 before deleting a deployment's row; runs left open by a row deleted without that
-call are closed by the minute beat task (`capacity_close_orphans`), so they stop costing then.
+`capacity_record(deployment=..., instance_count=N, at=...)` sets a deployment's open runs to N at once,
+level-triggered and idempotent: for a caller that knows a count rather than instance names.
 """
 
 from __future__ import annotations
@@ -20,12 +17,38 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import ApplicationError, NotFound
-from apps.costs.models import AutoscaleSetting, InstanceRun, InstanceType
-from apps.endpoints.models import Deployment
+from apps.costs.autoscale import validate_setting
+from apps.costs.models import AutoscaleSetting, InstancePrice, InstanceRun
+from apps.costs.selectors import idle_deployments, money
+from apps.endpoints.catalog import instance_type_find
+from apps.endpoints.events import event_record
+from apps.endpoints.models import Deployment, DeploymentEvent
+
+
+@transaction.atomic
+def capacity_instances(*, deployment: Deployment, instances: list[str], holds_capacity: bool, at: datetime) -> int:
+    """Open a run for each named instance that now holds capacity (unless one is open), or close their open runs;
+    returns how many runs it opened or closed. What the reconcile loop tells costs (apps.endpoints.signals)."""
+    open_runs = InstanceRun.objects.filter(deployment=deployment, instance__in=instances, stopped_at__isnull=True)
+    if not holds_capacity:
+        return open_runs.update(stopped_at=at)
+    running = set(open_runs.values_list("instance", flat=True))
+    started = [name for name in instances if name not in running]
+    for name in started:
+        InstanceRun.objects.create(
+            deployment=deployment,
+            endpoint_name=deployment.endpoint.name,
+            deployment_name=deployment.name,
+            instance=name,
+            instance_type=deployment.instance_type,
+            started_at=at,
+        )
+    return len(started)
 
 
 @transaction.atomic
@@ -88,12 +111,6 @@ def capacity_close_orphans(*, at: datetime | None = None) -> int:
 
 def idle_flag(*, now: datetime | None = None) -> int:
     """Put an Idle warning on the timeline of each deployment idle while costing money, once per idle spell."""
-    from django.conf import settings
-
-    from apps.costs.selectors import idle_deployments, money
-    from apps.endpoints.models import DeploymentEvent
-    from apps.endpoints.services import event_record
-
     now = now or timezone.now()
     flagged = 0
     for row in idle_deployments(now=now):
@@ -114,12 +131,10 @@ def idle_flag(*, now: datetime | None = None) -> int:
 
 
 @transaction.atomic
-def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstanceType:
+def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstancePrice:
     """Change the price per hour of an instance type (costs are recomputed with it)."""
-    try:
-        row = InstanceType.objects.select_for_update().get(name=name)
-    except InstanceType.DoesNotExist:
-        raise NotFound(f"instance type {name!r} does not exist") from None
+    if instance_type_find(name=name) is None:
+        raise NotFound(f"instance type {name!r} does not exist")
     try:
         price = Decimal(str(price_per_hour))
     except (InvalidOperation, ValueError):
@@ -134,17 +149,17 @@ def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstanceType:
         raise ApplicationError(
             f"price_per_hour: at most 4 decimal places, got {price_per_hour!r}", field="price_per_hour"
         )
+    row = InstancePrice.objects.select_for_update().filter(instance_type=name).first()
+    row = row or InstancePrice(instance_type=name)
     row.price_per_hour = price.quantize(Decimal("0.0001"))
     row.full_clean()
-    row.save(update_fields=["price_per_hour"])
+    row.save()
     return row
 
 
 @transaction.atomic
 def autoscale_set(*, deployment: Deployment, spec: Any) -> AutoscaleSetting:
     """Create or replace a deployment's autoscale setting after validating every field."""
-    from apps.costs.autoscale import validate_setting
-
     clean = validate_setting(spec)
     setting, _ = AutoscaleSetting.objects.select_for_update().get_or_create(deployment=deployment)
     for key, value in clean.items():

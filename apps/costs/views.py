@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from apps.costs import selectors
+from apps.endpoints import catalog
 from apps.endpoints import selectors as endpoint_selectors
 from apps.endpoints.views.common import endpoint_or_404, tab_context
 from apps.monitoring import charts
@@ -41,7 +42,7 @@ def costs_index(request: HttpRequest) -> HttpResponse:
         "total": book.total,
         "section": "costs",
         "currency": book.currency,
-        "quota": endpoint_selectors.quota_summary(),
+        "quota": catalog.quota_summary(),
     }
     return render(request, "costs/costs.html", context)
 
@@ -54,7 +55,7 @@ def endpoint_costs(request: HttpRequest, name: str) -> HttpResponse:
     context = tab_context(request, endpoint, "costs")
     now = timezone.now()
     book = selectors.cost_book(endpoint=endpoint.name, now=now)
-    prices = endpoint_selectors.instance_type_prices()
+    prices = selectors.instance_type_prices()
     context["rates"] = [
         {
             "deployment": d,

@@ -8,7 +8,8 @@ from typing import Any
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
-from apps.endpoints import selectors
+from apps.costs.selectors import NO_PRICE, instance_type_prices
+from apps.endpoints import catalog, selectors
 from apps.endpoints.models import Endpoint, Model
 from apps.endpoints.yaml.schemas import NAME_RE
 
@@ -81,9 +82,10 @@ def _environment_choices() -> list[tuple[str, str]]:
 
 
 def _instance_type_choices() -> list[tuple[str, str]]:
+    prices = instance_type_prices()
     return [
-        (t.name, f"{t.name} · {t.vcpus} vCPU · {t.memory_gib.normalize():f} GiB · ${t.price_per_hour}/h")
-        for t in selectors.instance_types_list()
+        (t.name, f"{t.name} · {t.vcpus} vCPU · {t.memory_gib.normalize():f} GiB · ${prices.get(t.name, NO_PRICE)}/h")
+        for t in catalog.instance_types_list()
     ]
 
 

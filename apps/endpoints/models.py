@@ -1,4 +1,4 @@
-"""The nouns of Azure ML v2 online serving: models, environments, endpoints and deployments."""
+"""The nouns of Azure ML v2 online serving: models, environments, endpoints, deployments and instance types."""
 
 from __future__ import annotations
 
@@ -291,3 +291,19 @@ class Instance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id}/{self.name}"
+
+
+class InstanceType(models.Model):
+    """A catalog row: a VM size with its cores, memory and GPUs (its price is apps.costs' InstancePrice)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    vcpus = models.PositiveIntegerField()
+    memory_gib = models.DecimalField(max_digits=8, decimal_places=2)
+    gpus = models.PositiveIntegerField(default=0)
+    gpu_model = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["gpus", "vcpus", "name"]
+
+    def __str__(self) -> str:
+        return self.name

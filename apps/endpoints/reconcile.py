@@ -29,12 +29,12 @@ from django.db import transaction
 
 from apps.core.keys import redis_key
 from apps.core.notify import redis_client, routing_changed
-from apps.costs.models import InstanceRun
 from apps.endpoints import announce
 from apps.endpoints.backends import backend_kind, get_backend
 from apps.endpoints.backends.base import Backend, BackendEvent, Observed
 from apps.endpoints.events import event_record
 from apps.endpoints.models import Deployment, DeploymentEvent, Endpoint, Instance, ProvisioningState
+from apps.endpoints.signals import instances_capacity_changed
 from apps.endpoints.specs import deployment_backend_kind, deployment_spec
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ TERMINAL_REASONS = frozenset(
     }
 )
 IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
-# Instances that hold capacity and accrue cost: a pod waiting for a node, or evicted, holds none.
+# Instances that hold capacity (and accrue cost in apps.costs): a pod waiting for a node, or evicted, holds none.
 BILLED_STATES = frozenset(
     {
         Instance.State.STARTING,
@@ -161,13 +161,13 @@ def instances_sync(*, deployment: Deployment, observed: Observed) -> int:
             if row is None:
                 Instance.objects.create(deployment=deployment, name=status.name, **values)
                 if status.state in BILLED_STATES:
-                    _capacity_start(deployment, status.name, status.started_at or now)
+                    _capacity_changed(deployment, [status.name], holds=True, at=status.started_at or now)
                 changed = changed or status.ready
                 continue
             if row.ready != status.ready or row.address != status.address:
                 changed = True
             if (row.state in BILLED_STATES) != (status.state in BILLED_STATES):
-                _capacity_move(deployment, status.name, billed=status.state in BILLED_STATES, at=now)
+                _capacity_changed(deployment, [status.name], holds=status.state in BILLED_STATES, at=now)
             if any(getattr(row, field) != value for field, value in values.items()):
                 for field, value in values.items():
                     setattr(row, field, value)
@@ -176,9 +176,7 @@ def instances_sync(*, deployment: Deployment, observed: Observed) -> int:
         if gone:
             changed = changed or any(rows[name].ready for name in gone)
             Instance.objects.filter(deployment=deployment, name__in=gone).delete()
-            InstanceRun.objects.filter(deployment=deployment, instance__in=gone, stopped_at__isnull=True).update(
-                stopped_at=now
-            )
+            _capacity_changed(deployment, gone, holds=False, at=now)
         ready = observed.ready_count
         Deployment.objects.filter(pk=deployment.pk).exclude(ready_instances=ready).update(ready_instances=ready)
         if changed:
@@ -186,23 +184,10 @@ def instances_sync(*, deployment: Deployment, observed: Observed) -> int:
     return ready
 
 
-def _capacity_move(deployment: Deployment, instance: str, *, billed: bool, at: datetime) -> None:
-    """An instance started holding capacity (scheduled and running) or stopped (evicted, failed, pending again)."""
-    open_runs = InstanceRun.objects.filter(deployment=deployment, instance=instance, stopped_at__isnull=True)
-    if not billed:
-        open_runs.update(stopped_at=at)
-    elif not open_runs.exists():
-        _capacity_start(deployment, instance, at)
-
-
-def _capacity_start(deployment: Deployment, instance: str, started_at: datetime) -> None:
-    InstanceRun.objects.create(
-        deployment=deployment,
-        endpoint_name=deployment.endpoint.name,
-        deployment_name=deployment.name,
-        instance=instance,
-        instance_type=deployment.instance_type,
-        started_at=started_at,
+def _capacity_changed(deployment: Deployment, instances: list[str], *, holds: bool, at: datetime) -> None:
+    """Instances started holding capacity (scheduled and running) or stopped (evicted, failed, pending again, gone)."""
+    instances_capacity_changed.send(
+        sender=Instance, deployment=deployment, instances=instances, holds_capacity=holds, at=at
     )
 
 

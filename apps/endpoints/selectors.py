@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +9,6 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from apps.core.errors import ApplicationError, NotFound
-from apps.costs.models import InstanceType
 from apps.endpoints import storage
 from apps.endpoints.models import (
     Deployment,
@@ -25,8 +22,6 @@ from apps.endpoints.models import (
 )
 from gateway.wire import DeploymentRow, EndpointRow
 
-# States whose instances hold cores against the quota (and are billed: apps.costs uses the same states).
-QUOTA_FREE_STATES = (ProvisioningState.DELETING, ProvisioningState.FAILED, ProvisioningState.CANCELED)
 BUSY_STATES = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
 
 
@@ -74,41 +69,6 @@ def environment_get(*, name: str, version: str | None) -> Environment:
         return versions.get(version=str(version))
     except Environment.DoesNotExist:
         raise NotFound(f"environment {name}:{version} does not exist") from None
-
-
-def instance_type_get(*, name: str) -> InstanceType:
-    """A catalog row by name."""
-    try:
-        return InstanceType.objects.get(name=name)
-    except InstanceType.DoesNotExist:
-        known = ", ".join(InstanceType.objects.values_list("name", flat=True)[:40])
-        raise ApplicationError(
-            f"instance_type: unknown size {name!r}; known sizes: {known}", field="instance_type"
-        ) from None
-
-
-def cores_needed(*, instance_count: int, vcpus: int) -> int:
-    """Azure's quota rule: ceil(1.2 × instances) × cores, keeping 20 % for upgrades."""
-    return math.ceil(1.2 * instance_count) * vcpus
-
-
-def quota_used(*, exclude: Deployment | None = None) -> int:
-    """Cores held by every deployment that runs or is about to."""
-    vcpus = dict(InstanceType.objects.values_list("name", "vcpus"))
-    used = 0
-    rows = Deployment.objects.exclude(state__in=QUOTA_FREE_STATES)
-    if exclude is not None:
-        rows = rows.exclude(pk=exclude.pk)
-    for instance_type, count in rows.values_list("instance_type", "instance_count"):
-        used += cores_needed(instance_count=count, vcpus=vcpus.get(instance_type, 0))
-    return used
-
-
-def quota_summary() -> dict[str, int]:
-    """Cores of the workspace quota: the limit, held (with the reserve) and free."""
-    used = quota_used()
-    limit = settings.STUDIO_CORE_QUOTA
-    return {"limit": limit, "used": used, "free": max(0, limit - used)}
 
 
 def endpoints_list() -> QuerySet[Endpoint]:
@@ -218,26 +178,6 @@ def deploy_prerequisites() -> dict[str, bool]:
         "has_models": Model.objects.exists(),
         "has_environments": Environment.objects.filter(anonymous=False).exists(),
     }
-
-
-def instance_types_list() -> QuerySet[InstanceType]:
-    """The instance-type catalog, smallest first."""
-    return InstanceType.objects.all()
-
-
-def instance_type_find(*, name: str) -> InstanceType | None:
-    """A catalog row by name, or None (a form shows no estimate for a size that is not one)."""
-    return InstanceType.objects.filter(name=name).first()
-
-
-def instance_type_names() -> list[str]:
-    """The catalog's instance type names, alphabetically (the size pickers of the deployment cards)."""
-    return sorted(InstanceType.objects.values_list("name", flat=True))
-
-
-def instance_type_prices() -> dict[str, Decimal]:
-    """Price per hour of every instance type of the catalog, by name."""
-    return dict(InstanceType.objects.values_list("name", "price_per_hour"))
 
 
 def endpoints_with_deployments() -> list[Endpoint]:

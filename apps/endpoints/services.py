@@ -22,6 +22,8 @@ from django.db.models import Max
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
 from apps.endpoints import announce, queue, storage
+from apps.endpoints.backends.manifests import options_from_settings, render_manifests
+from apps.endpoints.catalog import cores_needed, instance_type_get, quota_used
 from apps.endpoints.events import event_record
 from apps.endpoints.models import (
     Deployment,
@@ -32,18 +34,12 @@ from apps.endpoints.models import (
     TrafficChange,
     Upload,
 )
-from apps.endpoints.selectors import (
-    cores_needed,
-    deployment_spec_view,
-    endpoint_view,
-    environment_get,
-    instance_type_get,
-    model_get,
-    quota_used,
-)
+from apps.endpoints.selectors import deployment_spec_view, endpoint_view, environment_get, model_get
+from apps.endpoints.specs import deployment_spec
 from apps.endpoints.tokens import issue_token
 from apps.endpoints.yaml import validate_deployment, validate_endpoint, validate_environment, validate_model
-from apps.endpoints.yaml.fields import fail
+from apps.endpoints.yaml.fields import fail, validate
+from apps.endpoints.yaml.schemas import INLINE_MODEL
 
 User = AbstractBaseUser | AnonymousUser | None
 MAX_DEPLOYMENTS_PER_ENDPOINT = 20
@@ -424,9 +420,6 @@ def _resolve(endpoint: Endpoint, spec: dict[str, Any], *, user: User, deployment
         except NotFound as exc:
             raise fail("model", exc.message) from None
     elif isinstance(model_ref, dict):
-        from apps.endpoints.yaml.fields import validate
-        from apps.endpoints.yaml.schemas import INLINE_MODEL
-
         inline = validate(model_ref, INLINE_MODEL, path="model")
         inline["name"] = inline.get("name") or f"{endpoint.name}-{deployment_name}-model"
         try:
@@ -627,9 +620,6 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     The spec goes through the same validation and resolution as create or update, inside a
     transaction that is then rolled back, so what is printed is exactly what would be applied.
     """
-    from apps.endpoints.backends.manifests import options_from_settings, render_manifests
-    from apps.endpoints.specs import deployment_spec
-
     with transaction.atomic():
         existing = endpoint.deployments.filter(name=spec.get("name")).first()
         if existing is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from apps.costs.models import InstanceType
 from apps.endpoints.backends import backend_kind
 from apps.endpoints.backends.base import (
     DeploymentSpec,
@@ -14,6 +13,7 @@ from apps.endpoints.backends.base import (
     ProbeSpec,
     RequestSpec,
 )
+from apps.endpoints.catalog import instance_type_find
 from apps.endpoints.models import Deployment
 
 _PROBE_KEYS = ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold")
@@ -31,7 +31,7 @@ def _request(raw: dict[str, Any] | None) -> RequestSpec:
 
 
 def _instance_type(name: str) -> InstanceTypeSpec:
-    row = InstanceType.objects.filter(name=name).first()
+    row = instance_type_find(name=name)
     if row is None:
         # A size removed from the catalog after the deployment was made still runs; it just has no price.
         return InstanceTypeSpec(name=name, vcpus=1, memory_gib=1.0)

@@ -94,6 +94,25 @@ def test_quota_and_price_edit(api: Any, history: None) -> None:
     assert missing.status_code == 404
 
 
+def test_instance_types_list_each_size_with_its_price(api: Any) -> None:
+    api.patch("/api/v1/instance-types/Standard_DS2_v2", {"price_per_hour": "0.2"}, format="json")
+
+    body = api.get("/api/v1/instance-types", {"limit": 100}).json()
+
+    rows = {row["name"]: row for row in body["results"]}
+    assert body["count"] == len(rows) == 19
+    assert rows["Standard_DS2_v2"] == {
+        "name": "Standard_DS2_v2",
+        "vcpus": 2,
+        "memory_gib": 7.0,
+        "gpus": 0,
+        "gpu_model": None,
+        "price_per_hour": "0.2000",
+    }
+    assert rows["Standard_NC4as_T4_v3"]["gpu_model"] == "T4"
+    assert rows["Standard_NC4as_T4_v3"]["price_per_hour"] == "0.5260"
+
+
 def test_autoscale_put_get_delete(api: Any, history: None) -> None:
     url = "/api/v1/online-endpoints/ep1/deployments/blue/autoscale"
     assert api.get(url).status_code == 404

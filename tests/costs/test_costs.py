@@ -10,7 +10,8 @@ from decimal import Decimal
 import pytest
 
 from apps.costs import selectors, services
-from apps.costs.models import InstanceRun, InstanceType
+from apps.costs.models import InstancePrice, InstanceRun
+from apps.endpoints import catalog
 from apps.endpoints.models import Deployment
 from apps.monitoring import charts
 from apps.monitoring import services as monitoring
@@ -111,7 +112,7 @@ def test_bad_prices_are_refused_naming_the_field(price: str, message: str) -> No
     with pytest.raises(ApplicationError) as caught:
         services.instance_type_price_set(name="Standard_DS2_v2", price_per_hour=price)
     assert caught.value.message == message
-    assert InstanceType.objects.get(name="Standard_DS2_v2").price_per_hour == DS2
+    assert InstancePrice.objects.get(instance_type="Standard_DS2_v2").price_per_hour == DS2
 
 
 def test_cost_per_1000_requests_and_mirrored_share(blue: object) -> None:
@@ -209,7 +210,7 @@ def test_quota_shows_used_reserved_and_free(blue: object, settings: object) -> N
     # blue: 1 × DS2 (2 cores) holds ceil(1.2) × 2 = 4 cores: 2 used, 2 reserved.
     factories.deployment(blue.endpoint, "green", instance_type="Standard_DS3_v2", instance_count=5)
     # green: 5 × 4 cores = 20 used, ceil(6.0) × 4 = 24 held: 4 reserved.
-    assert selectors.quota_view() == {"limit": 100, "used": 22, "reserved": 6, "free": 72}
+    assert catalog.quota_view() == {"limit": 100, "used": 22, "reserved": 6, "free": 72}
 
 
 def test_endpoint_costs_for_the_studio_pages(blue: object) -> None:

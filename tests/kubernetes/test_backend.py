@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client  # noqa: TID251 (the tests check the fake with the real client)
+from kubernetes import client  # the tests check the fake with the real client
 
 from apps.core.errors import NotFound
 from apps.endpoints.backends.base import EnvironmentSpec

@@ -62,7 +62,7 @@ serving = pytest.mark.skipif(
 @pytest.fixture
 def namespace(settings: Any) -> Iterator[str]:
     """A fresh namespace of the KUBECONFIG cluster, deleted afterwards."""
-    from kubernetes import client  # noqa: TID251 (namespace set-up for the test only)
+    from kubernetes import client  # namespace set-up for the test only
 
     settings.STUDIO_KUBECONFIG = os.environ["KUBECONFIG"]
     settings.STUDIO_KUBE_CONTEXT = os.environ.get("STUDIO_KUBE_CONTEXT", "")
@@ -135,7 +135,7 @@ def complete(count: int) -> Callable[[Observed], bool]:
 
 def score(backend: KubernetesBackend, spec: Any, body: dict[str, Any]) -> Any:
     """POST /score to the deployment's Service through the API server's proxy."""
-    from kubernetes import client  # noqa: TID251 (the test reaches the Service the way kubectl proxy would)
+    from kubernetes import client  # the test reaches the Service the way kubectl proxy would
 
     core = client.CoreV1Api(backend.api_client)
     answer = core.connect_post_namespaced_service_proxy_with_path(
@@ -193,7 +193,7 @@ def test_the_real_api_server_accepts_every_manifest_the_studio_renders(backend: 
 
 
 def test_switching_to_autoscaling_keeps_the_replica_count(backend: KubernetesBackend) -> None:
-    from kubernetes import client  # noqa: TID251 (reads the live object)
+    from kubernetes import client  # reads the live object
 
     spec = nginx_spec(instance_count=3)
     backend.apply(spec)

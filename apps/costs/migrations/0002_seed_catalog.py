@@ -1,27 +1,11 @@
-from __future__ import annotations
-
-from decimal import Decimal
+"""Once seeded the catalog (sizes and prices) into costs.InstanceType; the catalog lives in apps.endpoints
+now, seeded by endpoints' 0003_instancetype and priced by costs' 0004_instanceprice, so a new database
+gets it there. A database that ran this before keeps its rows: 0004 copies them over.
+"""
 
 from django.db import migrations
 
 
-def seed(apps, schema_editor):  # type: ignore[no-untyped-def]
-    from apps.costs.catalog import CATALOG
-
-    InstanceType = apps.get_model("costs", "InstanceType")
-    for name, vcpus, memory, gpus, gpu_model, price in CATALOG:
-        InstanceType.objects.update_or_create(
-            name=name,
-            defaults={
-                "vcpus": vcpus,
-                "memory_gib": Decimal(memory),
-                "gpus": gpus,
-                "gpu_model": gpu_model,
-                "price_per_hour": Decimal(price),
-            },
-        )
-
-
 class Migration(migrations.Migration):
     dependencies = [("costs", "0001_initial")]
-    operations = [migrations.RunPython(seed, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]

@@ -20,12 +20,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.errors import ApplicationError
-from apps.costs.models import InstanceType
-from apps.costs.selectors import deployment_costs_brief, endpoint_costs_brief
-from apps.endpoints import downloads, selectors, services
+from apps.costs.selectors import NO_PRICE, deployment_costs_brief, endpoint_costs_brief, instance_type_prices
+from apps.endpoints import catalog, downloads, selectors, services
 from apps.endpoints.backends.base import Container
 from apps.endpoints.logs import deployment_logs as read_logs
-from apps.endpoints.models import Deployment, Endpoint
+from apps.endpoints.models import Deployment, Endpoint, InstanceType
 
 JSON_BODY = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
 
@@ -254,6 +253,7 @@ def deployment_events(request: Request, name: str, deployment: str) -> Response:
 @api_view(["GET"])
 def instance_types(request: Request) -> Response:
     """The instance-type catalog with prices per hour."""
+    prices = instance_type_prices()
 
     def view(row: InstanceType) -> dict[str, Any]:
         return {
@@ -262,10 +262,10 @@ def instance_types(request: Request) -> Response:
             "memory_gib": float(row.memory_gib),
             "gpus": row.gpus,
             "gpu_model": row.gpu_model or None,
-            "price_per_hour": str(row.price_per_hour),
+            "price_per_hour": str(prices.get(row.name, NO_PRICE)),
         }
 
-    return _paginated(request, selectors.instance_types_list(), view)
+    return _paginated(request, catalog.instance_types_list(), view)
 
 
 async def download(request: HttpRequest, kind: str, digest: str) -> HttpResponseBase:

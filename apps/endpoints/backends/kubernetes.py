@@ -32,10 +32,10 @@ from typing import Any
 
 import urllib3
 from django.conf import settings
-from kubernetes import client as k8s  # noqa: TID251 (the one module allowed)
-from kubernetes import config as k8s_config  # noqa: TID251
-from kubernetes.client.exceptions import ApiException  # noqa: TID251
-from kubernetes.utils import parse_quantity  # noqa: TID251
+from kubernetes import client as k8s  # the one module allowed (with the controller): pyproject.toml's import contracts
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity
 
 from apps.core.errors import ApplicationError, NotFound
 from apps.endpoints.backends.base import (

@@ -19,7 +19,7 @@ from apps.core.errors import ApplicationError
 from apps.core.htmx import error_status, is_htmx, redirect
 from apps.costs import selectors as cost_selectors
 from apps.costs.selectors import CostBook
-from apps.endpoints import selectors, services
+from apps.endpoints import catalog, selectors, services
 from apps.endpoints.forms import DeploymentForm, ScaleForm
 from apps.endpoints.models import Deployment, Endpoint, ProvisioningState, Upload
 from apps.endpoints.views.common import (
@@ -42,20 +42,21 @@ DEPLOYMENT_FIELD_MAP = {
 
 def estimate_context(instance_type: Any, instance_count: Any) -> dict[str, Any]:
     """The price and quota of a deployment size as the forms show it; no estimate for a size that is not one."""
-    quota = selectors.quota_summary()
+    quota = catalog.quota_summary()
     context: dict[str, Any] = {"quota": quota, "currency": settings.STUDIO_CURRENCY, "estimate": None}
-    row = selectors.instance_type_find(name=str(instance_type or ""))
+    row = catalog.instance_type_find(name=str(instance_type or ""))
     try:
         count = int(instance_count)
     except (TypeError, ValueError):
         return context
     if row is None or not 1 <= count <= 50:
         return context
-    needed = selectors.cores_needed(instance_count=count, vcpus=row.vcpus)
+    needed = catalog.cores_needed(instance_count=count, vcpus=row.vcpus)
     context.update(
         {
             "estimate": cost_selectors.cost_estimate(instance_type=row.name, instance_count=count),
             "instance_type": row,
+            "price_per_hour": cost_selectors.price_per_hour(instance_type=row.name),
             "instance_count": count,
             "cores_needed": needed,
             "quota_short": needed > quota["free"],
@@ -101,7 +102,7 @@ def card_context(deployment: Deployment, book: CostBook, instance_types: list[st
 
 def cards_context(endpoint: Endpoint, deployments: list[Deployment]) -> list[dict[str, Any]]:
     book = cost_selectors.cost_book(endpoint=endpoint.name)
-    names = selectors.instance_type_names()
+    names = catalog.instance_type_names()
     return [card_context(deployment, book, names) for deployment in deployments]
 
 

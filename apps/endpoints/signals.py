@@ -1,0 +1,14 @@
+"""What endpoints tells the apps above it, which it does not import (docs/architecture.md: layers point down).
+
+The apps that care connect a receiver in their AppConfig.ready(); a receiver runs in the sender's transaction.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Instances of a deployment started or stopped holding capacity: running (starting, ready or not, restarting,
+# terminating), or not any more (pending, evicted, failed, gone). The reconcile loop sends it while it mirrors
+# what the backend sees into Instance rows. Keyword arguments: deployment (Deployment), instances (list[str],
+# instance names), holds_capacity (bool), at (datetime). apps.costs keeps its capacity history from it.
+instances_capacity_changed = Signal()
