@@ -359,7 +359,9 @@ def _children(*, host: str, port: int, home: Path) -> list[tuple[str, list[str]]
     # --quiet: no ASCII banner; the periodic tasks' received/succeeded lines are quietened in LOGGING.
     # The pool's size is CELERY_WORKER_CONCURRENCY (STUDIO_WORKER_CONCURRENCY; default: the machine's cores).
     worker = [*python, "-m", "celery", "-A", "studio.celery", "--quiet", "worker", "--loglevel", "INFO"]
-    worker += ["--hostname", "studio@%h"]
+    # One worker: no gossip, mingle or event heartbeats (fewer Redis connections, no 1 s start-up wait, and no
+    # Celery traceback when Redis restarts); its liveness is apps/core/heartbeat.py.
+    worker += ["--hostname", "studio@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     # Beat on its own: a worker restart does not stop the schedule, and a beat crash is seen and restarted.
     beat = [*python, "-m", "celery", "-A", "studio.celery", "--quiet", "beat", "--loglevel", "WARNING"]
     beat += ["--schedule", str(home / "run" / "celerybeat-schedule")]
