@@ -32,7 +32,8 @@ def free_port() -> int:
 
 def measure(studio: str, settle: float) -> tuple[int, float, list[str]]:
     with tempfile.TemporaryDirectory(prefix="fp") as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIO_") and k not in ("DATABASE_URL", "REDIS_URL")}
+        skip = ("DATABASE_URL", "REDIS_URL")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIO_") and k not in skip}
         env["STUDIO_HOME"] = str(Path(home) / "h")
         log = Path(home) / "up.log"
         gateway_port = free_port()
