@@ -89,6 +89,10 @@ def build_parser() -> Parser:
     up.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=8000, help="the studio's port (default 8000)")
     up.add_argument("--gateway-port", type=int, default=8001, help="the scoring gateway's port (default 8001)")
+    down = groups.add_parser("down", help="stop what keeps serving after `studio up` stopped (the gateway)")
+    down.add_argument("--instances", action="store_true", help="stop the deployment instances too")
+
+    verb(groups, "status", commands.status, "each part of the studio and the age of its heartbeat")
 
     model = groups.add_parser("model", help="registered models").add_subparsers(
         dest="verb", metavar="<verb>", required=True, parser_class=Parser
@@ -254,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
             from cli import up  # the only verb that needs Django
 
             return up.run(host=args.host, port=args.port, gateway_port=args.gateway_port)
+        if args.group == "down":
+            from cli import up
+
+            return up.down(instances=args.instances)
         studio = Studio(resolve(url=args.studio_url, token=args.token))
         try:
             result = args.func(args, studio)

@@ -7,6 +7,7 @@ STUDIO_BACKEND=kubernetes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -81,6 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.core.health.reconciler_banner",
             ],
         },
     },
@@ -130,6 +132,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("STUDIO_CELERY_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker's pool follows the machine: one process per core, 2 to 4 (a long build must not stall every
+# observation; more would only cost memory on a small machine).
+CELERY_WORKER_CONCURRENCY = env_int("STUDIO_WORKER_CONCURRENCY", max(2, min(4, os.cpu_count() or 2)), minimum=1)
+# Worker and beat write a heartbeat this often; a part silent for STUDIO_HEARTBEAT_STALE_S is stale, and a stale
+# reconciler fails /healthz and puts a banner on every page (apps/core/heartbeat.py).
+STUDIO_HEARTBEAT_S = env_int("STUDIO_HEARTBEAT_S", 5, minimum=1)
+STUDIO_HEARTBEAT_STALE_S = env_int("STUDIO_HEARTBEAT_STALE_S", 30, minimum=2)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Queues one supervision task per deployment (restarts, probes, readiness; lost reconciles and deletes),
     # none for a deployment whose last one has not run; expires so a busy worker never piles the passes up.
