@@ -196,7 +196,11 @@ def endpoint_update(args: Namespace, studio: Studio) -> Any:
         changes["mirror_traffic"] = parse_percentages(args.mirror_traffic, "--mirror-traffic")
     if not changes:
         raise CliError("nothing to update: give --file, --traffic, --mirror-traffic or --set")
-    return _send(source.label if source else None, lambda: studio.patch(_endpoint_path(name), changes))
+    params = {"force": "true"} if args.force else None
+    return _send(
+        source.label if source else None,
+        lambda: studio.patch(_endpoint_path(name), changes, if_match=args.if_match, params=params),
+    )
 
 
 def endpoint_show(args: Namespace, studio: Studio) -> Any:
@@ -353,7 +357,7 @@ def deployment_update(args: Namespace, studio: Studio) -> Any:
     if args.local:
         _endpoint_for(args, studio, endpoint)
     seen = events_so_far(studio, endpoint, name)
-    updated = _send(label, lambda: studio.patch(deployment_path(endpoint, name), changes))
+    updated = _send(label, lambda: studio.patch(deployment_path(endpoint, name), changes, if_match=args.if_match))
     if args.no_wait:
         return updated
     return wait_for_deployment(studio, endpoint=endpoint, name=name, first=updated, events_seen=seen)

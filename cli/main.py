@@ -71,6 +71,14 @@ def _yes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
 
+def _if_match(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--if-match",
+        metavar="ETAG",
+        help="change it only if its etag is still this one (from `show`); else refused, naming what changed",
+    )
+
+
 def build_parser() -> Parser:
     """The whole command tree."""
     parser = Parser(
@@ -144,6 +152,8 @@ def build_parser() -> Parser:
     _set(leaf)
     _local(leaf)
     _no_wait(leaf)
+    _if_match(leaf)
+    leaf.add_argument("--force", action="store_true", help="change traffic even while a rollout runs (aborts it)")
     leaf = verb(ep, "show", commands.endpoint_show, "show an online endpoint")
     _name(leaf)
     _local(leaf)
@@ -189,6 +199,7 @@ def build_parser() -> Parser:
     _set(leaf)
     _local(leaf)
     _no_wait(leaf)
+    _if_match(leaf)
     leaf = verb(dep, "render", commands.deployment_render, "print the Kubernetes manifests of a deployment YAML")
     _file(leaf, required=True)
     _name(leaf, required=False, help="the deployment's name (overrides the YAML's)")
