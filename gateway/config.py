@@ -59,6 +59,7 @@ class GatewaySettings:
             reload_s=float(_int("STUDIO_GATEWAY_RELOAD_S", int(cls.reload_s))),
             mirror_max_in_flight=_int("STUDIO_GATEWAY_MIRROR_MAX_IN_FLIGHT", cls.mirror_max_in_flight, minimum=0),
             metrics_queue=os.environ.get("STUDIO_GATEWAY_METRICS_QUEUE", METRICS_QUEUE),
+            mirror_sample_rate=_int("STUDIO_GATEWAY_MIRROR_SAMPLE_PERCENT", 10, minimum=0) / 100,
             metrics_enabled=_bool("STUDIO_GATEWAY_METRICS", True),
             metrics_buffer=_int("STUDIO_GATEWAY_METRICS_BUFFER", cls.metrics_buffer, minimum=0),
             http=Limits(

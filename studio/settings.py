@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "apps.endpoints",
     "apps.monitoring",
     "apps.costs",
+    "apps.rollouts",
 ]
 
 MIDDLEWARE = [
@@ -279,3 +280,11 @@ CELERY_BEAT_SCHEDULE.update(
         "autoscale-evaluate": {"task": "apps.costs.tasks.autoscale_evaluate", "schedule": 60.0},
     }
 )
+# --- progressive rollouts (apps/rollouts) ---
+# How often beat judges running rollouts' gates (each evaluation drains the gateways' metrics first).
+STUDIO_ROLLOUT_GATE_INTERVAL_MS = env_int("STUDIO_ROLLOUT_GATE_INTERVAL_MS", 5000, minimum=100)
+CELERY_BEAT_SCHEDULE["rollouts-evaluate"] = {
+    "task": "apps.rollouts.tasks.rollouts_evaluate",
+    "schedule": STUDIO_ROLLOUT_GATE_INTERVAL_MS / 1000,
+    "options": {"expires": STUDIO_ROLLOUT_GATE_INTERVAL_MS / 1000},
+}

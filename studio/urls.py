@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("apps.endpoints.api.urls")),
     path("api/v1/", include("apps.monitoring.api_urls")),
     path("api/v1/", include("apps.costs.api_urls")),
+    path("api/v1/", include("apps.rollouts.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.monitoring.urls")),

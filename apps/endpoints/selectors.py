@@ -311,6 +311,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "openapi_uri": endpoint.openapi_uri,
         "swagger_uri": endpoint.openapi_uri,
         "id": str(endpoint.uid),
+        "etag": str(endpoint.version),
         "creation_context": {"created_at": endpoint.created_at.isoformat()},
     }
 
@@ -361,6 +362,7 @@ def deployment_view(deployment: Deployment) -> dict[str, Any]:
                 for instance in deployment.instances.all()
             ],
             "id": str(deployment.uid),
+            "etag": str(deployment.version),
             "creation_context": {"created_at": deployment.created_at.isoformat()},
         }
     )

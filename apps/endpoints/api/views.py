@@ -46,6 +46,23 @@ def _deployment_view(deployment: Deployment) -> dict[str, Any]:
     return {**selectors.deployment_view(deployment), "costs": costs}
 
 
+def if_match(request: Request) -> int | None:
+    """The version an `If-Match` header names (`"4"`, `4` or `W/"4"`); None when absent or `*`."""
+    raw = request.headers.get("If-Match", "").strip()
+    if not raw or raw == "*":
+        return None
+    value = raw.removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise ApplicationError(f'If-Match: expected an etag such as "4", got {raw!r}', field="If-Match")
+    return int(value)
+
+
+def with_etag(response: Response, version: int) -> Response:
+    """The row's version in the ETag header, as the body's `etag` has it."""
+    response["ETag"] = f'"{version}"'
+    return response
+
+
 def _paginated(request: Request, rows: QuerySet[Any] | list[Any], view: Any) -> Response:
     paginator = LimitOffsetPagination()
     page = paginator.paginate_queryset(rows, request)
@@ -125,11 +142,15 @@ def endpoint_detail(request: Request, name: str) -> Response:
     """Show, update or delete an online endpoint."""
     endpoint = selectors.endpoint_get(name=name)
     if request.method == "PATCH":
-        endpoint = services.endpoint_update(endpoint=endpoint, changes=_body(request), user=request.user)
+        force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+        endpoint = services.endpoint_update(
+            endpoint=endpoint, changes=_body(request), user=request.user, if_match=if_match(request), force=force
+        )
     elif request.method == "DELETE":
+        services.version_check(row=endpoint, if_match=if_match(request))
         services.endpoint_delete(endpoint=endpoint, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(_endpoint_view(endpoint))
+    return with_etag(Response(_endpoint_view(endpoint)), endpoint.version)
 
 
 def _keys(endpoint: Any) -> dict[str, str]:
@@ -198,11 +219,14 @@ def deployment_detail(request: Request, name: str, deployment: str) -> Response:
     """Show, update or delete a deployment."""
     row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)
     if request.method == "PATCH":
-        row = services.deployment_update(deployment=row, changes=_body(request), user=request.user)
+        row = services.deployment_update(
+            deployment=row, changes=_body(request), user=request.user, if_match=if_match(request)
+        )
     elif request.method == "DELETE":
+        services.version_check(row=row, if_match=if_match(request))
         services.deployment_delete(deployment=row, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(_deployment_view(row))
+    return with_etag(Response(_deployment_view(row)), row.version)
 
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
