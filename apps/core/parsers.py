@@ -40,4 +40,3 @@ class LimitedJSONParser(JSONParser):
         if depth_exceeds(data, MAX_JSON_DEPTH):
             raise ParseError(too_deep)
         return data
-

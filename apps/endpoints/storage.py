@@ -46,7 +46,7 @@ def check_entries(entries: list[tuple[str, bool]]) -> dict[str, PurePosixPath | 
                 continue
             raise _refuse(name, "has no name (a file must be named)")
         if path in files or (path in folders and not is_dir):
-            raise _refuse(name, "names a path that an earlier entry already holds (a duplicate, or a file and a folder)")
+            raise _refuse(name, "names a path that an earlier entry already holds (a duplicate, or file and folder)")
         parents = set(path.parents) - {PurePosixPath(".")}
         clash = parents & files
         if clash:

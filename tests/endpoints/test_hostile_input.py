@@ -189,7 +189,7 @@ def _tar(entries: list[tuple[str, str | None]]) -> bytes:
     ("entries", "named"),
     [
         ([("score.py", "x"), (".", "x")], "entry '.' has no name"),
-        ([("lib", "x"), ("lib/util.py", "y")], "entry 'lib/util.py' is inside 'lib', which an earlier entry made a file"),
+        ([("lib", "x"), ("lib/util.py", "y")], "entry 'lib/util.py' is inside 'lib', which an earlier entry made"),
         ([("score.py", "x"), ("score.py", "y")], "entry 'score.py' names a path that an earlier entry already holds"),
         ([("model", "x"), ("model", None)], "names a path that an earlier entry already holds"),
     ],
