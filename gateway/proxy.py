@@ -35,7 +35,7 @@ from gateway.routing import (
     should_mirror,
 )
 from gateway.upstream import Unavailable, UpstreamClient
-from gateway.wire import MIRROR_BODY_LIMIT, MirrorPairRecord, verify_token
+from gateway.wire import INSTANCE_SECRET_HEADER, MIRROR_BODY_LIMIT, MirrorPairRecord, verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ DROP_REQUEST = frozenset(
         b"authorization",
         b"x-request-id",
         b"expect",
+        INSTANCE_SECRET_HEADER.encode(),
     }
 )
+SECRET_LINE = INSTANCE_SECRET_HEADER.encode() + b": %s\r\n"
 # Not passed back: hop-by-hop, recomputed, or set by the gateway itself.
 DROP_RESPONSE = frozenset(
     {
@@ -407,7 +409,9 @@ class Gateway:
             self.instance_in_flight[address] += 1
             began = time.perf_counter()
             try:
-                response = await self.client.request(address, method, target, forwarded, body, remaining)
+                secret = deployment.secrets.get(address)
+                lines = forwarded + (SECRET_LINE % secret if secret else b"")
+                response = await self.client.request(address, method, target, lines, body, remaining)
                 return Upstream(
                     status=response.status,
                     headers=response.headers,

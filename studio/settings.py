@@ -184,7 +184,13 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.parsers.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+CSRF_FAILURE_VIEW = "apps.core.errorpages.csrf_failure"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Studio API",
     "DESCRIPTION": "Models, environments, online endpoints and deployments (Azure ML v2 compatible).",

@@ -25,3 +25,9 @@ urlpatterns = [
     path("", include("apps.costs.urls")),
     path("", include("apps.endpoints.urls")),
 ]
+
+# Under /api/ these answer the API's JSON error shape (apps/core/errorpages.py).
+handler400 = "apps.core.errorpages.bad_request"
+handler403 = "apps.core.errorpages.permission_denied"
+handler404 = "apps.core.errorpages.page_not_found"
+handler500 = "apps.core.errorpages.server_error"

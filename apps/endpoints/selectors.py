@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -20,7 +21,7 @@ from apps.endpoints.models import (
     ProvisioningState,
     TrafficChange,
 )
-from gateway.wire import DeploymentRow, EndpointRow
+from gateway.wire import DeploymentRow, EndpointRow, instance_secret
 
 BUSY_STATES = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
 
@@ -384,9 +385,16 @@ def event_view(event: DeploymentEvent) -> dict[str, Any]:
 def routing_rows() -> list[EndpointRow]:
     """Every endpoint with its keys, traffic, mirror and ready instances: what the gateway routes by."""
     instances: dict[int, list[str]] = {}
+    secrets: dict[int, dict[str, str]] = {}
     ready = Instance.objects.filter(ready=True).exclude(address="").order_by("deployment_id", "name")
-    for deployment_id, address in ready.values_list("deployment_id", "address"):
-        instances.setdefault(deployment_id, []).append(address.rstrip("/"))
+    for deployment_id, uid, name, address in ready.values_list("deployment_id", "deployment__uid", "name", "address"):
+        base = address.rstrip("/")
+        instances.setdefault(deployment_id, []).append(base)
+        port = urlsplit(base).port
+        if port:
+            secrets.setdefault(deployment_id, {})[base] = instance_secret(
+                settings.SECRET_KEY, deployment_uid=str(uid), instance=name, port=port
+            )
     rows: list[EndpointRow] = []
     endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING).prefetch_related("deployments")
     for endpoint in endpoints:
@@ -394,6 +402,7 @@ def routing_rows() -> list[EndpointRow]:
             DeploymentRow(
                 name=deployment.name,
                 instances=instances.get(deployment.pk, []),
+                instance_secrets=secrets.get(deployment.pk, {}),
                 request_settings=dict(deployment.request_settings or {}),
             )
             for deployment in endpoint.deployments.all()
