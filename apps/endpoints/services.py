@@ -19,6 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from apps.accounts.audit import record
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
 from apps.endpoints import announce, queue, storage
@@ -31,7 +32,6 @@ from apps.endpoints.models import (
     Environment,
     Model,
     ProvisioningState,
-    TrafficChange,
     Upload,
 )
 from apps.endpoints.selectors import deployment_spec_view, endpoint_view, environment_get, model_get
@@ -55,6 +55,14 @@ def _actor(user: User) -> Any:
 
 def _new_key() -> str:
     return secrets.token_urlsafe(32)
+
+
+def _audited_spec(view: dict[str, Any]) -> dict[str, Any]:
+    """A deployment spec as the audit trail keeps it: environment variable values are not copied (secrets)."""
+    variables = view.get("environment_variables")
+    if isinstance(variables, dict) and variables:
+        return {**view, "environment_variables": dict.fromkeys(variables, "(set)")}
+    return view
 
 
 # --- uploads ---
@@ -145,6 +153,7 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
             model.save()
     except IntegrityError:
         raise Conflict(f"model {name}:{version} was registered at the same moment; try again") from None
+    record("model.create", target=f"model {name}:{version}", after={"type": model.type, "path": upload.name}, user=user)
     return model
 
 
@@ -191,6 +200,8 @@ def environment_create(*, spec: dict[str, Any], user: User = None, inline: bool 
     probe.created_by = _actor(user)
     probe.full_clean()
     probe.save()
+    if not anonymous:
+        record("environment.create", target=f"environment {probe.name}:{probe.version}", after=fields, user=user)
     return probe
 
 
@@ -266,6 +277,8 @@ def endpoint_create(*, spec: dict[str, Any], user: User = None) -> Endpoint:
     )
     endpoint.full_clean()
     endpoint.save()
+    after = {key: spec[key] for key in ("auth_mode", "description", "tags", "local")}
+    record("endpoint.create", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", after=after, user=user)
     return endpoint
 
 
@@ -293,10 +306,16 @@ def endpoint_update(*, endpoint: Endpoint, changes: dict[str, Any], user: User =
     spec = validate_endpoint({**current, **changes})
     if "traffic" in changes or "mirror_traffic" in changes:
         _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user)
+    before, after = {}, {}
     for key in ("description", "tags", "auth_mode", "public_network_access"):
+        if getattr(endpoint, key) != spec[key]:
+            before[key], after[key] = getattr(endpoint, key), spec[key]
         setattr(endpoint, key, spec[key])
     endpoint.full_clean()
     endpoint.save()
+    if after:
+        target = f"endpoint {endpoint.name}"
+        record("endpoint.update", endpoint=endpoint.name, target=target, before=before, after=after, user=user)
     return endpoint
 
 
@@ -321,13 +340,14 @@ def _traffic_apply(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str
     traffic, mirror = _check_traffic(endpoint, traffic, mirror)
     if traffic == endpoint.traffic and mirror == endpoint.mirror_traffic:
         return
-    TrafficChange.objects.create(
-        endpoint=endpoint,
-        user=_actor(user),
-        traffic_before=endpoint.traffic,
-        traffic_after=traffic,
-        mirror_before=endpoint.mirror_traffic,
-        mirror_after=mirror,
+    # The traffic history is these audit entries (selectors.traffic_changes reads them).
+    record(
+        "traffic.set",
+        endpoint=endpoint.name,
+        target=f"endpoint {endpoint.name}",
+        before={"traffic": endpoint.traffic, "mirror_traffic": endpoint.mirror_traffic},
+        after={"traffic": traffic, "mirror_traffic": mirror},
+        user=user,
     )
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
@@ -367,6 +387,7 @@ def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None 
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     setattr(endpoint, f"{kind}_key", key_value or _new_key())
     endpoint.save(update_fields=[f"{kind}_key", "updated_at"])
+    record("keys.regenerate", endpoint=endpoint.name, target=f"{kind} key of endpoint {endpoint.name}")
     routing_changed()
     return endpoint
 
@@ -395,6 +416,7 @@ def endpoint_delete(*, endpoint: Endpoint, user: User = None) -> None:
     """Delete an endpoint and all its deployments (their instances stop in the background)."""
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     deployments = list(endpoint.deployments.all())
+    record("endpoint.delete", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", user=user)
     if not deployments:
         endpoint.delete()
         return
@@ -551,6 +573,13 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     _apply_spec(deployment, spec, resolved)
     deployment.full_clean()
     deployment.save()
+    record(
+        "deployment.create",
+        endpoint=endpoint.name,
+        target=f"deployment {name}",
+        after=_audited_spec(deployment_spec_view(deployment)),
+        user=user,
+    )
     event_record(
         deployment=deployment,
         reason="Creating",
@@ -594,6 +623,14 @@ def deployment_update(*, deployment: Deployment, changes: dict[str, Any], user: 
     deployment.message = ""
     deployment.full_clean()
     deployment.save()
+    record(
+        "deployment.scale" if only_count else "deployment.update",
+        endpoint=deployment.endpoint.name,
+        target=f"deployment {deployment.name}",
+        before=_audited_spec({key: before.get(key) for key in sorted(changed)}),
+        after=_audited_spec({key: after.get(key) for key in sorted(changed)}),
+        user=user,
+    )
     event_record(
         deployment=deployment,
         reason=deployment.state,
@@ -660,4 +697,5 @@ def deployment_delete(*, deployment: Deployment, user: User = None) -> None:
     if deployment.name in endpoint.traffic:
         endpoint.traffic = {name: p for name, p in endpoint.traffic.items() if name != deployment.name}
         endpoint.save(update_fields=["traffic", "updated_at"])
+    record("deployment.delete", endpoint=endpoint.name, target=f"deployment {deployment.name}", user=user)
     _deployment_mark_deleting(deployment)
