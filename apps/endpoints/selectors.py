@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import QuerySet
 
+from apps.accounts.models import AuditEntry
+from apps.accounts.selectors import traffic_changes as audit_traffic_changes
 from apps.core.errors import ApplicationError, NotFound
 from apps.endpoints import storage
 from apps.endpoints.models import (
@@ -19,7 +21,6 @@ from apps.endpoints.models import (
     Instance,
     Model,
     ProvisioningState,
-    TrafficChange,
 )
 from gateway.wire import DeploymentRow, EndpointRow, instance_secret
 
@@ -204,14 +205,14 @@ def instance_names(*, deployment: Deployment) -> list[str]:
     return list(Instance.objects.filter(deployment=deployment).values_list("name", flat=True))
 
 
-def traffic_changes(*, endpoint: Endpoint) -> QuerySet[TrafficChange]:
-    """Who changed the endpoint's traffic or mirroring, newest first."""
-    return endpoint.traffic_changes.select_related("user")
+def traffic_changes(*, endpoint: Endpoint) -> QuerySet[AuditEntry]:
+    """Who changed the endpoint's traffic or mirroring, newest first: a view of the audit trail."""
+    return audit_traffic_changes(endpoint=endpoint.name, since=endpoint.created_at)
 
 
-def traffic_change_get(*, endpoint: Endpoint, change_id: int) -> TrafficChange:
+def traffic_change_get(*, endpoint: Endpoint, change_id: int) -> AuditEntry:
     """One recorded traffic change of the endpoint."""
-    change = TrafficChange.objects.filter(endpoint=endpoint, pk=change_id).first()
+    change = traffic_changes(endpoint=endpoint).filter(pk=change_id).first()
     if change is None:
         raise NotFound(f"traffic change {change_id} does not exist for online endpoint {endpoint.name!r}")
     return change

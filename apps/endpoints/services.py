@@ -19,6 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from apps.accounts.audit import record
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
 from apps.endpoints import announce, queue, signals, storage
@@ -31,7 +32,6 @@ from apps.endpoints.models import (
     Environment,
     Model,
     ProvisioningState,
-    TrafficChange,
     Upload,
 )
 from apps.endpoints.selectors import deployment_spec_view, endpoint_view, environment_get, model_get
@@ -90,6 +90,14 @@ def _version_bump(row: Endpoint | Deployment, *, user: User, note: str) -> None:
     row.version += 1
     row.changed_by = _actor(user)
     row.change_note = note[:255]
+
+
+def _audited_spec(view: dict[str, Any]) -> dict[str, Any]:
+    """A deployment spec as the audit trail keeps it: environment variable values are not copied (secrets)."""
+    variables = view.get("environment_variables")
+    if isinstance(variables, dict) and variables:
+        return {**view, "environment_variables": dict.fromkeys(variables, "(set)")}
+    return view
 
 
 # --- uploads ---
@@ -180,6 +188,7 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
             model.save()
     except IntegrityError:
         raise Conflict(f"model {name}:{version} was registered at the same moment; try again") from None
+    record("model.create", target=f"model {name}:{version}", after={"type": model.type, "path": upload.name}, user=user)
     return model
 
 
@@ -226,6 +235,8 @@ def environment_create(*, spec: dict[str, Any], user: User = None, inline: bool 
     probe.created_by = _actor(user)
     probe.full_clean()
     probe.save()
+    if not anonymous:
+        record("environment.create", target=f"environment {probe.name}:{probe.version}", after=fields, user=user)
     return probe
 
 
@@ -301,6 +312,8 @@ def endpoint_create(*, spec: dict[str, Any], user: User = None) -> Endpoint:
     )
     endpoint.full_clean()
     endpoint.save()
+    after = {key: spec[key] for key in ("auth_mode", "description", "tags", "local")}
+    record("endpoint.create", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", after=after, user=user)
     return endpoint
 
 
@@ -344,14 +357,19 @@ def endpoint_update(
         note = _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user, force=force, origin=origin)
         if note:
             notes.append(note)
+    before, after = {}, {}
     for key in ("description", "tags", "auth_mode", "public_network_access"):
         if getattr(endpoint, key) != spec[key]:
             notes.append(f"{key} changed")
+            before[key], after[key] = getattr(endpoint, key), spec[key]
         setattr(endpoint, key, spec[key])
     if notes:
         _version_bump(endpoint, user=user, note="; ".join(notes))
     endpoint.full_clean()
     endpoint.save()
+    if after:
+        target = f"endpoint {endpoint.name}"
+        record("endpoint.update", endpoint=endpoint.name, target=target, before=before, after=after, user=user)
     return endpoint
 
 
@@ -389,13 +407,14 @@ def _traffic_apply(
     signals.traffic_changing.send(
         sender=Endpoint, endpoint=endpoint, user=_actor(user), force=force, origin=origin, traffic=traffic
     )
-    TrafficChange.objects.create(
-        endpoint=endpoint,
-        user=_actor(user),
-        traffic_before=endpoint.traffic,
-        traffic_after=traffic,
-        mirror_before=endpoint.mirror_traffic,
-        mirror_after=mirror,
+    # The traffic history is these audit entries (selectors.traffic_changes reads them).
+    record(
+        "traffic.set",
+        endpoint=endpoint.name,
+        target=f"endpoint {endpoint.name}",
+        before={"traffic": endpoint.traffic, "mirror_traffic": endpoint.mirror_traffic},
+        after={"traffic": traffic, "mirror_traffic": mirror},
+        user=user,
     )
     note = f"traffic {_split_text(endpoint.traffic, endpoint.mirror_traffic)} → {_split_text(traffic, mirror)}"
     endpoint.traffic = traffic
@@ -438,6 +457,7 @@ def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None 
     setattr(endpoint, f"{kind}_key", key_value or _new_key())
     _version_bump(endpoint, user=None, note=f"the {kind} key was regenerated")
     endpoint.save(update_fields=[f"{kind}_key", "version", "changed_by", "change_note", "updated_at"])
+    record("keys.regenerate", endpoint=endpoint.name, target=f"{kind} key of endpoint {endpoint.name}")
     routing_changed()
     return endpoint
 
@@ -466,6 +486,7 @@ def endpoint_delete(*, endpoint: Endpoint, user: User = None) -> None:
     """Delete an endpoint and all its deployments (their instances stop in the background)."""
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     deployments = list(endpoint.deployments.all())
+    record("endpoint.delete", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", user=user)
     if not deployments:
         endpoint.delete()
         return
@@ -622,6 +643,13 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     _apply_spec(deployment, spec, resolved)
     deployment.full_clean()
     deployment.save()
+    record(
+        "deployment.create",
+        endpoint=endpoint.name,
+        target=f"deployment {name}",
+        after=_audited_spec(deployment_spec_view(deployment)),
+        user=user,
+    )
     event_record(
         deployment=deployment,
         reason="Creating",
@@ -677,6 +705,14 @@ def deployment_update(
     deployment.message = ""
     deployment.full_clean()
     deployment.save()
+    record(
+        "deployment.scale" if only_count else "deployment.update",
+        endpoint=deployment.endpoint.name,
+        target=f"deployment {deployment.name}",
+        before=_audited_spec({key: before.get(key) for key in sorted(changed)}),
+        after=_audited_spec({key: after.get(key) for key in sorted(changed)}),
+        user=user,
+    )
     event_record(
         deployment=deployment,
         reason=deployment.state,
@@ -749,4 +785,5 @@ def deployment_delete(*, deployment: Deployment, user: User = None) -> None:
         _version_bump(endpoint, user=user, note=f"deployment {deployment.name!r} was deleted")
         endpoint.save(update_fields=["traffic", "version", "changed_by", "change_note", "updated_at"])
         announce.endpoint_changed(endpoint.pk)
+    record("deployment.delete", endpoint=endpoint.name, target=f"deployment {deployment.name}", user=user)
     _deployment_mark_deleting(deployment)
