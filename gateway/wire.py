@@ -145,6 +145,7 @@ class DeploymentRow(TypedDict):
     name: str
     instances: list[str]  # base URLs of the ready instances, in instance-name order
     request_settings: dict[str, int]  # Azure's request_settings as stored (keys may be missing)
+    scoring_path: str  # the custom container's inference_config.scoring_route.path; "/score" for the runtime
 
 
 class EndpointRow(TypedDict):

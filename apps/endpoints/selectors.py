@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -379,34 +380,59 @@ def event_view(event: DeploymentEvent) -> dict[str, Any]:
     }
 
 
-def routing_rows() -> list[EndpointRow]:
-    """Every endpoint with its keys, traffic, mirror and ready instances: what the gateway routes by."""
+def routing_rows(*, names: Collection[str] | None = None) -> list[EndpointRow]:
+    """The endpoints (all, or those named) with keys, traffic, mirror and ready instances: what the gateway routes by.
+
+    Three queries whatever the number of endpoints, and only the columns routing needs (no descriptions,
+    tags or specs), so a gateway holding thousands of routes stays small and a one-endpoint reload is cheap.
+    """
+    endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING)
+    deployments = Deployment.objects.exclude(state=ProvisioningState.DELETING).exclude(
+        endpoint__provisioning_state=ProvisioningState.DELETING
+    )
+    ready = Instance.objects.filter(ready=True).exclude(address="")
+    if names is not None:
+        endpoints = endpoints.filter(name__in=list(names))
+        deployments = deployments.filter(endpoint__name__in=list(names))
+        ready = ready.filter(deployment__endpoint__name__in=list(names))
     instances: dict[int, list[str]] = {}
-    ready = Instance.objects.filter(ready=True).exclude(address="").order_by("deployment_id", "name")
-    for deployment_id, address in ready.values_list("deployment_id", "address"):
+    for deployment_id, address in ready.order_by("deployment_id", "name").values_list("deployment_id", "address"):
         instances.setdefault(deployment_id, []).append(address.rstrip("/"))
-    rows: list[EndpointRow] = []
-    endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING).prefetch_related("deployments")
-    for endpoint in endpoints:
-        deployments = [
+    by_endpoint: dict[int, list[DeploymentRow]] = {}
+    columns = ("pk", "endpoint_id", "name", "request_settings", "environment__inference_config")
+    for pk, endpoint_id, name, request_settings, inference_config in deployments.order_by("name").values_list(*columns):
+        by_endpoint.setdefault(endpoint_id, []).append(
             DeploymentRow(
-                name=deployment.name,
-                instances=instances.get(deployment.pk, []),
-                request_settings=dict(deployment.request_settings or {}),
+                name=name,
+                instances=instances.get(pk, []),
+                request_settings=dict(request_settings or {}),
+                scoring_path=_scoring_path(inference_config),
             )
-            for deployment in endpoint.deployments.all()
-            if deployment.state != ProvisioningState.DELETING
-        ]
+        )
+    rows: list[EndpointRow] = []
+    fields = ("pk", "name", "auth_mode", "primary_key", "secondary_key", "token_secret", "traffic", "mirror_traffic")
+    for pk, name, auth_mode, primary, secondary, token_secret, traffic, mirror, local in endpoints.values_list(
+        *fields, "local"
+    ):
         rows.append(
             EndpointRow(
-                name=endpoint.name,
-                auth_mode=endpoint.auth_mode,
-                keys=[key for key in (endpoint.primary_key, endpoint.secondary_key) if key],
-                token_secret=endpoint.token_secret,
-                traffic=dict(endpoint.traffic or {}),
-                mirror_traffic=dict(endpoint.mirror_traffic or {}),
-                deployments=deployments,
-                local=endpoint.local,
+                name=name,
+                auth_mode=auth_mode,
+                keys=[key for key in (primary, secondary) if key],
+                token_secret=token_secret,
+                traffic=dict(traffic or {}),
+                mirror_traffic=dict(mirror or {}),
+                deployments=by_endpoint.get(pk, []),
+                local=local,
             )
         )
     return rows
+
+
+def _scoring_path(inference_config: object) -> str:
+    """A custom container's scoring path (`inference_config.scoring_route.path`); the runtime's `/score` otherwise."""
+    route = inference_config.get("scoring_route") if isinstance(inference_config, dict) else None
+    path = str(route.get("path") or "") if isinstance(route, dict) else ""
+    if not path:
+        return "/score"
+    return path if path.startswith("/") else f"/{path}"
