@@ -186,13 +186,13 @@ def endpoints_with_deployments() -> list[Endpoint]:
     return list(endpoints_list().prefetch_related("deployments"))
 
 
-def endpoint_state(deployments: list[Deployment]) -> str:
-    """One word for an endpoint from its deployments' states: a failure first, then work in progress."""
-    states = {d.state for d in deployments}
-    for state in (ProvisioningState.FAILED, *BUSY_STATES, ProvisioningState.DELETING):
-        if state in states:
-            return state
-    return ProvisioningState.SUCCEEDED if deployments else "No deployments"
+def endpoint_state(endpoint: Endpoint) -> str:
+    """The endpoint's state: the one word the list, its page, the API and the CLI show.
+
+    It is the endpoint's own provisioning state, as Azure reports it: a failed deployment (serving or not) is
+    shown on that deployment, never as a failure of an endpoint whose other deployments serve.
+    """
+    return endpoint.provisioning_state
 
 
 def endpoint_deployments(*, endpoint: Endpoint) -> list[Deployment]:
@@ -307,7 +307,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "public_network_access": endpoint.public_network_access,
         "local": endpoint.local,
         "location": "local" if endpoint.local else None,  # as `az ml online-endpoint show --local` says it
-        "provisioning_state": endpoint.provisioning_state,
+        "provisioning_state": endpoint_state(endpoint),
         "scoring_uri": endpoint.scoring_uri,
         "openapi_uri": endpoint.openapi_uri,
         "swagger_uri": endpoint.openapi_uri,

@@ -111,7 +111,7 @@ def model_create(*, spec: dict[str, Any], user: User = None) -> Model:
     return _model_register(spec, user=user)
 
 
-def _model_register(spec: dict[str, Any], *, user: User) -> Model:
+def _model_register(spec: dict[str, Any], *, user: User, anonymous: bool = False) -> Model:
     upload = _upload_from_ref(spec["path"], field="path")
     name = spec["name"]
     if spec.get("version") is not None:
@@ -134,6 +134,7 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
         is_folder=upload.kind == Upload.Kind.FOLDER,
         size=upload.size,
         file_count=upload.file_count,
+        anonymous=anonymous,
         created_by=_actor(user),
     )
     model.full_clean()
@@ -266,6 +267,7 @@ def endpoint_create(*, spec: dict[str, Any], user: User = None) -> Endpoint:
     )
     endpoint.full_clean()
     endpoint.save()
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -293,6 +295,8 @@ def endpoint_update(*, endpoint: Endpoint, changes: dict[str, Any], user: User =
     spec = validate_endpoint({**current, **changes})
     if "traffic" in changes or "mirror_traffic" in changes:
         _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user)
+    if spec["auth_mode"] != endpoint.auth_mode:
+        routing_changed(endpoint.name)
     for key in ("description", "tags", "auth_mode", "public_network_access"):
         setattr(endpoint, key, spec[key])
     endpoint.full_clean()
@@ -331,7 +335,7 @@ def _traffic_apply(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str
     )
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
-    routing_changed()
+    routing_changed(endpoint.name)
     announce.endpoint_changed(endpoint.pk)
 
 
@@ -367,7 +371,7 @@ def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None 
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     setattr(endpoint, f"{kind}_key", key_value or _new_key())
     endpoint.save(update_fields=[f"{kind}_key", "updated_at"])
-    routing_changed()
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -395,6 +399,7 @@ def endpoint_delete(*, endpoint: Endpoint, user: User = None) -> None:
     """Delete an endpoint and all its deployments (their instances stop in the background)."""
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     deployments = list(endpoint.deployments.all())
+    routing_changed(endpoint.name)
     if not deployments:
         endpoint.delete()
         return
@@ -421,9 +426,10 @@ def _resolve(endpoint: Endpoint, spec: dict[str, Any], *, user: User, deployment
             raise fail("model", exc.message) from None
     elif isinstance(model_ref, dict):
         inline = validate(model_ref, INLINE_MODEL, path="model")
+        anonymous = not inline.get("name")
         inline["name"] = inline.get("name") or f"{endpoint.name}-{deployment_name}-model"
         try:
-            resolved["model"] = _model_register(inline, user=user)
+            resolved["model"] = _model_register(inline, user=user, anonymous=anonymous)
         except ApplicationError as exc:
             raise fail("model", exc.message) from None
     else:
@@ -558,6 +564,7 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     )
     if name not in endpoint.traffic and not endpoint.local:  # a local endpoint has no traffic rules
         Endpoint.objects.filter(pk=endpoint.pk).update(traffic={**endpoint.traffic, name: 0})
+    routing_changed(endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
@@ -599,6 +606,8 @@ def deployment_update(*, deployment: Deployment, changes: dict[str, Any], user: 
         reason=deployment.state,
         message=f"generation {deployment.generation}: changed {', '.join(sorted(changed))}",
     )
+    if "request_settings" in changed:
+        routing_changed(deployment.endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
@@ -638,7 +647,7 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
 def _deployment_mark_deleting(deployment: Deployment) -> None:
     Deployment.objects.filter(pk=deployment.pk).update(state=ProvisioningState.DELETING, reason="", message="")
     event_record(deployment=deployment, reason="Deleting", message="instances are being stopped")
-    routing_changed()
+    routing_changed(deployment.endpoint.name)
     queue.delete_after_commit(deployment.pk)
 
 
