@@ -154,7 +154,7 @@ def model_create(*, spec: dict[str, Any], user: User = None) -> Model:
     return _model_register(spec, user=user)
 
 
-def _model_register(spec: dict[str, Any], *, user: User) -> Model:
+def _model_register(spec: dict[str, Any], *, user: User, anonymous: bool = False) -> Model:
     upload = _upload_from_ref(spec["path"], field="path")
     name = spec["name"]
     if spec.get("version") is not None:
@@ -177,6 +177,7 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
         is_folder=upload.kind == Upload.Kind.FOLDER,
         size=upload.size,
         file_count=upload.file_count,
+        anonymous=anonymous,
         created_by=_actor(user),
     )
     model.full_clean()
@@ -314,6 +315,7 @@ def endpoint_create(*, spec: dict[str, Any], user: User = None) -> Endpoint:
     endpoint.save()
     after = {key: spec[key] for key in ("auth_mode", "description", "tags", "local")}
     record("endpoint.create", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", after=after, user=user)
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -357,6 +359,8 @@ def endpoint_update(
         note = _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user, force=force, origin=origin)
         if note:
             notes.append(note)
+    if spec["auth_mode"] != endpoint.auth_mode:
+        routing_changed(endpoint.name)
     before, after = {}, {}
     for key in ("description", "tags", "auth_mode", "public_network_access"):
         if getattr(endpoint, key) != spec[key]:
@@ -419,7 +423,7 @@ def _traffic_apply(
     note = f"traffic {_split_text(endpoint.traffic, endpoint.mirror_traffic)} → {_split_text(traffic, mirror)}"
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
-    routing_changed()
+    routing_changed(endpoint.name)
     announce.endpoint_changed(endpoint.pk)
     return note
 
@@ -458,7 +462,7 @@ def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None 
     _version_bump(endpoint, user=None, note=f"the {kind} key was regenerated")
     endpoint.save(update_fields=[f"{kind}_key", "version", "changed_by", "change_note", "updated_at"])
     record("keys.regenerate", endpoint=endpoint.name, target=f"{kind} key of endpoint {endpoint.name}")
-    routing_changed()
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -487,6 +491,7 @@ def endpoint_delete(*, endpoint: Endpoint, user: User = None) -> None:
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     deployments = list(endpoint.deployments.all())
     record("endpoint.delete", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", user=user)
+    routing_changed(endpoint.name)
     if not deployments:
         endpoint.delete()
         return
@@ -513,9 +518,10 @@ def _resolve(endpoint: Endpoint, spec: dict[str, Any], *, user: User, deployment
             raise fail("model", exc.message) from None
     elif isinstance(model_ref, dict):
         inline = validate(model_ref, INLINE_MODEL, path="model")
+        anonymous = not inline.get("name")
         inline["name"] = inline.get("name") or f"{endpoint.name}-{deployment_name}-model"
         try:
-            resolved["model"] = _model_register(inline, user=user)
+            resolved["model"] = _model_register(inline, user=user, anonymous=anonymous)
         except ApplicationError as exc:
             raise fail("model", exc.message) from None
     else:
@@ -658,6 +664,7 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     if name not in endpoint.traffic and not endpoint.local:  # a local endpoint has no traffic rules
         Endpoint.objects.filter(pk=endpoint.pk).update(traffic={**endpoint.traffic, name: 0})
         announce.endpoint_changed(endpoint.pk)
+    routing_changed(endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
@@ -718,6 +725,8 @@ def deployment_update(
         reason=deployment.state,
         message=f"generation {deployment.generation}: changed {', '.join(sorted(changed))}",
     )
+    if "request_settings" in changed:
+        routing_changed(deployment.endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
@@ -761,7 +770,7 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
 def _deployment_mark_deleting(deployment: Deployment) -> None:
     Deployment.objects.filter(pk=deployment.pk).update(state=ProvisioningState.DELETING, reason="", message="")
     event_record(deployment=deployment, reason="Deleting", message="instances are being stopped")
-    routing_changed()
+    routing_changed(deployment.endpoint.name)
     queue.delete_after_commit(deployment.pk)
 
 
