@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from apps.core.errors import ApplicationError
-from apps.core.htmx import redirect
+from apps.core.htmx import error_status, redirect
 from apps.costs import autoscale, selectors, services
 from apps.endpoints import catalog
 from apps.endpoints import selectors as endpoint_selectors
@@ -133,4 +133,6 @@ def deployment_autoscale(request: HttpRequest, name: str, deployment: str) -> Ht
         figures_json=figures,
         metrics=autoscale.METRICS,
     )
-    return render(request, "costs/deployment_autoscale.html", context, status=400 if error else 200)
+    return render(
+        request, "costs/deployment_autoscale.html", context, status=error_status(request, 400 if error else 200)
+    )

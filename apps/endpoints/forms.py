@@ -302,7 +302,11 @@ class DeploymentEditForm(forms.Form):
         if not spec.get("model"):
             models = [("", "no model"), *models]
         _choices(self, "model", models)
-        _choices(self, "environment", _environment_choices())
+        environments = _environment_choices()
+        if spec["environment"] not in {value for value, _ in environments}:
+            # An inline (anonymous) environment from a YAML file: keep it as a choice.
+            environments = [(spec["environment"], f"{spec['environment']} (inline)"), *environments]
+        _choices(self, "environment", environments)
         _choices(self, "instance_type", _instance_type_choices())
 
     def clean_environment_variables(self) -> dict[str, str]:

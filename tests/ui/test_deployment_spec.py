@@ -256,3 +256,14 @@ def test_autoscale_page_shows_rules_decisions_and_saves_through_the_service(brow
     assert saved.status_code == 303
     deployment.autoscale.refresh_from_db()
     assert (deployment.autoscale.minimum, deployment.autoscale.maximum, deployment.autoscale.rules) == (2, 5, [])
+
+
+def test_edit_keeps_an_inline_environment_from_yaml(browser: Client, post: Any) -> None:
+    endpoint = factories.endpoint("ep1")
+    deployment = factories.deployment(endpoint, "blue", environment={"image": "python:3.11"})
+    assert deployment.environment.anonymous
+    data = _edit_data(browser, environment_variables="MODE=inline")
+    applied = post("/endpoints/ep1/deployments/blue/edit/", {**data, "action": "apply"})
+    assert applied.status_code == 303, applied.content.decode()[:2000]
+    row = Deployment.objects.get(pk=deployment.pk)
+    assert row.environment == deployment.environment and row.environment_variables == {"MODE": "inline"}

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.core.errors import ApplicationError
-from apps.core.htmx import redirect
+from apps.core.htmx import error_status, redirect
 from apps.endpoints import selectors, services
 from apps.endpoints.forms import DeploymentEditForm
 from apps.endpoints.views.common import (
@@ -115,4 +115,6 @@ def deployment_edit(request: HttpRequest, name: str, deployment: str) -> HttpRes
         except ApplicationError as exc:
             form_error(form, exc, EDIT_FIELD_MAP)
     context = tab_context(request, endpoint, "details", deployment=row, form=form, diff=diff)
-    return render(request, "endpoints/deployment_edit.html", context, status=400 if form.errors else 200)
+    return render(
+        request, "endpoints/deployment_edit.html", context, status=error_status(request, 400 if form.errors else 200)
+    )

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from apps.core.errors import ApplicationError
-from apps.core.htmx import redirect
+from apps.core.htmx import error_status, redirect
 from apps.endpoints import services
 from apps.endpoints.forms import DeploymentYamlForm, EndpointYamlForm
 from apps.endpoints.models import Endpoint
@@ -151,7 +151,12 @@ def endpoint_create_yaml(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Creating endpoint {endpoint.name}{what} from YAML.")
             return redirect(request, reverse("endpoint", args=[endpoint.name]))
     context = {"form": form, "section": "endpoints", "reselect_files": bool(request.FILES) and bool(form.errors)}
-    return render(request, "endpoints/endpoint_create_yaml.html", context, status=400 if form.errors else 200)
+    return render(
+        request,
+        "endpoints/endpoint_create_yaml.html",
+        context,
+        status=error_status(request, 400 if form.errors else 200),
+    )
 
 
 @login_required
@@ -175,4 +180,9 @@ def deployment_create_yaml(request: HttpRequest, name: str) -> HttpResponse:
             return redirect(request, reverse("endpoint", args=[endpoint.name]))
     context = tab_context(request, endpoint, "details", form=form)
     context["reselect_files"] = bool(request.FILES) and bool(form.errors)
-    return render(request, "endpoints/deployment_create_yaml.html", context, status=400 if form.errors else 200)
+    return render(
+        request,
+        "endpoints/deployment_create_yaml.html",
+        context,
+        status=error_status(request, 400 if form.errors else 200),
+    )
