@@ -267,3 +267,11 @@ def test_edit_keeps_an_inline_environment_from_yaml(browser: Client, post: Any) 
     assert applied.status_code == 303, applied.content.decode()[:2000]
     row = Deployment.objects.get(pk=deployment.pk)
     assert row.environment == deployment.environment and row.environment_variables == {"MODE": "inline"}
+
+
+def test_attributes_panel_is_its_own_fragment_for_live_refresh(browser: Client) -> None:
+    factories.deployment(factories.endpoint("ep1"), "blue")
+    fragment = browser.get("/endpoints/ep1/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="endpoint-attributes")
+    html = fragment.content.decode()
+    assert html.startswith('<div class="grid" id="endpoint-attributes"')
+    assert '<span class="badge Creating">Creating</span>' in html and "deployment-cards" not in html

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core.errors import ApplicationError
-from apps.core.htmx import redirect, render_page_or_fragment
+from apps.core.htmx import is_htmx, redirect, render_page_or_fragment
 from apps.costs import selectors as cost_selectors
 from apps.endpoints import selectors, services
 from apps.endpoints.forms import EndpointEditForm, EndpointWizardForm, format_pairs
@@ -95,6 +95,8 @@ def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
     """The Details tab: the endpoint's attributes and traffic, then one card per deployment."""
     endpoint = endpoint_or_404(name)
     context = _details_context(request, endpoint)
+    if is_htmx(request) and request.headers.get("HX-Target") == "endpoint-attributes":
+        return render(request, "endpoints/partials/_attributes.html", context)  # its state follows the deployments'
     return render_page_or_fragment(
         request, "endpoints/endpoint_details.html", "endpoints/partials/_deployment_cards.html", context
     )
