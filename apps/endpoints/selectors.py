@@ -23,6 +23,7 @@ from apps.endpoints.models import (
     Model,
     ProvisioningState,
 )
+from apps.endpoints.yaml import text as yaml_text
 from gateway.wire import DeploymentRow, EndpointRow, instance_secret
 
 BUSY_STATES = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
@@ -197,6 +198,30 @@ def endpoint_state(endpoint: Endpoint) -> str:
     return endpoint.provisioning_state
 
 
+def endpoint_attributes(*, endpoint: Endpoint, deployments: list[Deployment]) -> dict[str, Any]:
+    """What the Details tab's attributes panel shows: Azure's endpoint attributes and the traffic summary."""
+    names = {d.name: d for d in deployments}
+    traffic = [
+        {"deployment": name, "percent": percent, "state": names[name].state if name in names else None}
+        for name, percent in sorted((endpoint.traffic or {}).items(), key=lambda pair: (-pair[1], pair[0]))
+    ]
+    return {
+        "state": endpoint_state(endpoint),
+        "description": endpoint.description,
+        "tags": endpoint.tags or {},
+        "auth_mode": endpoint.auth_mode,
+        "compute": endpoint.compute or ("local endpoint" if endpoint.local else "managed (this studio's backend)"),
+        "created_by": endpoint.created_by.get_username() if endpoint.created_by else None,
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+        "scoring_uri": endpoint.scoring_uri,
+        "swagger_uri": endpoint.openapi_uri,
+        "traffic": traffic,
+        "live_total": sum(row["percent"] for row in traffic),
+        "mirror": sorted((endpoint.mirror_traffic or {}).items()),
+    }
+
+
 def endpoint_deployments(*, endpoint: Endpoint) -> list[Deployment]:
     """The endpoint's deployments by name with their instances fetched (what every tab of its page shows)."""
     return list(deployments_list(endpoint=endpoint).prefetch_related("instances"))
@@ -344,6 +369,46 @@ def deployment_spec_view(deployment: Deployment) -> dict[str, Any]:
     }
     spec.update(deployment.extra)
     return {key: value for key, value in spec.items() if value is not None}
+
+
+ENDPOINT_SPEC_KEYS = ("name", "description", "tags", "auth_mode", "compute", "traffic", "mirror_traffic")
+
+
+def endpoint_yaml(endpoint: Endpoint) -> str:
+    """The endpoint as the Azure ML v2 YAML file that would make it again (what "Download YAML" gives)."""
+    view = endpoint_view(endpoint)
+    doc = {key: view[key] for key in ENDPOINT_SPEC_KEYS if view.get(key) not in (None, "", {})}
+    if endpoint.public_network_access != "enabled":
+        doc["public_network_access"] = endpoint.public_network_access
+    if endpoint.local:
+        doc["local"] = True
+    return yaml_text.dump(doc, schema=yaml_text.ENDPOINT_SCHEMA)
+
+
+def deployment_yaml(deployment: Deployment) -> str:
+    """The deployment's desired spec as Azure ML v2 YAML (the spec view, and what "Download YAML" gives).
+
+    References stay the studio's (`azureml:name:version`, `code:<digest>`), so `studio online-deployment
+    update -f` takes the file back unchanged.
+    """
+    doc = deployment_spec_view(deployment)
+    schema = (
+        yaml_text.KUBERNETES_DEPLOYMENT_SCHEMA
+        if deployment.kind == Deployment.Kind.KUBERNETES
+        else yaml_text.DEPLOYMENT_SCHEMA
+    )
+    return yaml_text.dump(doc, schema=schema)
+
+
+def endpoint_serving_assets(*, endpoint: Endpoint) -> tuple[str | None, str | None]:
+    """The model and environment (asset ids) the endpoint serves now: those of the deployment with the most
+    live traffic, else of its newest deployment; what "Add deployment" starts from."""
+    deployments = [d for d in deployments_list(endpoint=endpoint) if d.state != ProvisioningState.DELETING]
+    if not deployments:
+        return None, None
+    traffic = endpoint.traffic or {}
+    best = max(deployments, key=lambda d: (traffic.get(d.name, 0), d.created_at, d.pk))
+    return (best.model.asset_id if best.model else None), best.environment.asset_id
 
 
 def deployment_view(deployment: Deployment) -> dict[str, Any]:

@@ -34,7 +34,13 @@ from apps.endpoints.models import (
     ProvisioningState,
     Upload,
 )
-from apps.endpoints.selectors import deployment_spec_view, endpoint_view, environment_get, model_get
+from apps.endpoints.selectors import (
+    deployment_spec_view,
+    deployment_yaml,
+    endpoint_view,
+    environment_get,
+    model_get,
+)
 from apps.endpoints.specs import deployment_spec
 from apps.endpoints.tokens import issue_token
 from apps.endpoints.yaml import validate_deployment, validate_endpoint, validate_environment, validate_model
@@ -744,6 +750,21 @@ def deployment_scale(
     if updated.generation != deployment.generation:
         event_record(deployment=updated, reason="ScaleDecision", message=reason)
     return updated
+
+
+def deployment_update_preview(*, deployment: Deployment, changes: dict[str, Any], user: User = None) -> tuple[str, str]:
+    """The deployment's YAML now and after `changes` (before and after of the Edit flow's diff); nothing is kept.
+
+    The change goes through deployment_update itself inside a transaction that is then rolled back, so
+    the preview refuses exactly what the update would refuse and shows exactly what it would store.
+    """
+    before = deployment_yaml(deployment)
+    with transaction.atomic():
+        row = deployment_update(deployment=deployment, changes=changes, user=user)
+        row.refresh_from_db()
+        after = deployment_yaml(row)
+        transaction.set_rollback(True)
+    return before, after
 
 
 def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = None) -> str:
