@@ -176,10 +176,61 @@
     summarize();
   }
 
-  /* --- forms that ask first (plain forms; htmx ones use hx-confirm) --- */
+  /* --- the confirmation dialog (templates/partials/_confirm_dialog.html), never window.confirm() ---
+     ask(question, options, onOk): options.title and options.action name the dialog and its button. */
+  function ask(question, options, onOk) {
+    var dialog = document.getElementById("confirm-dialog");
+    if (!dialog || typeof dialog.showModal !== "function") { onOk(); return; }
+    dialog.querySelector("#confirm-title").textContent = options.title || "Are you sure?";
+    dialog.querySelector("#confirm-message").textContent = question;
+    dialog.querySelector("#confirm-ok").textContent = options.action || "Confirm";
+    dialog.returnValue = "";
+    var closed = function () {
+      dialog.removeEventListener("close", closed);
+      if (dialog.returnValue === "ok") onOk();
+    };
+    dialog.addEventListener("close", closed);
+    dialog.showModal();
+  }
+  function confirmOptions(el) {
+    var source = el.closest("[data-confirm-action], [data-confirm-title]") || el;
+    return { title: source.dataset.confirmTitle, action: source.dataset.confirmAction };
+  }
+  /* Plain forms that ask first: data-confirm="question". */
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+    if (!form.dataset || !form.dataset.confirm || form.dataset.confirmed) return;
+    event.preventDefault();
+    var submitter = event.submitter;
+    ask(form.dataset.confirm, confirmOptions(form), function () {
+      form.dataset.confirmed = "1";
+      if (form.requestSubmit) form.requestSubmit(submitter || undefined); else form.submit();
+      delete form.dataset.confirmed;
+    });
+  });
+  /* htmx's hx-confirm goes through the same dialog. */
+  document.addEventListener("htmx:confirm", function (event) {
+    if (!event.detail || !event.detail.question) return;
+    event.preventDefault();
+    ask(event.detail.question, confirmOptions(event.detail.elt), function () { event.detail.issueRequest(true); });
+  });
+
+  /* --- toasts: success and info go after a few seconds, errors stay until closed --- */
+  var TOAST_MS = 6000;
+  function dismiss(toast) {
+    toast.classList.add("leaving");
+    setTimeout(function () { if (toast.parentNode) toast.parentNode.removeChild(toast); }, 300);
+  }
+  function initToasts(root) {
+    root.querySelectorAll("[data-toast]").forEach(function (toast) {
+      if (toast.dataset.ready) return;
+      toast.dataset.ready = "1";
+      if (!("toastSticky" in toast.dataset)) setTimeout(function () { dismiss(toast); }, TOAST_MS);
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var close = event.target.closest("[data-toast-close]");
+    if (close) dismiss(close.closest("[data-toast]"));
   });
 
   /* --- copy buttons --- */
@@ -209,6 +260,21 @@
   }
 
   /* --- live charts --- */
+  /* The chart follows the page's colours (light or dark) and its card's height. */
+  function themed(layout, div) {
+    var css = getComputedStyle(document.documentElement);
+    var fg = css.getPropertyValue("--fg").trim() || "#1b1f24";
+    var line = css.getPropertyValue("--line").trim() || "#d0d7de";
+    layout.height = Math.max(200, div.clientHeight - 16);
+    layout.paper_bgcolor = "rgba(0,0,0,0)";
+    layout.plot_bgcolor = "rgba(0,0,0,0)";
+    layout.font = Object.assign({}, layout.font || {}, { color: fg });
+    Object.keys(layout).forEach(function (key) {
+      if (/^[xy]axis\d*$/.test(key)) layout[key] = Object.assign({}, layout[key], { gridcolor: line, zerolinecolor: line });
+    });
+    if (layout.legend) layout.legend = Object.assign({}, layout.legend, { bgcolor: "rgba(0,0,0,0)" });
+    return layout;
+  }
   function initCharts(panel) {
     if (panel.dataset.ready) return;
     panel.dataset.ready = "1";
@@ -237,7 +303,7 @@
           // A lone point of a line is invisible: draw it as a marker until a second one arrives.
           if (trace.mode === "lines" && (trace.x || []).length < 2) trace.mode = "lines+markers";
         });
-        fig.layout = Object.assign({}, fig.layout || {}, { autosize: true, height: 420 });
+        fig.layout = themed(Object.assign({}, fig.layout || {}, { autosize: true }), div);
         if (window.Plotly) window.Plotly.react(div, fig.data || [], fig.layout || {}, { responsive: true, displaylogo: false });
       });
       if (status) status.textContent = "Updated " + new Date().toLocaleTimeString();
@@ -301,6 +367,7 @@
   }
 
   function init(root) {
+    initToasts(root);
     root.querySelectorAll("[data-wizard]").forEach(initWizard);
     root.querySelectorAll("[data-traffic-form]").forEach(initTraffic);
     root.querySelectorAll("[data-charts]").forEach(initCharts);
