@@ -42,11 +42,18 @@ def plotly_js(request: HttpRequest) -> FileResponse:
 class _SampleForm(forms.Form):
     """The style guide's form: one field of each kind, one of them in error."""
 
-    name = forms.CharField(label="Endpoint name", help_text="3-32 characters: letters, digits and dashes.")
+    name = forms.RegexField(
+        label="Endpoint name",
+        regex=r"^[A-Za-z][A-Za-z0-9-]{2,31}$",
+        help_text="3-32 characters: a letter first, then letters, digits and dashes.",
+        error_messages={"invalid": "name: must start with a letter, got '1-bad name'"},
+    )
     instance_count = forms.IntegerField(label="Instance count", min_value=1, help_text="At least 1.")
     auth_mode = forms.ChoiceField(label="Auth mode", choices=[("key", "key"), ("aml_token", "aml_token")])
     notes = forms.CharField(label="Description", widget=forms.Textarea(attrs={"rows": 2}), required=False)
-    all_traffic = forms.BooleanField(label="Send all traffic here", required=False, help_text="Only for a first deployment.")
+    all_traffic = forms.BooleanField(
+        label="Send all traffic here", required=False, help_text="Only for a first deployment."
+    )
 
 
 @login_required

@@ -281,39 +281,54 @@
     var container = panel.querySelector("#charts");
     var empty = panel.querySelector("#charts-empty");
     var status = panel.querySelector("#charts-status");
+    var size = panel.dataset.chartClass || "";
+    /* Each chart is a card: its title an HTML heading (never inside the plot, where it could meet the legend). */
+    function card(key, fig) {
+      var id = "chart-" + key;
+      var div = document.getElementById(id);
+      if (div) return div;
+      var title = fig.layout && fig.layout.title;
+      var text = (title && (title.text || title)) || key;
+      var figure = document.createElement("figure");
+      figure.className = "card chart-card";
+      var caption = document.createElement("figcaption");
+      caption.textContent = text;
+      div = document.createElement("div");
+      div.id = id;
+      div.className = "chart " + size;
+      div.setAttribute("role", "img");
+      div.setAttribute("aria-label", text);
+      figure.appendChild(caption);
+      figure.appendChild(div);
+      container.appendChild(figure);
+      return div;
+    }
     function draw(figures) {
       if (!figures || !Object.keys(figures).length) { if (empty) empty.hidden = false; return; }
       if (empty) empty.hidden = true;
       Object.keys(figures).forEach(function (key) {
-        var id = "chart-" + key;
-        var div = document.getElementById(id);
-        if (!div) {
-          div = document.createElement("div");
-          div.id = id;
-          div.className = "chart card";
-          div.setAttribute("role", "figure");
-          var title = figures[key].layout && figures[key].layout.title;
-          div.setAttribute("aria-label", (title && (title.text || title)) || key);
-          container.appendChild(div);
-        }
         var fig = figures[key];
+        var div = card(key, fig);
         // Plain SVG traces: WebGL is not everywhere (headless browsers, old GPUs) and the series are short.
         (fig.data || []).forEach(function (trace) {
           if (trace.type === "scattergl") trace.type = "scatter";
           // A lone point of a line is invisible: draw it as a marker until a second one arrives.
           if (trace.mode === "lines" && (trace.x || []).length < 2) trace.mode = "lines+markers";
         });
-        fig.layout = themed(Object.assign({}, fig.layout || {}, { autosize: true }), div);
-        if (window.Plotly) window.Plotly.react(div, fig.data || [], fig.layout || {}, { responsive: true, displaylogo: false });
+        var layout = Object.assign({}, fig.layout || {});
+        delete layout.title;
+        layout = themed(Object.assign(layout, { autosize: true }), div);
+        if (window.Plotly) window.Plotly.react(div, fig.data || [], layout, { responsive: true, displaylogo: false });
       });
       if (status) status.textContent = "Updated " + new Date().toLocaleTimeString();
       panel.dataset.updates = String(parseInt(panel.dataset.updates || "0", 10) + 1);
     }
-    var initial = document.getElementById("figures-data");
+    var initial = panel.querySelector("#figures-data") || document.getElementById("figures-data");
     draw(initial ? JSON.parse(initial.textContent) : null);
     if (panel.dataset.wsUrl) {
       /* Figures are pushed after each ingest; one fetch when the socket (re)opens covers an ingest
-         that came between drawing the page and joining (or while the socket was down). */
+         that came between drawing the page and joining (or while the socket was down). A page showing
+         another range or percentile than the pushed default fetches its own figures on each push. */
       var catchUp = function () {
         if (!panel.dataset.figuresUrl) return;
         fetch(panel.dataset.figuresUrl, { credentials: "same-origin" })
@@ -321,8 +336,10 @@
           .then(function (body) { if (body && body.figures) draw(body.figures); })
           .catch(function () { /* the next push redraws */ });
       };
+      var refetch = "refetchOnPush" in panel.dataset;
       liveSocket(panel.dataset.wsUrl, function (msg) {
-        if (msg.type === "endpoint.charts") draw(msg.figures);
+        if (msg.type !== "endpoint.charts") return;
+        if (refetch) catchUp(); else draw(msg.figures);
       }, catchUp);
     }
   }

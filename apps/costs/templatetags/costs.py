@@ -19,7 +19,6 @@ def cents(value: Decimal | None) -> str:
     return f"{round_cents(Decimal(value)):.2f}"
 
 
-
 @register.filter
 def money(value: Decimal | None, currency: str = "USD") -> str:
     """A cost as money: rounded once to the cent, thousands grouped, then the currency (`1,234.56 USD`)."""
