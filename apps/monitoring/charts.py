@@ -190,6 +190,9 @@ def monitoring_figures(
     if any(_has_points(figure) for figure in live.values()):
         figures.update(live)
     figures.update(usage_figures(endpoint=endpoint, start=start, end=end, now=now))
+    for figure in (*figures.values(), *mirrored.values()):
+        # The time axis spans the range asked for, so a few points sit where they happened in it.
+        figure["layout"]["xaxis"]["range"] = [start.isoformat(), end.isoformat()]
     for key, figure in mirrored.items():
         if key != "errors" and _has_points(figure):
             title = figure.get("layout", {}).get("title", {})

@@ -221,7 +221,9 @@ def test_every_page_and_tab_at_both_widths_is_laid_out_cleanly_and_accessible_in
                     page.screenshot(path=str(SCREENSHOTS / f"{name}-{width_name}-dark.png"), full_page=True)
             if found:
                 problems[f"{name} at {width_name}"] = found
-    assert problems == {}
+    report = "\n".join(f"{where}: {problem}" for where, found in problems.items() for problem in found)
+    (SCREENSHOTS / "layout-problems.txt").write_text(report)
+    assert not problems, report
 
 
 def test_failed_card_leads_to_the_logs_and_shows_the_whole_message(
