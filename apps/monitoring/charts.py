@@ -148,11 +148,22 @@ def endpoint_figures(
     start = start or end - timedelta(minutes=minutes)
     grain = chart_grain(start=start, end=end, now=now)
     columns = rollup_columns(endpoint=endpoint, start=start, end=end, grain=grain, mirrored=mirrored)
-    return {
-        "latency": latency_figure(columns, percentile=percentile),
-        "requests": requests_figure(columns, grain=grain),
-        "errors": errors_figure(columns, grain=grain),
-    }
+    return _spanning(
+        {
+            "latency": latency_figure(columns, percentile=percentile),
+            "requests": requests_figure(columns, grain=grain),
+            "errors": errors_figure(columns, grain=grain),
+        },
+        start,
+        end,
+    )
+
+
+def _spanning(figures: dict[str, dict], start: datetime, end: datetime) -> dict[str, dict]:
+    """The time axis spans the range asked for, so a few points sit where they happened in it."""
+    for figure in figures.values():
+        figure["layout"]["xaxis"]["range"] = [start.isoformat(), end.isoformat()]
+    return figures
 
 
 def usage_figures(*, endpoint: str, start: datetime, end: datetime, now: datetime | None = None) -> dict[str, dict]:
@@ -164,7 +175,7 @@ def usage_figures(*, endpoint: str, start: datetime, end: datetime, now: datetim
         "memory": usage_figure(columns, metric="memory_percent", title="Memory", y_title="% of memory"),
         "disk": usage_figure(columns, metric="disk_mib", title="Disk used", y_title="MiB"),
     }
-    return {key: figure for key, figure in figures.items() if _has_points(figure)}
+    return _spanning({key: figure for key, figure in figures.items() if _has_points(figure)}, start, end)
 
 
 def _has_points(figure: dict[str, Any]) -> bool:
@@ -190,9 +201,6 @@ def monitoring_figures(
     if any(_has_points(figure) for figure in live.values()):
         figures.update(live)
     figures.update(usage_figures(endpoint=endpoint, start=start, end=end, now=now))
-    for figure in (*figures.values(), *mirrored.values()):
-        # The time axis spans the range asked for, so a few points sit where they happened in it.
-        figure["layout"]["xaxis"]["range"] = [start.isoformat(), end.isoformat()]
     for key, figure in mirrored.items():
         if key != "errors" and _has_points(figure):
             title = figure.get("layout", {}).get("title", {})

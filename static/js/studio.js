@@ -296,8 +296,6 @@
       div = document.createElement("div");
       div.id = id;
       div.className = "chart " + size;
-      div.setAttribute("role", "img");
-      div.setAttribute("aria-label", text);
       figure.appendChild(caption);
       figure.appendChild(div);
       container.appendChild(figure);

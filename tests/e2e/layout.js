@@ -26,10 +26,12 @@
     return rect.width > 1 && rect.height > 1;
   };
   const hiddenOnPurpose = (el) => el.closest(".visually-hidden, .skip, [hidden], dialog:not([open]), svg, .js-plotly-plot .modebar-container");
+  /* The content of a closed <details> is laid out (Chrome hides it with content-visibility), but not drawn. */
+  const undrawn = (el) => { const d = el.closest("details:not([open])"); return d && !el.closest("summary"); };
   const clips = (style) => style.overflowX !== "visible" || style.overflowY !== "visible";
   for (const el of document.body.querySelectorAll("*")) {
     if (hiddenOnPurpose(el) && !(el.tagName.toLowerCase() === "svg" && !el.parentElement.closest("svg"))) continue;
-    if (!visible(el)) continue;
+    if (!visible(el) || undrawn(el)) continue;
     const style = getComputedStyle(el);
     if (style.position === "fixed" || style.position === "absolute") continue;
     const parent = el.parentElement;
@@ -50,7 +52,7 @@
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const el = node.parentElement;
     if (!el || el.closest("svg, script, style, template, option, select, textarea, .visually-hidden, .skip, dialog:not([open])")) continue;
-    if (!visible(el)) continue;
+    if (!visible(el) || undrawn(el)) continue;
     const range = document.createRange();
     range.selectNodeContents(node);
     for (const rect of range.getClientRects()) {
@@ -64,18 +66,25 @@
   }
   /* Glyph boxes include the line's leading: shrink them a little so touching lines are not an overlap. */
   const shrink = (r) => ({ left: r.left + 1, right: r.right - 1, top: r.top + r.height * 0.2, bottom: r.bottom - r.height * 0.2 });
-  const clipped = (el, r) => {
-    /* Text scrolled out of view inside a scroll container is not drawn there. */
-    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
-      const s = getComputedStyle(a);
-      if (clips(s)) {
+  /* What of a text box is drawn: cut by every ancestor (itself included) that clips or scrolls, so text cut
+     off by an ellipsis or scrolled out of a container counts only where it shows. */
+  const drawn = (el, r) => {
+    let box = { left: r.left, right: r.right, top: r.top, bottom: r.bottom };
+    for (let a = el; a && a !== document.body; a = a.parentElement) {
+      if (a instanceof SVGElement && a.tagName.toLowerCase() !== "svg") continue;
+      if (clips(getComputedStyle(a))) {
         const c = a.getBoundingClientRect();
-        if (r.right <= c.left || r.left >= c.right || r.bottom <= c.top || r.top >= c.bottom) return true;
+        box = { left: Math.max(box.left, c.left), right: Math.min(box.right, c.right),
+                top: Math.max(box.top, c.top), bottom: Math.min(box.bottom, c.bottom) };
       }
     }
-    return false;
+    return box.right - box.left > 1 && box.bottom - box.top > 1 ? { ...box, height: box.bottom - box.top } : null;
   };
-  const shown = boxes.filter((b) => !clipped(b.el, b.rect));
+  const shown = [];
+  for (const b of boxes) {
+    const rect = drawn(b.el, b.rect);
+    if (rect) shown.push({ ...b, rect });
+  }
   for (let i = 0; i < shown.length; i++) {
     const a = shrink(shown[i].rect);
     for (let j = i + 1; j < shown.length; j++) {
