@@ -44,6 +44,7 @@ class GatewaySettings:
     mirror_pairs_queue: str = MIRROR_PAIRS_QUEUE
     mirror_sample_rate: float = 0.1  # fraction of mirrored requests whose live and shadow answers are kept
     metrics_flush_s: float = 1.0
+    metrics_buffer: int = 20_000  # records kept while Redis is down (a record: one second of one deployment)
     metrics_enabled: bool = True  # off only to measure what counting costs (bench/gateway_vs_direct.py)
     redis_url: str = ""  # empty: the studio's REDIS_URL
     http: Limits = field(default_factory=Limits)  # what one client connection may cost (runtime/http11.py)
@@ -58,7 +59,9 @@ class GatewaySettings:
             reload_s=float(_int("STUDIO_GATEWAY_RELOAD_S", int(cls.reload_s))),
             mirror_max_in_flight=_int("STUDIO_GATEWAY_MIRROR_MAX_IN_FLIGHT", cls.mirror_max_in_flight, minimum=0),
             metrics_queue=os.environ.get("STUDIO_GATEWAY_METRICS_QUEUE", METRICS_QUEUE),
+            mirror_sample_rate=_int("STUDIO_GATEWAY_MIRROR_SAMPLE_PERCENT", 10, minimum=0) / 100,
             metrics_enabled=_bool("STUDIO_GATEWAY_METRICS", True),
+            metrics_buffer=_int("STUDIO_GATEWAY_METRICS_BUFFER", cls.metrics_buffer, minimum=0),
             http=Limits(
                 max_request_line_bytes=_int("STUDIO_GATEWAY_MAX_REQUEST_LINE_BYTES", limits.max_request_line_bytes),
                 max_head_bytes=_int("STUDIO_GATEWAY_MAX_HEAD_BYTES", limits.max_head_bytes),
@@ -142,6 +145,7 @@ class RoutingConfig:
         self.loaded_at = 0.0
         self.reloads = 0
         self.stopping = False
+        self.redis_down = False
         self.on_reload: Callable[[RoutingTable], None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db", initializer=db_thread_init)
 
@@ -178,10 +182,20 @@ class RoutingConfig:
 
     async def _read_version(self) -> bytes | None:
         try:
-            return await self.redis.get(self.source.version_key)  # type: ignore[attr-defined, no-any-return]
+            version: bytes | None = await self.redis.get(self.source.version_key)  # type: ignore[attr-defined]
         except Exception as exc:  # Redis down: the periodic reload still picks up changes
-            logger.warning("cannot read the routing version from Redis: %s", exc)
+            if not self.redis_down:  # one line when it goes, one when it is back: not one per poll
+                logger.warning(
+                    "cannot read the routing version from Redis (reloading every %.0f s): %s",
+                    self.settings.reload_s,
+                    exc,
+                )
+            self.redis_down = True
             return self.version
+        if self.redis_down:
+            logger.warning("Redis answers again")
+        self.redis_down = False
+        return version
 
     async def close(self) -> None:
         """Close the table thread's connection (a dropped test database must not see it) and stop the thread."""

@@ -28,6 +28,8 @@ class DeploymentRoute:
     instances: tuple[str, ...]  # base URLs of the ready instances, e.g. http://127.0.0.1:5012
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    # {base URL: the instance's secret header value}; kept out of repr like the keys.
+    secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def in_flight_limit(self) -> int:
@@ -65,6 +67,7 @@ def table_from_rows(rows: Sequence[EndpointRow]) -> dict[str, EndpointTable]:
                 instances=tuple(deployment["instances"]),
                 timeout_ms=int(settings.get("request_timeout_ms") or DEFAULT_TIMEOUT_MS),
                 max_concurrent=int(settings.get("max_concurrent_requests_per_instance") or DEFAULT_MAX_CONCURRENT),
+                secrets={url: secret.encode() for url, secret in deployment.get("instance_secrets", {}).items()},
             )
         weights = tuple(
             (name, int(percent))

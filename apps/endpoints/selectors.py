@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import QuerySet
 
+from apps.accounts.models import AuditEntry
+from apps.accounts.selectors import traffic_changes as audit_traffic_changes
 from apps.core.errors import ApplicationError, NotFound
 from apps.endpoints import storage
 from apps.endpoints.models import (
@@ -18,9 +21,8 @@ from apps.endpoints.models import (
     Instance,
     Model,
     ProvisioningState,
-    TrafficChange,
 )
-from gateway.wire import DeploymentRow, EndpointRow
+from gateway.wire import DeploymentRow, EndpointRow, instance_secret
 
 BUSY_STATES = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
 
@@ -203,14 +205,14 @@ def instance_names(*, deployment: Deployment) -> list[str]:
     return list(Instance.objects.filter(deployment=deployment).values_list("name", flat=True))
 
 
-def traffic_changes(*, endpoint: Endpoint) -> QuerySet[TrafficChange]:
-    """Who changed the endpoint's traffic or mirroring, newest first."""
-    return endpoint.traffic_changes.select_related("user")
+def traffic_changes(*, endpoint: Endpoint) -> QuerySet[AuditEntry]:
+    """Who changed the endpoint's traffic or mirroring, newest first: a view of the audit trail."""
+    return audit_traffic_changes(endpoint=endpoint.name, since=endpoint.created_at)
 
 
-def traffic_change_get(*, endpoint: Endpoint, change_id: int) -> TrafficChange:
+def traffic_change_get(*, endpoint: Endpoint, change_id: int) -> AuditEntry:
     """One recorded traffic change of the endpoint."""
-    change = TrafficChange.objects.filter(endpoint=endpoint, pk=change_id).first()
+    change = traffic_changes(endpoint=endpoint).filter(pk=change_id).first()
     if change is None:
         raise NotFound(f"traffic change {change_id} does not exist for online endpoint {endpoint.name!r}")
     return change
@@ -311,6 +313,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "openapi_uri": endpoint.openapi_uri,
         "swagger_uri": endpoint.openapi_uri,
         "id": str(endpoint.uid),
+        "etag": str(endpoint.version),
         "creation_context": {"created_at": endpoint.created_at.isoformat()},
     }
 
@@ -361,6 +364,7 @@ def deployment_view(deployment: Deployment) -> dict[str, Any]:
                 for instance in deployment.instances.all()
             ],
             "id": str(deployment.uid),
+            "etag": str(deployment.version),
             "creation_context": {"created_at": deployment.created_at.isoformat()},
         }
     )
@@ -382,9 +386,16 @@ def event_view(event: DeploymentEvent) -> dict[str, Any]:
 def routing_rows() -> list[EndpointRow]:
     """Every endpoint with its keys, traffic, mirror and ready instances: what the gateway routes by."""
     instances: dict[int, list[str]] = {}
+    secrets: dict[int, dict[str, str]] = {}
     ready = Instance.objects.filter(ready=True).exclude(address="").order_by("deployment_id", "name")
-    for deployment_id, address in ready.values_list("deployment_id", "address"):
-        instances.setdefault(deployment_id, []).append(address.rstrip("/"))
+    for deployment_id, uid, name, address in ready.values_list("deployment_id", "deployment__uid", "name", "address"):
+        base = address.rstrip("/")
+        instances.setdefault(deployment_id, []).append(base)
+        port = urlsplit(base).port
+        if port:
+            secrets.setdefault(deployment_id, {})[base] = instance_secret(
+                settings.SECRET_KEY, deployment_uid=str(uid), instance=name, port=port
+            )
     rows: list[EndpointRow] = []
     endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING).prefetch_related("deployments")
     for endpoint in endpoints:
@@ -392,6 +403,7 @@ def routing_rows() -> list[EndpointRow]:
             DeploymentRow(
                 name=deployment.name,
                 instances=instances.get(deployment.pk, []),
+                instance_secrets=secrets.get(deployment.pk, {}),
                 request_settings=dict(deployment.request_settings or {}),
             )
             for deployment in endpoint.deployments.all()

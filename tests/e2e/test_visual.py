@@ -92,7 +92,11 @@ PAGES = [
     ("tab-logs", f"/endpoints/{EP}/logs/"),
     ("tab-events", f"/endpoints/{EP}/events/"),
     ("tab-costs", f"/endpoints/{EP}/costs/"),
+    ("tab-audit", f"/endpoints/{EP}/audit/"),
     ("deployment-create", f"/endpoints/{EP}/deployments/new/"),
+    ("audit", "/audit/"),
+    ("users", "/users/"),
+    ("account-tokens", "/account/tokens/"),
 ]
 
 

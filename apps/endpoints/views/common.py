@@ -29,6 +29,7 @@ TABS = (
     ("logs", "Logs"),
     ("events", "Events"),
     ("costs", "Costs"),
+    ("audit", "Audit"),
 )
 
 

@@ -16,6 +16,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.accounts.permissions import requires
+from apps.accounts.roles import check
 from apps.core.errors import ApplicationError
 from apps.core.htmx import error_status, is_htmx, redirect
 from apps.costs import selectors as cost_selectors
@@ -145,6 +147,7 @@ def deployment_card(request: HttpRequest, name: str, deployment: str) -> HttpRes
 
 @login_required
 @require_POST
+@requires("deployment.scale")
 def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """Change a deployment's instance count (a scale) or its instance type too (a rolling update)."""
     endpoint = endpoint_or_404(name)
@@ -156,6 +159,7 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
         instance_type = form.cleaned_data["instance_type"] or row.instance_type
         try:
             if instance_type != row.instance_type:
+                check(request.user, "deployment.update")  # a new size is a rolling update, not a scale
                 services.deployment_update(
                     deployment=row,
                     changes={"instance_type": instance_type, "instance_count": count},
@@ -178,6 +182,7 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
 
 @login_required
 @require_POST
+@requires("deployment.delete")
 def deployment_delete(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """Delete a deployment; refused with the reason while it takes live or mirrored traffic."""
     endpoint = endpoint_or_404(name)
@@ -195,6 +200,7 @@ def deployment_delete(request: HttpRequest, name: str, deployment: str) -> HttpR
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires("deployment.create")
 def deployment_create(request: HttpRequest, name: str) -> HttpResponse:
     """Add a deployment to an endpoint (it takes no traffic until you move the slider)."""
     endpoint = endpoint_or_404(name)

@@ -13,6 +13,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError
 from apps.core.htmx import redirect, render_page_or_fragment
 from apps.costs import selectors as cost_selectors
@@ -47,6 +48,7 @@ def endpoints_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires("endpoint.create")
 def endpoint_create(request: HttpRequest) -> HttpResponse:
     """The wizard: endpoint, first deployment, review, create; then the endpoint page shows the progress."""
     form = EndpointWizardForm(request.POST or None, request.FILES or None)
@@ -90,6 +92,7 @@ def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@requires("endpoint.delete")
 def endpoint_delete(request: HttpRequest, name: str) -> HttpResponse:
     """Delete the endpoint and all its deployments (their instances stop in the background)."""
     endpoint = endpoint_or_404(name)

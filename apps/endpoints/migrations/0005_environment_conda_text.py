@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('endpoints', '0003_instancetype'),
+        ('endpoints', '0004_versions'),
     ]
 
     operations = [
