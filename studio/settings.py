@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -77,6 +78,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "studio.urls"
+# Form fields render through templates/forms/field.html: label above, field, help below, error under it.
+FORM_RENDERER = "apps.core.forms.StudioFormRenderer"
 ASGI_APPLICATION = "studio.asgi.application"
 WSGI_APPLICATION = None
 

@@ -87,6 +87,7 @@ class Environment(BaseModel):
     tags = models.JSONField(default=dict, blank=True)
     image = models.CharField(max_length=512, blank=True)
     conda_file = models.JSONField(null=True, blank=True, help_text="The parsed conda YAML.")
+    conda_text = models.TextField(blank=True, default="", help_text="The conda YAML as it was typed or uploaded.")
     pip_requirements = models.TextField(blank=True, help_text="requirements.txt lines.")
     inference_config = models.JSONField(null=True, blank=True)
     anonymous = models.BooleanField(default=False, help_text="Created inline by a deployment.")

@@ -202,6 +202,8 @@ def _model_register(spec: dict[str, Any], *, user: User, anonymous: bool = False
 @transaction.atomic
 def environment_create(*, spec: dict[str, Any], user: User = None, inline: bool = False) -> Environment:
     """Register an environment version (or find the identical one); inline ones get a hash version."""
+    raw_conda = spec.get("conda_file")
+    typed = raw_conda if isinstance(raw_conda, str) else ""
     spec = validate_environment(spec, inline=inline)
     fields = {
         "image": spec["image"],
@@ -240,6 +242,7 @@ def environment_create(*, spec: dict[str, Any], user: User = None, inline: bool 
         ]
         probe.version = str(max(numeric, default=0) + 1)
     probe.created_by = _actor(user)
+    probe.conda_text = typed
     probe.full_clean()
     probe.save()
     if not anonymous:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -78,7 +78,10 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     except NotFound as exc:
         raise Http404(exc.message) from None
     for row in rows:
-        conda = row["environment"].conda_file
-        row["conda"] = json.dumps(conda, indent=2) if conda else ""
+        environment = row["environment"]
+        # As typed; environments registered before the text was kept show their parsed form as YAML.
+        row["conda"] = environment.conda_text or (
+            yaml.safe_dump(environment.conda_file, sort_keys=False) if environment.conda_file else ""
+        )
     context = {"name": name, "rows": rows, "section": "environments"}
     return render(request, "environments/environment_detail.html", context)
