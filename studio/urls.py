@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("apps.endpoints.api.urls")),
     path("api/v1/", include("apps.monitoring.api_urls")),
     path("api/v1/", include("apps.costs.api_urls")),
+    path("azure/", include("apps.arm.api.urls")),  # the Azure Resource Manager shape azure-ai-ml speaks
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.monitoring.urls")),
