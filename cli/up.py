@@ -27,6 +27,7 @@ import psutil
 
 from apps.core.processes import die_with_parent
 from apps.core.redis_server import EmbeddedRedis
+from cli import tls
 from cli.config import read_config_file, studio_home, write_config_file
 from cli.errors import CliError
 
@@ -259,7 +260,9 @@ def _children(*, host: str, port: int, gateway_port: int, home: Path) -> list[tu
     return [("web", web), ("gateway", gateway), ("worker", worker)]
 
 
-def run(*, host: str, port: int, gateway_port: int) -> int:
+def run(
+    *, host: str, port: int, gateway_port: int, https_port: int | None = None, gateway_https_port: int | None = None
+) -> int:
     """Run the embedded stack until Ctrl-C (exit 0) or until a child dies (exit 1)."""
     home = studio_home().resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -272,6 +275,14 @@ def run(*, host: str, port: int, gateway_port: int) -> int:
     gateway_url = f"http://{_url_host(host)}:{gateway_port}"
     os.environ.setdefault("STUDIO_PUBLIC_URL", public_url)
     os.environ.setdefault("STUDIO_GATEWAY_URL", gateway_url)
+    https = tls.plan_https(
+        home, host=host, url_host=_url_host(host), port=port, gateway_port=gateway_port,
+        https=https_port, gateway_https=gateway_https_port,
+    )  # fmt: skip
+    for name, number in https.ports.items():
+        if not _port_free(host, number):
+            raise CliError(f"the {name}'s HTTPS port {number} on {host} is already in use; choose another")
+    os.environ.setdefault("STUDIO_GATEWAY_HTTPS_URL", https.gateway_url)
     if host not in ("127.0.0.1", "localhost", "::1") and "STUDIO_ALLOWED_HOSTS" not in os.environ:
         os.environ["STUDIO_ALLOWED_HOSTS"] = "*" if host in ("0.0.0.0", "::") else f"127.0.0.1,localhost,{host}"
     os.environ["PYTHONUNBUFFERED"] = "1"
@@ -289,11 +300,12 @@ def run(*, host: str, port: int, gateway_port: int) -> int:
             except RuntimeError as exc:
                 raise CliError(f"the embedded Redis did not start: {exc}") from None
         admin = _prepare_database(home, public_url)
-        for name, argv in _children(host=host, port=port, gateway_port=gateway_port, home=home):
+        children = _children(host=host, port=port, gateway_port=gateway_port, home=home)
+        for name, argv in children + https.children(children):
             stack.start(name, argv)
         _wait_for_web(stack, f"http://{_url_host(host)}:{port}")
         if not stack.stop_requested.is_set():
-            _banner(public_url, gateway_url, admin, home)
+            _banner(public_url, gateway_url, admin, home, https.banner())
         while not stack.stop_requested.wait(0.5):
             dead = stack.dead()
             if dead is not None:
@@ -316,7 +328,7 @@ def run(*, host: str, port: int, gateway_port: int) -> int:
     return code
 
 
-def _banner(public_url: str, gateway_url: str, admin: dict[str, str], home: Path) -> None:
+def _banner(public_url: str, gateway_url: str, admin: dict[str, str], home: Path, extra: list[str]) -> None:
     password = admin["password"] or ""
     say("")
     say(f"  Studio is up:  {public_url}")
@@ -324,5 +336,7 @@ def _banner(public_url: str, gateway_url: str, admin: dict[str, str], home: Path
     say(f"  Admin:         {admin['user']}" + (f" / {password}" if password else "") + f"  {admin['password_note']}")
     say(f"  CLI config:    {admin['config']}  (try: studio online-endpoint list)")
     say(f"  Data:          {home}")
+    for line in extra:
+        say(line)
     say("  Press Ctrl-C to stop.")
     say("")
