@@ -101,7 +101,7 @@ def sas_check(*, query: str, container: str, blob: str) -> Grant:
     if expires <= now:
         raise SasRefused(f"the shared access signature expired at {expiry}")
     if resource == "c":
-        prefix = _bind(grant_id, blob, ttl=int(expires - now) + 1)
+        prefix = _bind(grant_id, container, blob, ttl=int(expires - now) + 1)
     else:
         prefix = cache.get(_key(grant_id))
         if prefix is None:
@@ -111,13 +111,27 @@ def sas_check(*, query: str, container: str, blob: str) -> Grant:
     return Grant(grant_id=grant_id, container=container, prefix=prefix, expires=expires)
 
 
-def _bind(grant_id: str, blob: str, *, ttl: int) -> str:
-    """The upload folder an unbound grant is tied to: the first one it is used for (compare-and-set)."""
+def _folder_key(container: str, folder: str) -> str:
+    return f"arm:sas-folder:{container}/{folder}"
+
+
+def _bind(grant_id: str, container: str, blob: str, *, ttl: int) -> str:
+    """The upload folder an unbound grant is tied to: the first one it is used for, if no other grant holds it."""
     parts = blob.split("/")
     if len(parts) <= BIND_DEPTH or not all(parts[:BIND_DEPTH]):
         raise SasRefused(f"blob {blob!r}: an upload goes into a folder like LocalUpload/<id>/<file>")
     cache.add(_key(grant_id), "/".join(parts[:BIND_DEPTH]), timeout=ttl)
-    bound = cache.get(_key(grant_id))
-    if bound is None:
+    folder = cache.get(_key(grant_id))
+    if folder is None:
         raise SasRefused("the shared access signature's upload is no longer known; ask for a new one")
-    return str(bound)
+    cache.add(_folder_key(container, folder), grant_id, timeout=ttl)
+    if cache.get(_folder_key(container, folder)) != grant_id:
+        raise SasRefused(f"{container}/{folder}/ is being uploaded with another shared access signature")
+    return str(folder)
+
+
+def release(*, container: str, blob: str) -> None:
+    """Forget which grant holds a finished upload's folder, so the same content can be uploaded again later."""
+    parts = blob.strip("/").split("/")
+    if len(parts) >= BIND_DEPTH:
+        cache.delete(_folder_key(container, "/".join(parts[:BIND_DEPTH])))

@@ -50,6 +50,7 @@ def _take_upload(uri: str, *, field: str, user: Any) -> Any:
         source = blobs.blob_take(container=container, blob=blob)
     except NotFound as exc:
         raise ApplicationError(f"{field}: {exc.message}", field=field) from None
+    sas.release(container=container, blob=blob)
     return services.upload_adopt(source=source, name=PurePosixPath(blob).name, user=user)
 
 

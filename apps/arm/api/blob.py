@@ -97,14 +97,13 @@ def blob(request: HttpRequest, account: str, container: str, blob: str) -> HttpR
             etag = blobs.block_list_commit(container=container, blob=blob, block_ids=_block_ids(request))
             return _headers(HttpResponse(status=201), etag)
         if comp == "metadata":
-            prefix = "x-ms-meta-"
+            # Azure's metadata names are identifiers (letters, digits, '_'), so META's upper-cased form is exact.
+            prefix = "HTTP_X_MS_META_"
             metadata = {
-                key[len(prefix) :]: value for key, value in request.headers.items() if key.lower().startswith(prefix)
+                key[len(prefix) :].lower(): str(value) for key, value in request.META.items() if key.startswith(prefix)
             }
-            metadata = {key.lower(): value for key, value in metadata.items()}
-            return _headers(
-                HttpResponse(status=200), blobs.metadata_set(container=container, blob=blob, metadata=metadata)
-            )
+            etag = blobs.metadata_set(container=container, blob=blob, metadata=metadata)
+            return _headers(HttpResponse(status=200), etag)
         if comp:
             return _error(400, "UnsupportedQueryParameter", f"comp={comp} is not supported here", head=head)
         if request.headers.get("x-ms-blob-type", "BlockBlob") != "BlockBlob":
