@@ -20,6 +20,8 @@ from tests.cli.test_up import free_port
 from tests.endpoints.conftest import kill_instances
 
 START_TIMEOUT_S = 120
+WS = "/azure/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+STORE = "/azure/storage/studio.blob.local/studio-blobstore"
 
 
 @dataclass
@@ -112,3 +114,18 @@ def ml_client(live_studio: LiveStudio, monkeypatch: pytest.MonkeyPatch) -> Any:
             return AccessToken(os.environ["STUDIO_TOKEN"], 2**31 - 1)
 
     return MLClient(StudioToken(), subscription_id="local", resource_group_name="studio", workspace_name="studio")
+
+
+@pytest.fixture
+def arm(db: None, settings: Any, tmp_path: Path) -> Any:
+    """An ARM client signed in with an API token as the bearer token, as azure-ai-ml is."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from tests import factories
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=factories.user())
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    return client

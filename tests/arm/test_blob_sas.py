@@ -8,25 +8,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import pytest
 import time_machine
 
-WS = "/azure/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
-
-
-@pytest.fixture
-def arm(db: None, settings: Any, tmp_path: Path) -> Any:
-    """An ARM client signed in with an API token as the bearer token, as azure-ai-ml is."""
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
-
-    from tests import factories
-
-    settings.MEDIA_ROOT = tmp_path / "media"
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=factories.user())
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
-    return client
+from tests.arm.conftest import STORE, WS
 
 
 def pending_upload(arm: Any) -> tuple[str, str]:
@@ -53,9 +37,6 @@ def put(client: Any, path: str, sas: str, body: bytes, **query: str) -> Any:
 
 def head(client: Any, path: str, sas: str) -> Any:
     return client.head(f"{path}?{sas}")
-
-
-STORE = "/azure/storage/studio.blob.local/studio-blobstore"
 
 
 def test_a_pending_upload_sas_writes_its_own_folder_and_nothing_else(arm: Any, client: Any) -> None:
