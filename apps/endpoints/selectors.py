@@ -88,6 +88,11 @@ def endpoint_exists(*, name: str) -> bool:
     return Endpoint.objects.filter(name=name).exists()
 
 
+def endpoint_find(*, name: str) -> Endpoint | None:
+    """The endpoint with that name, or None."""
+    return Endpoint.objects.filter(name=name).first()
+
+
 def deployment_find(*, endpoint: str, name: str) -> Deployment | None:
     """The deployment by endpoint and deployment name, or None when either is gone."""
     return (

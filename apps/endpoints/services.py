@@ -135,6 +135,27 @@ def upload_create(*, stream: storage.Readable, kind: str, name: str, user: User 
     return upload
 
 
+def upload_adopt(*, source: Path, name: str, user: User = None) -> Upload:
+    """Store a file or folder already on the studio's disk (a blob upload) as an upload, moving it in."""
+    name = name.strip()
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ApplicationError(f"name: expected a plain file or folder name, got {name!r}", field="name")
+    kind = Upload.Kind.FOLDER if source.is_dir() else Upload.Kind.FILE
+    upload = Upload(name=name, kind=kind, created_by=_actor(user))
+    upload.root.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.move(source, upload.path)
+        upload.sha256, upload.size, upload.file_count = storage.tree_digest(upload.path)
+        if upload.size > settings.STUDIO_MAX_UPLOAD_BYTES:
+            raise ApplicationError(f"file: larger than {settings.STUDIO_MAX_UPLOAD_BYTES} bytes", field="file")
+        upload.full_clean()
+        upload.save()
+    except BaseException:
+        shutil.rmtree(upload.root, ignore_errors=True)
+        raise
+    return upload
+
+
 def _upload_from_ref(ref: str, *, field: str) -> Upload:
     if not ref.startswith("upload:"):
         raise ApplicationError(
