@@ -136,9 +136,9 @@ def test_unknown_api_path_is_a_json_404(api: Any) -> None:
 
 
 def test_csrf_failure_in_the_api_is_a_json_403(db: None) -> None:
-    factories.user("carol")
+    carol = factories.user("carol")
     browser = Client(enforce_csrf_checks=True)
-    assert browser.login(username="carol", password="correct-horse-battery")
+    browser.force_login(carol)
     response = browser.post("/api/v1/environments", {"name": "env"}, content_type="application/json")
     message = refused(response, 403)
     assert message.startswith("CSRF Failed")
@@ -146,12 +146,12 @@ def test_csrf_failure_in_the_api_is_a_json_403(db: None) -> None:
 
 
 def test_unexpected_error_in_the_api_is_a_json_500(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from apps.endpoints import selectors
+    from apps.endpoints import lists
 
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(selectors, "environments_list", broken)
+    monkeypatch.setattr(lists, "environments_page", broken)
     api.raise_request_exception = False
     message = refused(api.get("/api/v1/environments"), 500)
     assert "a bug" not in message
