@@ -148,7 +148,7 @@ def test_csrf_failure_in_the_api_is_a_json_403(db: None) -> None:
 def test_unexpected_error_in_the_api_is_a_json_500(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from apps.endpoints import lists
 
-    def broken(**kwargs: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(lists, "environments_page", broken)
