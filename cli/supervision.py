@@ -52,6 +52,16 @@ def after_exit(policy: Policy, *, ran_s: float, start_failures: int) -> Decision
     )
 
 
+def hung(*, heartbeat_age_s: float | None, ran_s: float, stale_after_s: float) -> bool:
+    """A running child whose heartbeat is stale is hung (deadlocked, stopped): restart it like an exit.
+
+    Only once it has run long enough to have written one; unknown ages (Redis down) never count.
+    """
+    if heartbeat_age_s is None or ran_s <= 2 * stale_after_s:
+        return False
+    return heartbeat_age_s > stale_after_s
+
+
 def describe_exit(code: int | None) -> str:
     """`exited with code 1`, `was killed by signal 9 (SIGKILL)`, or `exited` when the code is unknown."""
     if code is None:
