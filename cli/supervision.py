@@ -52,13 +52,19 @@ def after_exit(policy: Policy, *, ran_s: float, start_failures: int) -> Decision
     )
 
 
+START_GRACE_S = 60.0  # a child may take this long to write its first heartbeat (a busy machine starts slowly)
+
+
 def hung(*, heartbeat_age_s: float | None, ran_s: float, stale_after_s: float) -> bool:
     """A running child whose heartbeat is stale is hung (deadlocked, stopped): restart it like an exit.
 
-    Only once it has run long enough to have written one; unknown ages (Redis down) never count.
+    A heartbeat older than the child itself was written by its previous run: it has START_GRACE_S to write
+    its first. An unknown age (Redis down) never counts.
     """
-    if heartbeat_age_s is None or ran_s <= 2 * stale_after_s:
+    if heartbeat_age_s is None:
         return False
+    if heartbeat_age_s >= ran_s:  # nothing written since it started
+        return ran_s > max(START_GRACE_S, stale_after_s)
     return heartbeat_age_s > stale_after_s
 
 

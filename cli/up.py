@@ -119,6 +119,13 @@ class Child:
                 pass
         return running
 
+    def terminate_leader(self) -> None:
+        if self.pgid is not None:
+            try:
+                os.kill(self.pgid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def signal(self, sig: int) -> None:
         if self.pgid is not None:
             try:
@@ -296,7 +303,9 @@ class Stack:
         for child in self.children:
             child.remember_members()
         for child in reversed(self.children):
-            child.signal(signal.SIGTERM)
+            # The leader only: uvicorn and Celery stop their own processes (a worker's warm shutdown lets its
+            # pool finish the tasks in hand; SIGTERM to the whole group would kill them mid-task).
+            child.terminate_leader()
         deadline = time.monotonic() + STOP_GRACE_S
         while time.monotonic() < deadline and any(child.alive() for child in self.children):
             time.sleep(0.1)

@@ -40,8 +40,10 @@ def test_a_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
         Policy.from_env()
 
 
-def test_a_running_child_is_hung_only_when_its_known_heartbeat_is_stale_after_it_had_time_to_write_one() -> None:
+def test_a_running_child_is_hung_only_when_its_heartbeat_since_its_start_went_stale() -> None:
     assert hung(heartbeat_age_s=31, ran_s=300, stale_after_s=30)
     assert not hung(heartbeat_age_s=29, ran_s=300, stale_after_s=30)
-    assert not hung(heartbeat_age_s=31, ran_s=45, stale_after_s=30)  # just (re)started: its first is not due yet
+    # Just restarted: the heartbeat is its previous run's, and it has the start grace to write its first.
+    assert not hung(heartbeat_age_s=45, ran_s=40, stale_after_s=30)
+    assert hung(heartbeat_age_s=95, ran_s=90, stale_after_s=30)
     assert not hung(heartbeat_age_s=None, ran_s=300, stale_after_s=30)  # Redis down or never seen: unknown
