@@ -571,6 +571,12 @@ def run(*, host: str, port: int, gateway_port: int) -> int:
         if stack.gateway is not None:
             stack.children.remove(stack.gateway)  # the data plane keeps serving (docs/operations.md)
         stack.stop()
+        if stack.gateway is not None and stack.gateway.pgid is not None and not stack.gateway.exited()[0]:
+            say(
+                f"studio up: the gateway (pid {stack.gateway.pgid}) and the instances keep serving; "
+                "`studio down --instances` stops them",
+                sys.stderr,
+            )
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         lock.close()
