@@ -35,7 +35,7 @@ from gateway.routing import (
     should_mirror,
 )
 from gateway.upstream import Unavailable, UpstreamClient
-from gateway.wire import MIRROR_BODY_LIMIT, MirrorPairRecord, verify_token
+from gateway.wire import INSTANCE_SECRET_HEADER, MIRROR_BODY_LIMIT, MirrorPairRecord, verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ DROP_REQUEST = frozenset(
         b"authorization",
         b"x-request-id",
         b"expect",
+        INSTANCE_SECRET_HEADER.encode(),
     }
 )
+SECRET_LINE = INSTANCE_SECRET_HEADER.encode() + b": %s\r\n"
 # Not passed back: hop-by-hop, recomputed, or set by the gateway itself.
 DROP_RESPONSE = frozenset(
     {
@@ -344,7 +346,7 @@ class Gateway:
             return error_answer(429, "TooManyRequests", message), Upstream()
         self.deployment_in_flight[key] += 1
         try:
-            upstream = await self._forward(deployment, method, "/score", query, forwarded, body)
+            upstream = await self._forward(deployment, method, deployment.scoring_path, query, forwarded, body)
         finally:
             self.deployment_in_flight[key] -= 1
         return self._client_answer(deployment, upstream), upstream
@@ -407,7 +409,9 @@ class Gateway:
             self.instance_in_flight[address] += 1
             began = time.perf_counter()
             try:
-                response = await self.client.request(address, method, target, forwarded, body, remaining)
+                secret = deployment.secrets.get(address)
+                lines = forwarded + (SECRET_LINE % secret if secret else b"")
+                response = await self.client.request(address, method, target, lines, body, remaining)
                 return Upstream(
                     status=response.status,
                     headers=response.headers,
@@ -461,7 +465,7 @@ class Gateway:
     ) -> None:
         started = time.perf_counter()
         try:
-            upstream = await self._forward(shadow, method, "/score", query, forwarded, body)
+            upstream = await self._forward(shadow, method, shadow.scoring_path, query, forwarded, body)
             answer = self._client_answer(shadow, upstream)
             self._count(
                 table.name, shadow.name, answer, started, upstream, upstream.upstream_ms, len(body), mirrored=True
