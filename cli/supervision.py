@@ -52,6 +52,22 @@ def after_exit(policy: Policy, *, ran_s: float, start_failures: int) -> Decision
     )
 
 
+START_GRACE_S = 60.0  # a child may take this long to write its first heartbeat (a busy machine starts slowly)
+
+
+def hung(*, heartbeat_age_s: float | None, ran_s: float, stale_after_s: float) -> bool:
+    """A running child whose heartbeat is stale is hung (deadlocked, stopped): restart it like an exit.
+
+    A heartbeat older than the child itself was written by its previous run: it has START_GRACE_S to write
+    its first. An unknown age (Redis down) never counts.
+    """
+    if heartbeat_age_s is None:
+        return False
+    if heartbeat_age_s >= ran_s:  # nothing written since it started
+        return ran_s > max(START_GRACE_S, stale_after_s)
+    return heartbeat_age_s > stale_after_s
+
+
 def describe_exit(code: int | None) -> str:
     """`exited with code 1`, `was killed by signal 9 (SIGKILL)`, or `exited` when the code is unknown."""
     if code is None:

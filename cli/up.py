@@ -29,13 +29,15 @@ from typing import Any, TextIO
 
 import httpx
 import psutil
+from django.conf import settings
 
+from apps.core.heartbeat import read_heartbeats
 from apps.core.processes import die_with_parent
 from apps.core.redis_server import EmbeddedRedis
 from cli import tls
 from cli.config import read_config_file, studio_home, write_config_file
 from cli.errors import CliError
-from cli.supervision import Policy, after_exit, describe_exit
+from cli.supervision import Policy, after_exit, describe_exit, hung
 
 STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL for what is still running after this
 START_TIMEOUT_S = 60.0
@@ -57,6 +59,8 @@ class Child:
     start_failures: int = 0  # exits soon after a start, in a row
     restarts: int = 0
     restart_at: float | None = None  # monotonic time of the pending restart
+    heartbeat: str = ""  # the apps/core/heartbeat.py part it writes, if any
+    hung_for_s: float | None = None  # set when it was killed for a stale heartbeat
     members: set[psutil.Process] = field(default_factory=set)
 
     def launch(self) -> Child:
@@ -115,6 +119,13 @@ class Child:
             except psutil.NoSuchProcess:
                 pass
         return running
+
+    def terminate_leader(self) -> None:
+        if self.pgid is not None:
+            try:
+                os.kill(self.pgid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def signal(self, sig: int) -> None:
         if self.pgid is not None:
@@ -228,9 +239,9 @@ class Stack:
         self.children.append(child)
         return child
 
-    def start(self, name: str, argv: list[str]) -> Child:
+    def start(self, name: str, argv: list[str], heartbeat: str = "") -> Child:
         """Start a child in its own session: Ctrl-C in the terminal reaches only `studio up`."""
-        return self.add(Child(name=name, spawn=lambda: _popen(argv, self.env)).launch())
+        return self.add(Child(name=name, spawn=lambda: _popen(argv, self.env), heartbeat=heartbeat).launch())
 
     def supervise_once(self, now: float) -> str | None:
         """Restart what exited (after its back-off); the reason to give up when a child keeps failing at start."""
@@ -250,7 +261,11 @@ class Stack:
                 continue
             exited, code = child.exited()
             if exited:
-                reason = self._exited(child, code, now, describe_exit(code))
+                how = describe_exit(code)
+                if child.hung_for_s is not None:
+                    how = f"wrote no heartbeat for {child.hung_for_s:.0f} s (hung), was killed"
+                    child.hung_for_s = None
+                reason = self._exited(child, code, now, how)
                 if reason:
                     return reason
         return None
@@ -273,12 +288,25 @@ class Stack:
         )
         return None
 
+    def check_heartbeats(self, now: float, ages: dict[str, float | None], stale_after_s: float) -> None:
+        """Kill a running child whose heartbeat is stale; `supervise_once` then restarts it like any exit."""
+        for child in self.children:
+            if not child.heartbeat or child.restart_at is not None or child.hung_for_s is not None:
+                continue
+            age = ages.get(child.heartbeat)
+            if hung(heartbeat_age_s=age, ran_s=now - child.started_at, stale_after_s=stale_after_s):
+                child.hung_for_s = age
+                child.remember_members()
+                child.signal(signal.SIGKILL)
+
     def stop(self) -> None:
         """SIGTERM every group (newest first), wait, then SIGKILL what is left; Redis last; the gateway stays."""
         for child in self.children:
             child.remember_members()
         for child in reversed(self.children):
-            child.signal(signal.SIGTERM)
+            # The leader only: uvicorn and Celery stop their own processes (a worker's warm shutdown lets its
+            # pool finish the tasks in hand; SIGTERM to the whole group would kill them mid-task).
+            child.terminate_leader()
         deadline = time.monotonic() + STOP_GRACE_S
         while time.monotonic() < deadline and any(child.alive() for child in self.children):
             time.sleep(0.1)
@@ -468,6 +496,15 @@ def down(*, instances: bool) -> int:
     return 0
 
 
+def _heartbeat_ages() -> dict[str, float | None]:
+    """Seconds since each part's last heartbeat (empty when Redis cannot be read: nothing counts as hung)."""
+    seen = read_heartbeats()
+    if seen is None:
+        return {}
+    now = time.time()
+    return {part: None if last is None else now - last for part, last in seen.items()}
+
+
 def _redis(stack: Stack, home: Path) -> Child:
     server = EmbeddedRedis(home / "run" / "redis.sock", persist=True)
 
@@ -526,11 +563,15 @@ def run(
         # HTTPS (cli/tls.py): the web server and the gateway again on their HTTPS ports, supervised like the rest.
         plain = [("web", dict(children)["web server"]), ("gateway", _gateway_argv(host, gateway_port))]
         for name, argv in children + https.children(plain):
-            stack.start(name, argv)
+            stack.start(name, argv, heartbeat={"worker": "worker", "beat": "beat"}.get(name, ""))
         _wait_for_web(stack, public_url)
         if not stack.stop_requested.is_set():
             _banner(public_url, gateway_url, admin, home, https.banner())
+        checked = time.monotonic()
         while not stack.stop_requested.wait(0.2):
+            if time.monotonic() - checked >= settings.STUDIO_HEARTBEAT_S:  # `studio up`'s own health check
+                checked = time.monotonic()
+                stack.check_heartbeats(checked, _heartbeat_ages(), settings.STUDIO_HEARTBEAT_STALE_S)
             reason = stack.supervise_once(time.monotonic())
             if reason is not None:
                 say(f"ERROR: {reason}", sys.stderr)
@@ -548,6 +589,12 @@ def run(
         if stack.gateway is not None:
             stack.children.remove(stack.gateway)  # the data plane keeps serving (docs/operations.md)
         stack.stop()
+        if stack.gateway is not None and stack.gateway.pgid is not None and not stack.gateway.exited()[0]:
+            say(
+                f"studio up: the gateway (pid {stack.gateway.pgid}) and the instances keep serving; "
+                "`studio down --instances` stops them",
+                sys.stderr,
+            )
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         lock.close()

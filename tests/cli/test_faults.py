@@ -188,6 +188,12 @@ def test_scoring_survives_kills_of_every_part_and_a_restart_of_studio_up(
         leader(up, "uvicorn studio.asgi").kill()
         wait_for("the web server's restart line", lambda: "the web server was killed by signal 9" in up.output(), up)
         wait_for("the web server", lambda: heartbeat(base, "web") > killed_at, up)
+
+        # A hung beat (stopped, not dead): `studio up` sees its heartbeat go stale and restarts it.
+        stopped_at = time.time()
+        leader(up, "--quiet beat").suspend()
+        wait_for("the hung beat's line", lambda: "the beat wrote no heartbeat for" in up.output(), up)
+        wait_for("the beat's heartbeat", lambda: heartbeat(base, "beat") > stopped_at, up)
         served_before_restart = load.ok
 
         # `studio up` stopped and started: the gateway and the instances are re-adopted, nothing duplicated.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli.supervision import Policy, after_exit, describe_exit
+from cli.supervision import Policy, after_exit, describe_exit, hung
 
 POLICY = Policy(backoff_s=0.5, backoff_max_s=10, healthy_after_s=10, max_start_failures=5)
 
@@ -38,3 +38,12 @@ def test_a_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("STUDIO_UP_BACKOFF_MS", "soon")
     with pytest.raises(ValueError, match="STUDIO_UP_BACKOFF_MS must be a number, got 'soon'"):
         Policy.from_env()
+
+
+def test_a_running_child_is_hung_only_when_its_heartbeat_since_its_start_went_stale() -> None:
+    assert hung(heartbeat_age_s=31, ran_s=300, stale_after_s=30)
+    assert not hung(heartbeat_age_s=29, ran_s=300, stale_after_s=30)
+    # Just restarted: the heartbeat is its previous run's, and it has the start grace to write its first.
+    assert not hung(heartbeat_age_s=45, ran_s=40, stale_after_s=30)
+    assert hung(heartbeat_age_s=95, ran_s=90, stale_after_s=30)
+    assert not hung(heartbeat_age_s=None, ran_s=300, stale_after_s=30)  # Redis down or never seen: unknown
