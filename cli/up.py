@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import httpx
 import psutil
 
+from apps.core.filemodes import secure_start
 from apps.core.processes import die_with_parent
 from apps.core.redis_server import EmbeddedRedis
 from cli.config import read_config_file, studio_home, write_config_file
@@ -262,7 +263,7 @@ def _children(*, host: str, port: int, gateway_port: int, home: Path) -> list[tu
 def run(*, host: str, port: int, gateway_port: int) -> int:
     """Run the embedded stack until Ctrl-C (exit 0) or until a child dies (exit 1)."""
     home = studio_home().resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    secure_start(home)  # umask 077, STUDIO_HOME 0700; warns naming (and narrows) anything others can read
     os.environ["STUDIO_HOME"] = str(home)
     lock = _lock(home)
     for name, number in (("--port", port), ("--gateway-port", gateway_port)):

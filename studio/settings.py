@@ -7,6 +7,7 @@ STUDIO_BACKEND=kubernetes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -28,9 +29,13 @@ def _secret_key() -> str:
     if not path.exists():
         import secrets
 
-        STUDIO_HOME.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        STUDIO_HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:  # created with its final mode: never readable by others, not even for a moment
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -207,6 +212,8 @@ USE_TZ = True
 # --- the studio's own knobs ---
 STUDIO_BACKEND = env_choice("STUDIO_BACKEND", "local", ("local", "kubernetes"))
 STUDIO_INSTANCES_DIR = STUDIO_HOME / "instances"
+# Deployed code runs as unprivileged users (apps/endpoints/tenant.py): `auto` does so when the studio is root.
+STUDIO_TENANT_ISOLATION = env_choice("STUDIO_TENANT_ISOLATION", "auto", ("auto", "on", "off"))
 STUDIO_ENVS_DIR = env_path("STUDIO_ENVS_DIR", STUDIO_HOME / "envs")
 # The local backend: uv's shared download cache, how often the worker supervises instances, how long an
 # instance leaves the routing table before it is stopped, and the crash-restart back-off.
