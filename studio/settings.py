@@ -229,6 +229,8 @@ STUDIO_TOKEN_LIFETIME_S = env_int("STUDIO_TOKEN_LIFETIME_S", 24 * 3600, minimum=
 STUDIO_CURRENCY = env_str("STUDIO_CURRENCY", "USD")
 # Deployments run in a namespace of their own, never the studio's (the studio's Role there cannot touch its objects).
 STUDIO_KUBE_NAMESPACE = env_str("STUDIO_KUBE_NAMESPACE", "studio-workloads")
+# Where the gateway pods run: inference pods take traffic from them alone (a NetworkPolicy); "" = no policy.
+STUDIO_KUBE_GATEWAY_NAMESPACE = env_str("STUDIO_KUBE_GATEWAY_NAMESPACE", "studio")
 STUDIO_KUBECONFIG = env_str("STUDIO_KUBECONFIG")
 STUDIO_KUBE_CONTEXT = env_str("STUDIO_KUBE_CONTEXT")
 # The studio URL as pods see it (their storage initializer downloads model and code from it).
