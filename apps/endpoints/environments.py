@@ -38,7 +38,7 @@ import httpx
 from django.conf import settings
 
 import runtime
-from apps.endpoints import tenant
+from apps.endpoints import requirements, tenant
 from apps.endpoints.backends.base import EnvironmentSpec
 
 READY_MARKER = ".studio-ready"
@@ -185,6 +185,14 @@ def requested_python(environment: EnvironmentSpec) -> str | None:
     return None
 
 
+def _check_requirements(lines: list[tuple[int, str]], where: str, *, unit: str = "line") -> None:
+    """Environments registered before requirement lines were checked are checked again before a build."""
+    try:
+        requirements.check(lines, where, unit=unit)
+    except ValueError as exc:
+        raise BuildFailed(str(exc)) from None
+
+
 def requirements_for(environment: EnvironmentSpec) -> tuple[list[str], list[str]]:
     """The pip requirement lines an environment needs, and notes for its timeline and build log.
 
@@ -194,11 +202,14 @@ def requirements_for(environment: EnvironmentSpec) -> tuple[list[str], list[str]
     lines: list[str] = []
     notes: list[str] = []
     conda: Mapping[str, object] = environment.conda_file or {}
-    for dependency in conda.get("dependencies") or []:  # type: ignore[union-attr,attr-defined]
+    dependencies: list[Any] = list(conda.get("dependencies") or [])  # type: ignore[call-overload]
+    for index, dependency in enumerate(dependencies):
         if isinstance(dependency, Mapping):
-            for item in dependency.get("pip") or []:
-                if str(item).strip():
-                    lines.append(str(item).strip())
+            items = [
+                (n, str(item).strip()) for n, item in enumerate(dependency.get("pip") or [], 1) if str(item).strip()
+            ]
+            _check_requirements(items, f"conda_file.dependencies[{index}].pip", unit="item")
+            lines.extend(line for _, line in items)
             continue
         match = _CONDA_SPEC.match(str(dependency).strip())
         if match is None:
@@ -216,10 +227,9 @@ def requirements_for(environment: EnvironmentSpec) -> tuple[list[str], list[str]
                 "packages only (remove it, or deploy to the Kubernetes backend with an image that has it)"
             )
         lines.append(CONDA_TO_PYPI.get(name, match["name"]) + _version_pin(rest))
-    for raw in environment.pip_requirements.splitlines():
-        line = raw.split(" #")[0].strip()
-        if line and not line.startswith("#"):
-            lines.append(line)
+    numbered = requirements.numbered_lines(environment.pip_requirements)
+    _check_requirements(numbered, "pip_requirements")
+    lines.extend(line for _, line in numbered)
     replaced = [line for line in lines if requirement_name(line) in AZURE_SERVER]
     if replaced:
         names = ", ".join(sorted({str(requirement_name(line)) for line in replaced}))

@@ -225,3 +225,16 @@ def test_tar_of_a_folder_with_its_root_entry_is_accepted(api: Any) -> None:
     )
     assert response.status_code == 201, response.content
     assert response.json()["file_count"] == 2
+
+
+def test_an_environment_stored_before_the_check_fails_its_build_naming_the_line_not_the_file() -> None:
+    from apps.endpoints.backends.base import EnvironmentSpec
+    from apps.endpoints.environments import BuildFailed, requirements_for
+
+    stored = EnvironmentSpec(
+        name="old", version="1", image="", conda_file=None, pip_requirements="numpy\n-r /etc/passwd", spec_hash="x"
+    )
+    with pytest.raises(BuildFailed) as failure:
+        requirements_for(stored)
+    assert str(failure.value).startswith("pip_requirements line 2: '-r' is a pip option")
+    assert "root:" not in str(failure.value)
