@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 
@@ -41,7 +42,9 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not is_api(request):
-        return defaults.permission_denied(request, exception)
+        # The page says what was refused (the message names the role it needs: apps/accounts/permissions.py).
+        message = str(exception) or "You may not do this."
+        return render(request, "403.html", {"message": message}, status=403)
     return api_error("PermissionDenied", str(exception) or "permission denied", 403)
 
 

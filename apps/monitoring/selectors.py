@@ -159,6 +159,7 @@ class WindowSummary:
     requests: int = 0
     mirrored_requests: int = 0
     status: dict[str, int] = field(default_factory=dict)
+    codes: dict[str, int] = field(default_factory=dict)  # per status code, e.g. {"200": 98, "424": 2}
     latency: dict[int, int] = field(default_factory=dict)
     bytes_in: int = 0
     bytes_out: int = 0
@@ -209,16 +210,19 @@ def window_summary(
         "status_3xx",
         "status_4xx",
         "status_5xx",
+        "codes",
         "latency",
         "bytes_in",
         "bytes_out",
     )
-    for is_mirrored, requests, s2, s3, s4, s5, latency, bytes_in, bytes_out in rows.values_list(*fields):
+    for is_mirrored, requests, s2, s3, s4, s5, codes, latency, bytes_in, bytes_out in rows.values_list(*fields):
         summary.requests += requests
         if is_mirrored:
             summary.mirrored_requests += requests
         for status_class, count in (("2xx", s2), ("3xx", s3), ("4xx", s4), ("5xx", s5)):
             summary.status[status_class] = summary.status.get(status_class, 0) + count
+        for code, count in (codes or {}).items():
+            summary.codes[str(code)] = summary.codes.get(str(code), 0) + int(count)
         histogram.merge(summary.latency, latency)
         summary.bytes_in += bytes_in
         summary.bytes_out += bytes_out
@@ -313,4 +317,26 @@ def rollup_columns(
             column["x"].append(_iso_text(ts))
             for name, value in zip(names[1:], values, strict=True):
                 column[name].append(value)
+    return columns
+
+
+def usage_columns(*, endpoint: str, start: datetime, end: datetime, grain: int) -> dict[str, dict[str, list[Any]]]:
+    """Per deployment, the mean over its instances of CPU %, memory % and disk MiB in each `grain`-second
+    bucket of [start, end): x (ISO 8601 text), cpu_percent, memory_percent, disk_mib."""
+    rows = InstanceSample.objects.filter(endpoint=endpoint, ts__gte=start, ts__lt=end).order_by("ts")
+    sums: dict[str, dict[datetime, list[list[float]]]] = {}
+    fields = ("deployment", "ts", "cpu_percent", "memory_percent", "disk_bytes")
+    for deployment, ts, *values in rows.values_list(*fields).iterator(5000):
+        epoch = int(ts.timestamp()) // grain * grain
+        bucket = sums.setdefault(deployment, {}).setdefault(datetime.fromtimestamp(epoch, UTC), [[], [], []])
+        for index, value in enumerate(values):
+            if value is not None:
+                bucket[index].append(float(value) / (1024 * 1024) if index == 2 else float(value))
+    columns: dict[str, dict[str, list[Any]]] = {}
+    for deployment, buckets in sums.items():
+        column = columns[deployment] = {"x": [], "cpu_percent": [], "memory_percent": [], "disk_mib": []}
+        for ts in sorted(buckets):
+            column["x"].append(ts.isoformat())
+            for name, values in zip(("cpu_percent", "memory_percent", "disk_mib"), buckets[ts], strict=True):
+                column[name].append(round(sum(values) / len(values), 2) if values else None)
     return columns
