@@ -136,9 +136,8 @@ def test_unknown_api_path_is_a_json_404(api: Any) -> None:
 
 
 def test_csrf_failure_in_the_api_is_a_json_403(db: None) -> None:
-    factories.user("carol")
     browser = Client(enforce_csrf_checks=True)
-    assert browser.login(username="carol", password="correct-horse-battery")
+    browser.force_login(factories.user("carol"))
     response = browser.post("/api/v1/environments", {"name": "env"}, content_type="application/json")
     message = refused(response, 403)
     assert message.startswith("CSRF Failed")
@@ -151,9 +150,9 @@ def test_unexpected_error_in_the_api_is_a_json_500(api: Any, monkeypatch: pytest
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(selectors, "environments_list", broken)
+    monkeypatch.setattr(selectors, "environment_get", broken)
     api.raise_request_exception = False
-    message = refused(api.get("/api/v1/environments"), 500)
+    message = refused(api.get("/api/v1/environments/env/versions/1"), 500)
     assert "a bug" not in message
     assert message == "the studio failed to handle this request; its log has the details"
 
