@@ -108,6 +108,7 @@ def main() -> None:
         ("zip duplicate entry", upload(_zip([("a.py", "x"), ("a.py", "y")]), "src.zip")),
         ("unknown /api/ path", lambda: client.get("/api/v1/no-such-thing")),
     ]
+
     def database_bytes() -> int:
         return sum(path.stat().st_size for path in database.parent.glob(database.name + "*"))
 
