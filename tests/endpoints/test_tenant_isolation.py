@@ -116,7 +116,6 @@ def test_deployed_code_reads_only_its_own_files_and_only_the_gateway_may_call_it
     database = Path(str(connection.settings_dict["NAME"]))
     targets = {
         "secret_key": str(home / "secret_key"),
-        "database": str(database) if database.exists() else str(home / "run"),
         "studio_home": str(home),
         "instances": str(instances),
         "other_code": str(instances / str(other.uid) / other_row.name / "var" / "azureml-app" / "code" / "score.py"),
@@ -126,6 +125,8 @@ def test_deployed_code_reads_only_its_own_files_and_only_the_gateway_may_call_it
         "worker_environment": f"/proc/{os.getpid()}/environ",
         "own_code": str(own_code),
     }
+    if database.is_file():  # the embedded SQLite file (with DATABASE_URL the database is not on this disk)
+        targets["database"] = str(database)
 
     answer = score(row.address, targets)
 
