@@ -32,6 +32,7 @@ import psutil
 from django.conf import settings
 
 from apps.core.heartbeat import read_heartbeats
+from apps.core.filemodes import secure_start
 from apps.core.processes import die_with_parent
 from apps.core.redis_server import EmbeddedRedis
 from cli import tls
@@ -524,7 +525,7 @@ def run(
 ) -> int:
     """Run the embedded stack until Ctrl-C (exit 0) or until a child keeps failing at start (exit 1)."""
     home = studio_home().resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    secure_start(home)  # umask 077, STUDIO_HOME 0700; warns naming (and narrows) anything others can read
     os.environ["STUDIO_HOME"] = str(home)
     lock = _lock(home)
     if not _port_free(host, port):

@@ -72,6 +72,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     _home = Path(tempfile.mkdtemp(prefix="studio-test-home-"))
     os.environ["STUDIO_HOME"] = str(_home)
     os.environ["STUDIO_REDIS_PREFIX"] = REDIS_PREFIX
+    # Tests run as root with fixtures in root-only temp folders; the tests of deployed code as a tenant
+    # (tests/endpoints/test_tenant_isolation.py) turn it on themselves.
+    os.environ.setdefault("STUDIO_TENANT_ISOLATION", "off")
     if not os.environ.get("REDIS_URL"):
         _embedded = EmbeddedRedis(_home / "run" / "redis.sock", persist=False)
         _embedded.start()

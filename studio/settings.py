@@ -29,9 +29,13 @@ def _secret_key() -> str:
     if not path.exists():
         import secrets
 
-        STUDIO_HOME.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        STUDIO_HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:  # created with its final mode: never readable by others, not even for a moment
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -247,6 +251,8 @@ USE_TZ = True
 # --- the studio's own knobs ---
 STUDIO_BACKEND = env_choice("STUDIO_BACKEND", "local", ("local", "kubernetes"))
 STUDIO_INSTANCES_DIR = STUDIO_HOME / "instances"
+# Deployed code runs as unprivileged users (apps/endpoints/tenant.py): `auto` does so when the studio is root.
+STUDIO_TENANT_ISOLATION = env_choice("STUDIO_TENANT_ISOLATION", "auto", ("auto", "on", "off"))
 STUDIO_ENVS_DIR = env_path("STUDIO_ENVS_DIR", STUDIO_HOME / "envs")
 # The local backend: uv's shared download cache, how often the worker supervises instances, how long an
 # instance leaves the routing table before it is stopped, and the crash-restart back-off.
@@ -266,6 +272,8 @@ STUDIO_SAS_LIFETIME_S = env_int("STUDIO_SAS_LIFETIME_S", 30 * 60, minimum=1)
 STUDIO_CURRENCY = env_str("STUDIO_CURRENCY", "USD")
 # Deployments run in a namespace of their own, never the studio's (the studio's Role there cannot touch its objects).
 STUDIO_KUBE_NAMESPACE = env_str("STUDIO_KUBE_NAMESPACE", "studio-workloads")
+# Where the gateway pods run: inference pods take traffic from them alone (a NetworkPolicy); "" = no policy.
+STUDIO_KUBE_GATEWAY_NAMESPACE = env_str("STUDIO_KUBE_GATEWAY_NAMESPACE", "studio")
 STUDIO_KUBECONFIG = env_str("STUDIO_KUBECONFIG")
 STUDIO_KUBE_CONTEXT = env_str("STUDIO_KUBE_CONTEXT")
 # The studio URL as pods see it (their storage initializer downloads model and code from it).

@@ -32,16 +32,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from django.conf import settings
 
 import runtime
+from apps.endpoints import requirements, tenant
 from apps.endpoints.backends.base import EnvironmentSpec
 
 READY_MARKER = ".studio-ready"
 # Bumped when the build rules change, so environments built by earlier rules are built again.
-BUILD_RULES = "2"
+BUILD_RULES = "3"
 RUNTIME_DIR = Path(runtime.__file__).resolve().parent
 COMPAT_AZUREML = RUNTIME_DIR / "compat" / "azureml"
 RUNTIME_MIN_PYTHON = (3, 10)  # the oldest Python the runtime runs on
@@ -183,6 +185,14 @@ def requested_python(environment: EnvironmentSpec) -> str | None:
     return None
 
 
+def _check_requirements(lines: list[tuple[int, str]], where: str, *, unit: str = "line") -> None:
+    """Environments registered before requirement lines were checked are checked again before a build."""
+    try:
+        requirements.check(lines, where, unit=unit)
+    except ValueError as exc:
+        raise BuildFailed(str(exc)) from None
+
+
 def requirements_for(environment: EnvironmentSpec) -> tuple[list[str], list[str]]:
     """The pip requirement lines an environment needs, and notes for its timeline and build log.
 
@@ -192,11 +202,14 @@ def requirements_for(environment: EnvironmentSpec) -> tuple[list[str], list[str]
     lines: list[str] = []
     notes: list[str] = []
     conda: Mapping[str, object] = environment.conda_file or {}
-    for dependency in conda.get("dependencies") or []:  # type: ignore[union-attr,attr-defined]
+    dependencies: list[Any] = list(conda.get("dependencies") or [])  # type: ignore[call-overload]
+    for index, dependency in enumerate(dependencies):
         if isinstance(dependency, Mapping):
-            for item in dependency.get("pip") or []:
-                if str(item).strip():
-                    lines.append(str(item).strip())
+            items = [
+                (n, str(item).strip()) for n, item in enumerate(dependency.get("pip") or [], 1) if str(item).strip()
+            ]
+            _check_requirements(items, f"conda_file.dependencies[{index}].pip", unit="item")
+            lines.extend(line for _, line in items)
             continue
         match = _CONDA_SPEC.match(str(dependency).strip())
         if match is None:
@@ -214,10 +227,9 @@ def requirements_for(environment: EnvironmentSpec) -> tuple[list[str], list[str]
                 "packages only (remove it, or deploy to the Kubernetes backend with an image that has it)"
             )
         lines.append(CONDA_TO_PYPI.get(name, match["name"]) + _version_pin(rest))
-    for raw in environment.pip_requirements.splitlines():
-        line = raw.split(" #")[0].strip()
-        if line and not line.startswith("#"):
-            lines.append(line)
+    numbered = requirements.numbered_lines(environment.pip_requirements)
+    _check_requirements(numbered, "pip_requirements")
+    lines.extend(line for _, line in numbered)
     replaced = [line for line in lines if requirement_name(line) in AZURE_SERVER]
     if replaced:
         names = ", ".join(sorted({str(requirement_name(line)) for line in replaced}))
@@ -392,28 +404,42 @@ def _ready(target: Path) -> bool:
     return marker.exists() and marker.read_text().split()[-1:] == [f"rules={BUILD_RULES}"]
 
 
+def _cached(target: Path) -> BuiltEnvironment:
+    if tenant.enabled() and target.stat().st_gid != tenant.group_id():
+        tenant.seal(target)  # built before tenants ran it: made readable to them, and to them only
+        tenant.open_path(target, Path(settings.STUDIO_ENVS_DIR).parent)
+    return BuiltEnvironment(target, target / "bin" / "python", cached=True)
+
+
 def ensure_environment(environment: EnvironmentSpec) -> BuiltEnvironment:
     """The built environment for `environment`, building it first unless a good build is cached."""
     root = Path(settings.STUDIO_ENVS_DIR)
     root.mkdir(parents=True, exist_ok=True)
     target = env_path(environment)
     if _ready(target):
-        return BuiltEnvironment(target, target / "bin" / "python", cached=True)
+        return _cached(target)
     with open(root / f"{environment.spec_hash}.lock", "w") as lock:
         # Another worker may be building this very spec: wait for it and use its result.
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _ready(target):
-            return BuiltEnvironment(target, target / "bin" / "python", cached=True)
+            return _cached(target)
         return _build(environment, target)
 
 
 class _Build:
     """One build's log and commands."""
 
-    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, log_path: Path, env: dict[str, str], builder: tenant.Tenant | None = None) -> None:
         self.log_path = log_path
         self.env = env
+        self.builder = builder
+        self.as_builder: dict[str, Any] = builder.popen_kwargs() if builder is not None else {}
         self.log = open(log_path, "w")  # closed by _build
+
+    def give(self, path: Path) -> None:
+        """A file the studio wrote for the build, handed to the user the build runs as."""
+        if self.builder is not None:
+            os.chown(path, self.builder.uid, self.builder.gid)
 
     def write(self, line: str) -> None:
         self.log.write(line + "\n")
@@ -421,36 +447,112 @@ class _Build:
 
     def run(self, args: list[str], *, what: str) -> None:
         self.write("$ " + " ".join(args))
-        done = subprocess.run(args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env, timeout=1800, check=False)
+        done = subprocess.run(
+            args,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            timeout=1800,
+            check=False,
+            cwd=self.env["HOME"],
+            **self.as_builder,
+        )
         self.log.flush()
         if done.returncode != 0:
             raise BuildFailed(_failure_excerpt(self.log_path, what))
 
 
+# The variables a build passes on from the worker: where to download from and through which proxy. Never the
+# rest (DATABASE_URL, REDIS_URL, STUDIO_SECRET_KEY, cloud credentials, ...).
+BUILD_PASS_THROUGH = (
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX_URL",
+    "UV_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_NATIVE_TLS",
+    "UV_PYTHON_DOWNLOADS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+
+
+def build_environment(work: Path) -> dict[str, str]:
+    """The environment a build's commands run with: an allowlist, never the worker's whole environment."""
+    env = {name: os.environ[name] for name in BUILD_PASS_THROUGH if name in os.environ}
+    env.update(
+        {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(work),
+            "LANG": "C.UTF-8",
+            "UV_CACHE_DIR": settings.STUDIO_UV_CACHE_DIR,
+            "VIRTUAL_ENV": str(work),
+        }
+    )
+    return env
+
+
+def _python_for_tenant(python: str, builder: tenant.Tenant) -> str:
+    """`python`, or the same Python version elsewhere on the machine that the tenant user can run."""
+    if tenant.can_run(python, builder):
+        return python
+    version = _python_version(python)
+    wanted = f"{version[0]}.{version[1]}" if version else f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in [f"/usr/bin/python{wanted}", f"/usr/local/bin/python{wanted}", *python_candidates(wanted)]:
+        if Path(candidate).exists() and tenant.can_run(candidate, builder):
+            return candidate
+    raise BuildFailed(
+        f"no Python {wanted} that the unprivileged user {tenant.TENANT_NAME!r} can run: {python} lies in a folder "
+        f"others cannot read; install Python {wanted} system-wide, or set STUDIO_TENANT_ISOLATION=off"
+    )
+
+
 def _build(environment: EnvironmentSpec, target: Path) -> BuiltEnvironment:
     lines, notes = requirements_for(environment)
+    builder = tenant.builder()
     python, python_note = python_for(environment)
+    if builder is not None:
+        python = _python_for_tenant(python, builder)
     if python_note:
         notes.append(python_note)
     work = target.with_name(f"{target.name}.building")
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(target, ignore_errors=True)
-    env = {**os.environ, "UV_CACHE_DIR": settings.STUDIO_UV_CACHE_DIR, "VIRTUAL_ENV": str(work)}
-    env.pop("PYTHONPATH", None)
+    work.mkdir(mode=0o700)
+    env = build_environment(work)
+    if builder is not None:
+        # The build runs as the tenant user, in a folder of its own, with a download cache of its own.
+        cache = Path(settings.STUDIO_ENVS_DIR) / ".uv-cache"
+        cache.mkdir(mode=0o700, exist_ok=True)
+        os.chown(cache, builder.uid, builder.gid)
+        os.chown(work, builder.uid, builder.gid)
+        env.update({"UV_CACHE_DIR": str(cache), "UV_LINK_MODE": "copy"})
+        tenant.open_path(work, Path(settings.STUDIO_ENVS_DIR).parent)
     started = time.monotonic()
-    build = _Build(build_log_path(environment), env)
+    build = _Build(build_log_path(environment), env, builder)
     try:
         build.write(f"environment {environment.name}:{environment.version} (spec {environment.spec_hash})")
-        build.run([*_uv(), "venv", "--quiet", "--python", python, str(work)], what="creating the virtual environment")
+        build.run(
+            [*_uv(), "venv", "--quiet", "--allow-existing", "--python", python, str(work)],
+            what="creating the virtual environment",
+        )
         venv_python = work / "bin" / "python"
         runtime_requirements = work / "studio-runtime-requirements.txt"
         runtime_requirements.write_text((RUNTIME_DIR / "requirements.txt").read_text())
+        build.give(runtime_requirements)
         build.run(
             [*_uv(), "pip", "install", "--python", str(venv_python), "-r", str(runtime_requirements)],
             what="installing the runtime's packages",
         )
         lines = _install(build, venv_python, work, lines, notes)
         _link_runtime(work)
+        if builder is not None:
+            tenant.seal(work)  # from here on root's: tenants run it, none can change it
         _import_check(build, venv_python, lines)
         build.write(f"built in {time.monotonic() - started:.1f} s")
     except BuildFailed:
@@ -489,6 +591,7 @@ def _install(build: _Build, python: Path, work: Path, lines: list[str], notes: l
     for _ in range(5):
         requirements = work / "studio-requirements.txt"
         requirements.write_text("\n".join(lines) + "\n")
+        build.give(requirements)
         args = [*_uv(), "pip", "install", "--python", str(python), "-r", str(requirements)]
         if cutoff is not None:
             # Pinned packages and the runtime's own are taken as they are; the rest no newer than the pins.
@@ -577,6 +680,8 @@ def _import_check(build: _Build, python: Path, lines: list[str]) -> None:
     names = [name for name in dict.fromkeys(requirement_name(line) for line in lines) if name]
     build.write(f"$ import check: {', '.join(names) or 'the runtime only'}")
     with tempfile.TemporaryDirectory() as empty:  # not the studio's folder: nothing of ours on sys.path
+        if build.builder is not None:
+            os.chmod(empty, 0o711)
         try:
             done = subprocess.run(
                 [str(python), "-c", IMPORT_CHECK, *names],
@@ -586,6 +691,7 @@ def _import_check(build: _Build, python: Path, lines: list[str]) -> None:
                 env=build.env,
                 timeout=IMPORT_CHECK_TIMEOUT_S,
                 check=False,
+                **build.as_builder,
             )
         except subprocess.TimeoutExpired:
             raise BuildFailed(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -32,8 +34,14 @@ def test_render_prints_the_manifests_and_stores_nothing(ep1: Studio) -> None:
 
     assert result.code == 0, result.stderr
     documents = list(yaml.safe_load_all(result.stdout))
-    assert [doc["kind"] for doc in documents] == ["Secret", "Deployment", "Service", "PodDisruptionBudget"]
-    deployment = documents[1]
+    assert [doc["kind"] for doc in documents] == [
+        "Secret",
+        "NetworkPolicy",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+    ]
+    deployment = documents[2]
     assert deployment["spec"]["replicas"] == 3
     pod = deployment["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["studio-runtime", "storage-initializer"]
@@ -87,3 +95,62 @@ def test_render_names_the_bad_key_of_the_yaml(ep1: Studio, azure_files) -> None:
 
     assert_error(result, "bad.yml: instance_cuont: unknown key")
     assert not Deployment.objects.exists()
+
+
+def _restricted_problems(pod: dict[str, Any]) -> list[str]:
+    """Pod Security Standard "restricted" (v1.30) checks, as the admission controller applies them."""
+    problems = []
+    if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+        problems.append("host namespaces")
+    if any("hostPath" in volume for volume in pod.get("volumes", [])):
+        problems.append("hostPath volume")
+    pod_context = pod.get("securityContext", {})
+    if pod.get("automountServiceAccountToken") is not False:
+        problems.append("service account token mounted")
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        context = container.get("securityContext", {})
+        name = container["name"]
+        if context.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        if context.get("capabilities", {}).get("drop") != ["ALL"] or context.get("capabilities", {}).get("add"):
+            problems.append(f"{name}: capabilities not all dropped")
+        if context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is not True:
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if context.get("runAsUser", pod_context.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser 0")
+        seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccomp profile {seccomp!r}")
+        if any(port.get("hostPort") for port in container.get("ports", [])):
+            problems.append(f"{name}: hostPort")
+    return problems
+
+
+def test_rendered_pods_meet_pod_security_restricted_and_only_the_gateway_reaches_them(ep1: Studio) -> None:
+    result = ep1("online-deployment", "render", "--name", "blue", "-e", "ep1", "-f", "blue-deployment.yml")
+    assert result.code == 0, result.stderr
+    kinds = {doc["kind"]: doc for doc in yaml.safe_load_all(result.stdout)}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    assert _restricted_problems(pod) == []
+
+    policy = kinds["NetworkPolicy"]
+    assert schema_errors(policy, VERSIONS[0]) == []
+    assert policy["spec"]["podSelector"]["matchLabels"] == kinds["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "studio"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}},
+        }
+    ]
+    server = pod["containers"][0]
+    assert rule["ports"] == [{"port": server["ports"][0]["containerPort"], "protocol": "TCP"}]
+    gateway_pods = next(
+        doc
+        for doc in yaml.safe_load_all((Path(__file__).parents[2] / "deploy/kubernetes/gateway.yaml").read_text())
+        if doc["kind"] == "Deployment"
+    )
+    assert gateway_pods["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"

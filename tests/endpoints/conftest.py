@@ -101,8 +101,26 @@ def runtime_processes(instances: Path) -> list[psutil.Process]:
     return found
 
 
+def gateway_headers(address: str) -> dict[str, str]:
+    """The secret header the gateway sends to the instance at `address` (found by its port in the state files)."""
+    from django.conf import settings
+
+    from gateway.wire import INSTANCE_SECRET_HEADER, instance_secret
+
+    port = int(address.rstrip("/").rsplit(":", 1)[1])
+    for path in Path(settings.STUDIO_INSTANCES_DIR).glob("*/*/state.json"):
+        state = json.loads(path.read_text())
+        if state.get("port") == port:
+            secret = instance_secret(
+                settings.SECRET_KEY, deployment_uid=path.parent.parent.name, instance=state["name"], port=port
+            )
+            return {INSTANCE_SECRET_HEADER: secret}
+    return {}
+
+
 def score(address: str, payload: Any, timeout: float = 10) -> httpx.Response:
-    return httpx.post(f"{address}/score", json=payload, timeout=timeout)
+    """Score an instance as the gateway does (with its secret header)."""
+    return httpx.post(f"{address}/score", json=payload, timeout=timeout, headers=gateway_headers(address))
 
 
 class Client:
@@ -128,7 +146,7 @@ class Client:
                 address = ready[turn % len(ready)]
                 turn += 1
                 try:
-                    answer = client.post(f"{address}/score", json={"n": turn})
+                    answer = client.post(f"{address}/score", json={"n": turn}, headers=gateway_headers(address))
                     if answer.status_code == 200:
                         self.ok += 1
                         self.versions.add(answer.json()["version"])

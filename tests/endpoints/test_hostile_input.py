@@ -136,9 +136,8 @@ def test_unknown_api_path_is_a_json_404(api: Any) -> None:
 
 
 def test_csrf_failure_in_the_api_is_a_json_403(db: None) -> None:
-    carol = factories.user("carol")
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(carol)
+    browser.force_login(factories.user("carol"))
     response = browser.post("/api/v1/environments", {"name": "env"}, content_type="application/json")
     message = refused(response, 403)
     assert message.startswith("CSRF Failed")
@@ -146,14 +145,14 @@ def test_csrf_failure_in_the_api_is_a_json_403(db: None) -> None:
 
 
 def test_unexpected_error_in_the_api_is_a_json_500(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from apps.endpoints import lists
+    from apps.endpoints import selectors
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
+    def broken(**kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(lists, "environments_page", broken)
+    monkeypatch.setattr(selectors, "environment_get", broken)
     api.raise_request_exception = False
-    message = refused(api.get("/api/v1/environments"), 500)
+    message = refused(api.get("/api/v1/environments/env/versions/1"), 500)
     assert "a bug" not in message
     assert message == "the studio failed to handle this request; its log has the details"
 
@@ -225,3 +224,16 @@ def test_tar_of_a_folder_with_its_root_entry_is_accepted(api: Any) -> None:
     )
     assert response.status_code == 201, response.content
     assert response.json()["file_count"] == 2
+
+
+def test_an_environment_stored_before_the_check_fails_its_build_naming_the_line_not_the_file() -> None:
+    from apps.endpoints.backends.base import EnvironmentSpec
+    from apps.endpoints.environments import BuildFailed, requirements_for
+
+    stored = EnvironmentSpec(
+        name="old", version="1", image="", conda_file=None, pip_requirements="numpy\n-r /etc/passwd", spec_hash="x"
+    )
+    with pytest.raises(BuildFailed) as failure:
+        requirements_for(stored)
+    assert str(failure.value).startswith("pip_requirements line 2: '-r' is a pip option")
+    assert "root:" not in str(failure.value)

@@ -102,11 +102,11 @@ def start_instance(tmp_path: Path) -> Iterator[Callable[..., RuntimeProcess]]:
     """Start real inference-server processes with SCORE_PY; all stopped at the end of the test."""
     started: list[RuntimeProcess] = []
 
-    def start(name: str, env: dict[str, str] | None = None) -> RuntimeProcess:
+    def start(name: str, env: dict[str, str] | None = None, port: int | None = None) -> RuntimeProcess:
         app_dir = tmp_path / f"instance-{name}"
         (app_dir / "model").mkdir(parents=True)
         (app_dir / "score.py").write_text(textwrap.dedent(SCORE_PY))
-        port = free_port()
+        port = port or free_port()
         environ = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "AML_APP_ROOT")}
         environ.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", INSTANCE_NAME=name, **(env or {}))
         command = [sys.executable, "-m", "runtime", "--entry_script", "score.py", "--model_dir", "model",

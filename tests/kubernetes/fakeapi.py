@@ -61,6 +61,7 @@ KINDS = {
     ("apps", "v1", "deployments"): "Deployment",
     ("autoscaling", "v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
     ("policy", "v1", "poddisruptionbudgets"): "PodDisruptionBudget",
+    ("networking.k8s.io", "v1", "networkpolicies"): "NetworkPolicy",
     ("coordination.k8s.io", "v1", "leases"): "Lease",
     ("discovery.k8s.io", "v1", "endpointslices"): "EndpointSlice",
     ("metrics.k8s.io", "v1beta1", "pods"): "PodMetrics",
@@ -484,7 +485,15 @@ class FakeApiServer(kmock.KubernetesScaffold):
         return aiohttp.web.Response(text=text, content_type="text/plain")
 
 
-_SCHEMA_KINDS = {"Deployment", "Service", "Secret", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Lease"}
+_SCHEMA_KINDS = {
+    "Deployment",
+    "Service",
+    "Secret",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "Lease",
+}
 
 
 class FakeCluster:

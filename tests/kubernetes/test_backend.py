@@ -126,7 +126,13 @@ def test_apply_creates_every_object_with_server_side_apply(backend: KubernetesBa
     observed = backend.apply(make_spec())
 
     patches = [call for call in cluster.calls if call.method == "PATCH"]
-    assert [call.kind for call in patches] == ["Secret", "Deployment", "Service", "PodDisruptionBudget"]
+    assert [call.kind for call in patches] == [
+        "Secret",
+        "NetworkPolicy",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+    ]
     assert all(call.content_type.startswith("application/apply-patch+yaml") for call in patches)
     assert all(call.params == {"fieldManager": "studio", "force": "true"} for call in patches)
     assert not [call for call in cluster.calls if call.method in ("PUT", "POST")]
@@ -563,11 +569,12 @@ def test_delete_uses_foreground_propagation_and_uid_preconditions(
         "PodDisruptionBudget",
         "Service",
         "Deployment",
+        "NetworkPolicy",
         "Secret",
     ]
     assert all(call.body["propagationPolicy"] == "Foreground" for call in deletes)
     assert deletes[3].body["preconditions"] == {"uid": uids["Deployment"]}
-    assert deletes[4].body["preconditions"] == {"uid": uids["Secret"]}
+    assert deletes[5].body["preconditions"] == {"uid": uids["Secret"]}
     # Foreground: the Deployment waits for its pods, as on a real cluster.
     assert cluster.get("Deployment", name)["metadata"]["finalizers"] == ["foregroundDeletion"]
     cluster.collect_garbage()

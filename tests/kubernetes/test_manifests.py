@@ -91,6 +91,7 @@ def test_render_prints_multi_document_yaml_in_apply_order() -> None:
     documents = list(yaml.safe_load_all(render_manifests(autoscaled_spec(), OPTIONS)))
     assert [doc["kind"] for doc in documents] == [
         "Secret",
+        "NetworkPolicy",
         "Deployment",
         "Service",
         "PodDisruptionBudget",

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
@@ -18,7 +17,7 @@ from apps.endpoints import reconcile
 from apps.endpoints.log_follow import FOLLOWERS, LogStream, new_lines
 from apps.endpoints.models import Deployment, Instance
 from tests import factories
-from tests.endpoints.conftest import envs_dir, local  # noqa: F401 (fixtures: a real local backend)
+from tests.endpoints.conftest import envs_dir, local, score  # noqa: F401 (fixtures: a real local backend)
 from tests.ui.sockets import Socket, connect
 
 SCORE_PY = """\
@@ -69,7 +68,7 @@ def _deploy() -> tuple[Any, str]:
 
 
 def _score(address: str, tag: str) -> None:
-    assert httpx.post(f"{address}/score", json={"tag": tag}, timeout=10).status_code == 200
+    assert score(address, {"tag": tag}).status_code == 200
 
 
 async def _until(socket: Socket, found: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:

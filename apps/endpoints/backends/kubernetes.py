@@ -79,7 +79,8 @@ OOM_RECENT_S = 600
 # 403: the studio's Role predates its permission to list PodMetrics.
 NO_METRICS_API = (404, 503, 403)
 # Apply and delete order: the Secret first (the pods read it at start), the autoscaler and budget last.
-KINDS = ("Secret", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler")
+# In apply order; deleted in reverse (the NetworkPolicy outlives the pods it guards).
+KINDS = ("Secret", "NetworkPolicy", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler")
 # API servers already reported as having no metrics API, so the sampler says so once, not every 10 s.
 _no_metrics_logged: set[str] = set()
 # When this process last applied each deployment in full (supervise re-applies every STUDIO_KUBE_RESYNC_S).
@@ -134,6 +135,7 @@ class ClusterClient:
             "Deployment": k8s.AppsV1Api,
             "HorizontalPodAutoscaler": k8s.AutoscalingV2Api,
             "PodDisruptionBudget": k8s.PolicyV1Api,
+            "NetworkPolicy": k8s.NetworkingV1Api,
             "Lease": k8s.CoordinationV1Api,
             "EndpointSlice": k8s.DiscoveryV1Api,
             "Event": k8s.EventsV1Api,
@@ -148,6 +150,7 @@ class ClusterClient:
             "Pod": "pod",
             "HorizontalPodAutoscaler": "horizontal_pod_autoscaler",
             "PodDisruptionBudget": "pod_disruption_budget",
+            "NetworkPolicy": "network_policy",
             "Lease": "lease",
             "EndpointSlice": "endpoint_slice",
             "Event": "event",
@@ -362,7 +365,7 @@ class KubernetesBackend:
             if existing is not None:
                 manifest = {**manifest, "metadata": {**manifest["metadata"], "uid": existing["metadata"]["uid"]}}
             self.cluster.apply(manifest)
-        for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"):
             existing = live[kind]
             if kind not in wanted and existing is not None:
                 self.cluster.delete(kind, name, uid=existing["metadata"]["uid"])

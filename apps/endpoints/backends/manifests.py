@@ -45,6 +45,8 @@ RUNTIME_DIR = "/var/studio-runtime"
 RUNTIME_BUNDLE = "/opt/studio-runtime"
 RUNTIME_LAUNCHER = f"{RUNTIME_DIR}/bin/studio-infsrv"
 DEFAULT_PORT = 5001
+# The labels of the gateway's pods (deploy/kubernetes/gateway.yaml), the only pods inference pods take traffic from.
+GATEWAY_POD_LABELS = {"app.kubernetes.io/component": "gateway"}
 SERVICE_PORT = 80
 TOKEN_KEY = "STUDIO_DOWNLOAD_TOKEN"
 DOWNLOADS_PATH = "/api/v1/downloads"
@@ -87,6 +89,9 @@ class ManifestOptions:
     image_pull_secrets: tuple[str, ...] = ()
     gpu_tolerations: tuple[Mapping[str, str], ...] = DEFAULT_GPU_TOLERATIONS
     gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
+    # Where the gateway's pods run (deploy/kubernetes/gateway.yaml): a NetworkPolicy lets only them reach the
+    # inference pods. "" = no policy (a gateway outside the cluster reaches pods some other way).
+    gateway_namespace: str = "studio"
 
 
 def object_name(spec: DeploymentSpec) -> str:
@@ -140,7 +145,9 @@ def several_instances(spec: DeploymentSpec) -> bool:
 
 def build_manifests(spec: DeploymentSpec, options: ManifestOptions) -> list[Manifest]:
     """Every object of the deployment, in apply order (Secret first: the pods read it at start)."""
-    manifests = [build_secret(spec, options), build_deployment(spec, options), build_service(spec, options)]
+    # The NetworkPolicy before the Deployment: no pod of it is ever reachable by other pods.
+    policy = [build_network_policy(spec, options)] if options.gateway_namespace else []
+    manifests = [build_secret(spec, options), *policy, build_deployment(spec, options), build_service(spec, options)]
     if several_instances(spec):
         manifests.append(build_pdb(spec, options))
     if uses_autoscaler(spec):
@@ -198,6 +205,7 @@ def options_from_settings(
         image_pull_secrets=tuple(settings.STUDIO_KUBE_IMAGE_PULL_SECRETS),
         gpu_tolerations=tuple(toleration(text) for text in settings.STUDIO_KUBE_GPU_TOLERATIONS),
         gpu_node_selector=node_selector,
+        gateway_namespace=settings.STUDIO_KUBE_GATEWAY_NAMESPACE,
     )
 
 
@@ -348,6 +356,33 @@ def build_service(spec: DeploymentSpec, options: ManifestOptions) -> Manifest:
             "type": "ClusterIP",
             "selector": selector_labels(spec),
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_network_policy(spec: DeploymentSpec, options: ManifestOptions) -> Manifest:
+    """Only the gateway's pods may reach the inference pods (and only their scoring port): no other pod in the
+    cluster can call an instance without the endpoint's key."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(spec, options),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(spec)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": options.gateway_namespace}
+                            },
+                            "podSelector": {"matchLabels": dict(GATEWAY_POD_LABELS)},
+                        }
+                    ],
+                    "ports": [{"port": _scoring_port(spec), "protocol": "TCP"}],
+                }
+            ],
         },
     }
 

@@ -15,17 +15,26 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
+from django.conf import settings
 
+from apps.endpoints import tenant
 from apps.endpoints.backends.base import DeploymentSpec, InstanceUsage
 from apps.endpoints.backends.local.state import InstanceState
 from apps.endpoints.initializer import Layout
+from gateway.wire import instance_secret
+from runtime.config import INSTANCE_SECRET_ENV
 
 STOP_GRACE_S = 5.0
 # Instances this worker process started: polled so they do not linger as zombies, exit codes kept for events.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _EXIT_CODES: dict[int, int] = {}
+
+
+class TenantUnreachable(RuntimeError):
+    """The instance's user cannot reach its files or interpreter (a folder above STUDIO_HOME is closed)."""
 
 
 @dataclass(frozen=True)
@@ -94,10 +103,14 @@ def start(
     if log_path.exists() and log_path.stat().st_size:
         log_path.replace(previous_log)
     port = free_port()
+    home = folder / "home"  # HOME and TMPDIR of the instance: its own, not the studio's
+    home.mkdir(exist_ok=True)
+    # An allowlist: the deployment's variables, Azure's, PATH; never the worker's (DATABASE_URL, REDIS_URL, ...).
     env = {
         "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "VIRTUAL_ENV": str(python.parent.parent),
     }
@@ -109,6 +122,9 @@ def start(
             "SCORING_TIMEOUT_MS": str(spec.request.request_timeout_ms),
             "SERVICE_NAME": spec.endpoint_name,
             "AZUREML_DEPLOYMENT_NAME": spec.name,
+            INSTANCE_SECRET_ENV: instance_secret(
+                settings.SECRET_KEY, deployment_uid=spec.uid, instance=folder.name, port=port
+            ),
         }
     )
     command = [str(python), "-m", "runtime", "--host", "127.0.0.1", "--port", str(port)]
@@ -120,16 +136,32 @@ def start(
     if layout.model_dir is not None:
         command += ["--model_dir", str(layout.model_dir)]
     kill_strays(folder)
+    identity = tenant.for_deployment(spec.uid)
+    as_tenant: dict[str, Any] = {}
+    if identity is not None:
+        # The deployment's own uid: its laid-out files and HOME are its alone; the rest of STUDIO_HOME is closed.
+        tenant.hand_over(folder / "var", identity)
+        tenant.hand_over(home, identity)
+        tenant.open_path(folder / "var", Path(settings.STUDIO_INSTANCES_DIR).parent)
+        as_tenant = identity.popen_kwargs()
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=layout.app_root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives the worker; stopped as a process group
-        )
+        try:
+            process = subprocess.Popen(
+                command,
+                cwd=layout.app_root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the worker; stopped as a process group
+                **as_tenant,
+            )
+        except PermissionError as exc:
+            raise TenantUnreachable(
+                f"the unprivileged user deployed code runs as cannot start the instance ({exc}); every folder "
+                f"above {settings.STUDIO_INSTANCES_DIR} and the environment's Python must be reachable by others: "
+                "put STUDIO_HOME outside root's home (e.g. /var/lib/studio), or set STUDIO_TENANT_ISOLATION=off"
+            ) from exc
     _CHILDREN[process.pid] = process
     _EXIT_CODES.pop(process.pid, None)
     try:
