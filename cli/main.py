@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from cli import commands
 from cli.errors import CliError
+from cli.login import login
 from cli.output import FORMATS, query, render
 
 
@@ -89,6 +90,15 @@ def build_parser() -> Parser:
     up.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=8000, help="the studio's port (default 8000)")
     up.add_argument("--gateway-port", type=int, default=8001, help="the scoring gateway's port (default 8001)")
+
+    login = groups.add_parser(
+        "login", help="sign in: store a personal API token for the CLI in $STUDIO_HOME/cli.json", parents=[common]
+    )
+    login.add_argument("-u", "--username", help="your studio user (asked when missing)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
+    login.add_argument("--token-name", default="studio login", help="the token's name on your API tokens page")
+    login.add_argument("--expires-in-days", type=int, help="the token stops working after this many days")
+    login.set_defaults(func=None)
 
     model = groups.add_parser("model", help="registered models").add_subparsers(
         dest="verb", metavar="<verb>", required=True, parser_class=Parser
@@ -254,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
             from cli import up  # the only verb that needs Django
 
             return up.run(host=args.host, port=args.port, gateway_port=args.gateway_port)
+        if args.group == "login":
+            emit(login(args), args)
+            return 0
         studio = Studio(resolve(url=args.studio_url, token=args.token))
         try:
             result = args.func(args, studio)

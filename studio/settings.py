@@ -275,6 +275,7 @@ LOGGING = {
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},  # a line per request the CLI or `studio up` makes
+        "axes": {"level": "WARNING"},  # a line per sign-in; lock-outs still log at WARNING
     },
 }
 
