@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 
 from tests.accounts.conftest import LABEL, RANK, ROLES_AND_NONE
 
-
 # (method, path, body, the role it needs)
 API_ACTIONS = [
     ("get", "/api/v1/online-endpoints/ep1", None, "reader"),
@@ -45,10 +44,10 @@ PAGE_ACTIONS = [
 ]
 
 
-def _attempt(send: Any) -> Any:
+def _attempt(send: Any, *args: Any, **kwargs: Any) -> Any:
     """Make one request and undo whatever it changed, so every role meets the same state."""
     with transaction.atomic():
-        response = send()
+        response = send(*args, **kwargs)
         transaction.set_rollback(True)
     return response
 
@@ -60,7 +59,7 @@ def test_api_allows_each_role_its_actions_and_names_the_role_it_refuses(
     for role in ROLES_AND_NONE:
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Token {tokens[role]}")
-        response = _attempt(lambda: getattr(client, method)(path, body, format="json"))
+        response = _attempt(getattr(client, method), path, body, format="json")
         if RANK[role] >= RANK[needed]:
             assert response.status_code not in (401, 403), (role, response.status_code, response.content)
         else:
@@ -80,7 +79,7 @@ def test_pages_allow_each_role_its_actions_and_show_the_role_they_refuse(
     for role in ROLES_AND_NONE:
         client = Client()
         client.force_login(people[role])
-        response = _attempt(lambda: getattr(client, method)(path, body))
+        response = _attempt(getattr(client, method), path, body)
         text = response.content.decode()
         if RANK[role] >= RANK[gates[-1]]:
             assert response.status_code != 403, (role, text[:300])
