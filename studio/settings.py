@@ -7,6 +7,7 @@ STUDIO_BACKEND=kubernetes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
     "apps.endpoints",
     "apps.monitoring",
     "apps.costs",
+    "apps.rollouts",
 ]
 
 MIDDLEWARE = [
@@ -88,6 +90,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.core.health.reconciler_banner",
                 "apps.accounts.permissions.roles_context",
             ],
         },
@@ -138,6 +141,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("STUDIO_CELERY_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker's pool follows the machine: one process per core, 2 to 4 (a long build must not stall every
+# observation; more would only cost memory on a small machine).
+CELERY_WORKER_CONCURRENCY = env_int("STUDIO_WORKER_CONCURRENCY", max(2, min(4, os.cpu_count() or 2)), minimum=1)
+# Worker and beat write a heartbeat this often; a part silent for STUDIO_HEARTBEAT_STALE_S is stale, and a stale
+# reconciler fails /healthz and puts a banner on every page (apps/core/heartbeat.py).
+STUDIO_HEARTBEAT_S = env_int("STUDIO_HEARTBEAT_S", 5, minimum=1)
+STUDIO_HEARTBEAT_STALE_S = env_int("STUDIO_HEARTBEAT_STALE_S", 30, minimum=2)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Queues one supervision task per deployment (restarts, probes, readiness; lost reconciles and deletes),
     # none for a deployment whose last one has not run; expires so a busy worker never piles the passes up.
@@ -196,7 +206,13 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.parsers.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+CSRF_FAILURE_VIEW = "apps.core.errorpages.csrf_failure"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Studio API",
     "DESCRIPTION": "Models, environments, online endpoints and deployments (Azure ML v2 compatible).",
@@ -297,3 +313,11 @@ CELERY_BEAT_SCHEDULE.update(
         "autoscale-evaluate": {"task": "apps.costs.tasks.autoscale_evaluate", "schedule": 60.0},
     }
 )
+# --- progressive rollouts (apps/rollouts) ---
+# How often beat judges running rollouts' gates (each evaluation drains the gateways' metrics first).
+STUDIO_ROLLOUT_GATE_INTERVAL_MS = env_int("STUDIO_ROLLOUT_GATE_INTERVAL_MS", 5000, minimum=100)
+CELERY_BEAT_SCHEDULE["rollouts-evaluate"] = {
+    "task": "apps.rollouts.tasks.rollouts_evaluate",
+    "schedule": STUDIO_ROLLOUT_GATE_INTERVAL_MS / 1000,
+    "options": {"expires": STUDIO_ROLLOUT_GATE_INTERVAL_MS / 1000},
+}

@@ -182,9 +182,3 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     response = StreamingHttpResponse(selectors.audit_jsonl(rows), content_type="application/x-ndjson")
     response["Content-Disposition"] = 'attachment; filename="studio-audit.jsonl"'
     return response
-
-
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """The 403 page: what was refused and which role it needs."""
-    message = str(exception) if exception and str(exception) else "You may not do this."
-    return render(request, "403.html", {"message": message}, status=403)
