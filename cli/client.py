@@ -13,6 +13,8 @@ from cli.errors import ApiError, CliError
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 # Uploads of large models may take a while; only a stalled connection should fail them.
 UPLOAD_TIMEOUT = httpx.Timeout(None, connect=10.0)
+# Tells the studio a change came through the CLI (its audit trail says "CLI", not "API").
+CLIENT_HEADERS = {"X-Studio-Client": "cli", "Accept": "application/json"}
 
 
 def not_reachable(url: str, exc: Exception) -> CliError:
@@ -47,7 +49,7 @@ class Studio:
         self.config = config
         self.http = httpx.Client(
             base_url=f"{config.url}/api/v1/",
-            headers={"Authorization": f"Token {config.token}", "Accept": "application/json"},
+            headers={"Authorization": f"Token {config.token}", **CLIENT_HEADERS},
             timeout=TIMEOUT,
         )
 
@@ -64,7 +66,7 @@ class Studio:
             message, _ = error_message(response)
             raise ApiError(
                 f"the studio at {self.config.url} refused the API token from {self.config.source} ({message}); "
-                "run `studio up` again to refresh it or pass --token",
+                "sign in again with `studio login` (or run `studio up` again) or pass --token",
                 status=401,
             )
         if response.status_code >= 400:

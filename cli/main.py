@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from cli import autoscale, commands
 from cli.errors import CliError
+from cli.login import login
 from cli.output import FORMATS, query, render
 
 
@@ -139,6 +140,15 @@ def build_parser() -> Parser:
     down.add_argument("--instances", action="store_true", help="stop the deployment instances too")
 
     verb(groups, "status", commands.status, "each part of the studio and the age of its heartbeat")
+
+    login = groups.add_parser(
+        "login", help="sign in: store a personal API token for the CLI in $STUDIO_HOME/cli.json", parents=[common]
+    )
+    login.add_argument("-u", "--username", help="your studio user (asked when missing)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
+    login.add_argument("--token-name", default="studio login", help="the token's name on your API tokens page")
+    login.add_argument("--expires-in-days", type=int, help="the token stops working after this many days")
+    login.set_defaults(func=None)
 
     model = groups.add_parser("model", help="registered models").add_subparsers(
         dest="verb", metavar="<verb>", required=True, parser_class=Parser
@@ -382,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
                 https_port=args.https_port,
                 gateway_https_port=args.gateway_https_port,
             )
+        if args.group == "login":
+            emit(login(args), args)
+            return 0
         if args.group == "down":
             from cli import up
 

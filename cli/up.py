@@ -31,8 +31,8 @@ import httpx
 import psutil
 from django.conf import settings
 
-from apps.core.heartbeat import read_heartbeats
 from apps.core.filemodes import secure_start
+from apps.core.heartbeat import read_heartbeats
 from apps.core.processes import die_with_parent
 from apps.core.redis_server import EmbeddedRedis
 from cli import tls
@@ -185,7 +185,11 @@ def _prepare_database(home: Path, public_url: str) -> dict[str, str]:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import DatabaseError, connections
-    from rest_framework.authtoken.models import Token
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from apps.accounts.services import password_check, role_set, token_create
+    from apps.accounts.tokens import token_user
+    from apps.core.errors import ApplicationError
 
     try:
         call_command("migrate", interactive=False, verbosity=0)
@@ -204,6 +208,10 @@ def _prepare_database(home: Path, public_url: str) -> dict[str, str]:
     if admin is None:
         password = os.environ.get("STUDIO_ADMIN_PASSWORD")
         if password:
+            try:
+                password_check(password, username=username, field="STUDIO_ADMIN_PASSWORD")
+            except ApplicationError as exc:
+                raise CliError(f"{exc.message} (or unset it and `studio up` makes a random one)") from None
             info["password_note"] = "(from STUDIO_ADMIN_PASSWORD)"
         else:
             password = secrets.token_urlsafe(12)
@@ -213,13 +221,17 @@ def _prepare_database(home: Path, public_url: str) -> dict[str, str]:
             info["password"] = password
             info["password_note"] = f"(shown once; saved in {password_file})"
         admin = User.objects.create_superuser(username=username, email="", password=password)
+        role_set(username=username, role="admin")
     else:
         info["user"] = admin.get_username()
         if password_file.exists():
             info["password_note"] = f"(password in {password_file})"
+    # Keep the CLI's token while it still works (it may be a `studio login` token); else a personal token.
     stored = read_config_file().get("token", "")
-    if not Token.objects.filter(key=stored).exists():
-        stored = Token.objects.get_or_create(user=admin)[0].key
+    try:
+        token_user(stored)
+    except AuthenticationFailed:
+        stored = token_create(user=admin, name="studio up (cli.json)")[1]
     info["config"] = str(write_config_file(url=public_url, token=stored))
     connections.close_all()
     return info

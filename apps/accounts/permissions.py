@@ -96,7 +96,8 @@ def socket_refusal(user: Any, action: str = "read") -> tuple[int, str] | None:
     if user is None or not user.is_authenticated:
         return SOCKET_UNAUTHORIZED, "sign in first"
     if not allowed(user, action):
-        return SOCKET_FORBIDDEN, RoleRequired(action, role_of(user)).message
+        role = role_of(user)
+        return SOCKET_FORBIDDEN, RoleRequired(action if role else "read", role).message
     return None
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -182,3 +182,12 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     response = StreamingHttpResponse(selectors.audit_jsonl(rows), content_type="application/x-ndjson")
     response["Content-Disposition"] = 'attachment; filename="studio-audit.jsonl"'
     return response
+
+
+def locked_out(request: HttpRequest, response: HttpResponse | None, credentials: Any) -> HttpResponse:
+    """What django-axes answers while an account is locked from an address: the API's JSON error, or a page."""
+    message = "too many failed sign-ins for this user from this address; try again later"
+    if request.path.startswith("/api/"):
+        body = {"error": {"code": "TooManySignIns", "message": message, "field": None}}
+        return JsonResponse(body, status=429)
+    return render(request, "registration/locked_out.html", status=429)

@@ -9,12 +9,14 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.permissions import requires
 from apps.endpoints import selectors as endpoint_selectors
 from apps.rollouts import selectors, services
 
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
 @api_view(["GET", "POST"])
+@requires(POST="rollout.manage")
 def rollout(request: Request, name: str) -> Response:
     """Start a rollout (the rollout YAML as JSON), or show the running one (else the last one)."""
     endpoint = endpoint_selectors.endpoint_get(name=name)
@@ -27,6 +29,7 @@ def rollout(request: Request, name: str) -> Response:
 
 @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
+@requires("rollout.manage")
 def rollout_action(request: Request, name: str, action: str) -> Response:
     """pause, resume, promote or abort the endpoint's rollout."""
     endpoint = endpoint_selectors.endpoint_get(name=name)

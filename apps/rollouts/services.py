@@ -14,6 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.accounts.audit import record
 from apps.core.errors import ApplicationError, Conflict
 from apps.endpoints.events import event_record
 from apps.endpoints.models import Deployment, DeploymentEvent, Endpoint, ProvisioningState
@@ -125,6 +126,8 @@ def rollout_start(*, endpoint: Endpoint, doc: Any, user: User = None) -> Rollout
         "RolloutStarted",
         f"rollout of {target.name} started by {_who(user)}: steps {steps} %{mirror}; baseline {_split_text(baseline)}",
     )
+    target_text = f"rollout of deployment {target.name}"
+    record("rollout.start", endpoint=endpoint.name, target=target_text, after={"steps": spec["steps"]}, user=user)
     split = _move(rollout, user=user)
     where = gates.where(spec, phase=rollout.phase, step=0)
     mirrored = f", {rollout.target} mirrored" if rollout.phase == Rollout.Phase.MIRROR else ""
@@ -161,6 +164,9 @@ def rollout_act(*, rollout: Rollout, action: str, user: User = None) -> Rollout:
         raise _not_active(rollout, action)
     where = gates.where(rollout.spec, phase=rollout.phase, step=rollout.step)
     who = _who(user)
+    record(
+        f"rollout.{action}", endpoint=rollout.endpoint.name, target=f"rollout of deployment {rollout.target}", user=user
+    )
     if action == "pause":
         if rollout.state == Rollout.State.PAUSED:
             return rollout

@@ -166,7 +166,11 @@ class Session:
 
     def axe_serious(self) -> list[str]:
         """Serious and critical accessibility violations of the current page (axe-core)."""
-        self.page.add_script_tag(path=str(AXE))
+        if not self.page.evaluate("typeof axe !== 'undefined'"):
+            # The studio's Content-Security-Policy refuses inline script, so axe comes as an init script (which
+            # the browser's DevTools protocol injects outside the page's policy) and the page is loaded again.
+            self.page.context.add_init_script(path=str(AXE))
+            self.page.reload()
         result = self.page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
         return [
             f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"

@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError
 from apps.core.htmx import error_status, redirect
 from apps.endpoints import selectors, services
@@ -80,6 +81,7 @@ def endpoint_yaml_download(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires(POST="deployment.update")
 def deployment_edit(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """Edit every updatable field: "Review changes" shows the diff of the YAML, "Apply" starts a rolling update."""
     endpoint = endpoint_or_404(name)

@@ -130,6 +130,7 @@ def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@requires(POST="endpoint.update")
 def endpoint_edit(request: HttpRequest, name: str) -> HttpResponse:
     """Change the endpoint's description and tags (the same service as `online-endpoint update`)."""
     endpoint = endpoint_or_404(name)
