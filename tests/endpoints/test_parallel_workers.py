@@ -30,6 +30,10 @@ WORKERS = 4
 STARTS = redis_key("test:starts")
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class CountingBackend:
     """Starts an instance by counting it; what runs lives in Redis, shared by every worker process."""
 
@@ -40,7 +44,7 @@ class CountingBackend:
         return redis_key(f"test:running:{spec.uid}")
 
     def apply(self, spec: DeploymentSpec) -> Observed:
-        running = {name.decode() for name in self.redis.smembers(self._running(spec))}
+        running = {_text(name) for name in self.redis.smembers(self._running(spec))}
         time.sleep(0.002)  # a start takes time: a second owner would see nothing running and start it again
         for index in range(spec.instance_count):
             name = f"{spec.name}-{index}"
@@ -53,7 +57,7 @@ class CountingBackend:
         return self.observe(spec)
 
     def observe(self, spec: DeploymentSpec) -> Observed:
-        names = sorted(name.decode() for name in self.redis.smembers(self._running(spec)))
+        names = sorted(_text(name) for name in self.redis.smembers(self._running(spec)))
         return Observed(
             instances=tuple(
                 InstanceStatus(
@@ -65,6 +69,12 @@ class CountingBackend:
 
     def delete(self, spec: DeploymentSpec) -> None:
         self.redis.delete(self._running(spec))
+
+    def logs(self, spec: DeploymentSpec, **kwargs: Any) -> Any:
+        raise NotImplementedError("not read in this test")
+
+    def usage(self, spec: DeploymentSpec) -> Any:
+        raise NotImplementedError("not read in this test")
 
 
 def _worker(pks: list[int], seed: int, go: Any, done: Any) -> None:
@@ -101,17 +111,17 @@ def test_four_workers_reconciling_300_deployments_start_each_instance_exactly_on
     shares: list[list[int]] = [[] for _ in range(WORKERS)]
     chooser = random.Random(7)
     for pk in pks:
-        for worker in chooser.sample(range(WORKERS), 2):
-            shares[worker].append(pk)
+        for index in chooser.sample(range(WORKERS), 2):
+            shares[index].append(pk)
     workers = [context.Process(target=_worker, args=(shares[seed], seed, go, done)) for seed in range(WORKERS)]
-    for worker in workers:
-        worker.start()
+    for process in workers:
+        process.start()
     go.set()
-    for worker in workers:
-        worker.join(timeout=300)
-        assert worker.exitcode == 0, f"worker exited with {worker.exitcode}"
+    for process in workers:
+        process.join(timeout=300)
+        assert process.exitcode == 0, f"worker exited with {process.exitcode}"
 
-    starts = {key.decode(): int(count) for key, count in redis_client().hgetall(STARTS).items()}
+    starts = {_text(key): int(count) for key, count in redis_client().hgetall(STARTS).items()}
     assert len(starts) == DEPLOYMENTS * INSTANCES
     assert {count for count in starts.values()} == {1}, sorted(k for k, c in starts.items() if c > 1)[:10]
     states = set(Deployment.objects.values_list("state", flat=True))
