@@ -46,6 +46,7 @@ class GatewaySettings:
     mirror_pairs_queue: str = MIRROR_PAIRS_QUEUE
     mirror_sample_rate: float = 0.1  # fraction of mirrored requests whose live and shadow answers are kept
     metrics_flush_s: float = 1.0
+    metrics_buffer: int = 20_000  # records kept while Redis is down (a record: one second of one deployment)
     metrics_enabled: bool = True  # off only to measure what counting costs (bench/gateway_vs_direct.py)
     redis_url: str = ""  # empty: the studio's REDIS_URL
     http: Limits = field(default_factory=Limits)  # what one client connection may cost (runtime/http11.py)
@@ -59,7 +60,9 @@ class GatewaySettings:
             reload_s=float(_int("STUDIO_GATEWAY_RELOAD_S", int(cls.reload_s))),
             mirror_max_in_flight=_int("STUDIO_GATEWAY_MIRROR_MAX_IN_FLIGHT", cls.mirror_max_in_flight, minimum=0),
             metrics_queue=os.environ.get("STUDIO_GATEWAY_METRICS_QUEUE", METRICS_QUEUE),
+            mirror_sample_rate=_int("STUDIO_GATEWAY_MIRROR_SAMPLE_PERCENT", 10, minimum=0) / 100,
             metrics_enabled=_bool("STUDIO_GATEWAY_METRICS", True),
+            metrics_buffer=_int("STUDIO_GATEWAY_METRICS_BUFFER", cls.metrics_buffer, minimum=0),
             http=Limits(
                 max_request_line_bytes=_int("STUDIO_GATEWAY_MAX_REQUEST_LINE_BYTES", limits.max_request_line_bytes),
                 max_head_bytes=_int("STUDIO_GATEWAY_MAX_HEAD_BYTES", limits.max_head_bytes),
@@ -147,6 +150,7 @@ class RoutingConfig:
         self.partial_reloads = 0
         self.last_partial: frozenset[str] = frozenset()  # the endpoints the last partial reload read
         self.stopping = False
+        self.redis_down = False
         self.on_reload: Callable[[RoutingTable], None] | None = None
         self._pubsub: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db", initializer=db_thread_init)
@@ -187,10 +191,20 @@ class RoutingConfig:
             await pubsub.subscribe(self.source.channel)
             raw = await self.redis.get(self.source.version_key)  # type: ignore[attr-defined]
         except Exception as exc:  # Redis down: keep serving; the watch loop retries and reloads on reconnect
-            logger.warning("cannot subscribe to the routing change feed: %s", exc)
+            if not self.redis_down:  # one line when it goes, one when it is back: not one per retry
+                logger.warning(
+                    "cannot subscribe to the routing change feed in Redis (reloading from the database every "
+                    "%.0f s until it is back): %s",
+                    self.settings.reload_s,
+                    exc,
+                )
+            self.redis_down = True
             await pubsub.aclose()
             self.seq = None
             return
+        if self.redis_down:
+            logger.warning("Redis answers again: following the routing change feed")
+        self.redis_down = False
         self._pubsub = pubsub
         self.seq = int(raw or 0)
 
@@ -210,7 +224,7 @@ class RoutingConfig:
                 if self._pubsub is None:
                     await asyncio.sleep(wait)
                     await self._subscribe()
-                    if self._pubsub is not None:
+                    if self._pubsub is not None or time.monotonic() - self.loaded_at >= self.settings.reload_s:
                         await self.reload()  # changes while unsubscribed were not heard
                     continue
                 changed: set[str] = set()

@@ -29,6 +29,8 @@ class DeploymentRoute:
     instances: tuple[str, ...]  # base URLs of the ready instances, e.g. http://127.0.0.1:5012
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    # {base URL: the instance's secret header value}; kept out of repr like the keys.
+    secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)
     scoring_path: str = DEFAULT_SCORING_PATH  # where the instance scores: a custom container's scoring_route
 
     @property
@@ -67,6 +69,7 @@ def table_from_rows(rows: Sequence[EndpointRow]) -> dict[str, EndpointTable]:
                 instances=tuple(deployment["instances"]),
                 timeout_ms=int(settings.get("request_timeout_ms") or DEFAULT_TIMEOUT_MS),
                 max_concurrent=int(settings.get("max_concurrent_requests_per_instance") or DEFAULT_MAX_CONCURRENT),
+                secrets={url: secret.encode() for url, secret in deployment.get("instance_secrets", {}).items()},
                 scoring_path=deployment.get("scoring_path") or DEFAULT_SCORING_PATH,
             )
         weights = tuple(

@@ -115,6 +115,19 @@ class Environment(BaseModel):
         return self.asset_id
 
 
+class Versioned(models.Model):
+    """A row edited by users: its version (the API's etag) and who made the last change, and what it was."""
+
+    version = models.PositiveIntegerField(default=1, help_text="Bumped on every change a user can make; the etag.")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    change_note = models.CharField(max_length=255, blank=True, help_text="What the last change was, for a 412.")
+
+    class Meta:
+        abstract = True
+
+
 class ProvisioningState(models.TextChoices):
     CREATING = "Creating"
     UPDATING = "Updating"
@@ -125,7 +138,7 @@ class ProvisioningState(models.TextChoices):
     CANCELED = "Canceled"
 
 
-class Endpoint(BaseModel):
+class Endpoint(Versioned, BaseModel):
     """An online endpoint: one scoring URL whose traffic is split among its deployments."""
 
     class AuthMode(models.TextChoices):
@@ -171,7 +184,7 @@ class Endpoint(BaseModel):
         return self.name
 
 
-class Deployment(BaseModel):
+class Deployment(Versioned, BaseModel):
     """One model + code + environment behind an endpoint: the desired spec and the observed state."""
 
     class Kind(models.TextChoices):

@@ -14,6 +14,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from apps.core import heartbeat
 from apps.core.beat import beat_once
 from apps.endpoints import reconcile
 from apps.endpoints.backends.base import BackendUnavailable
@@ -87,6 +88,7 @@ _PERIODIC = {"reconcile": reconcile_deployment, "observe": observe_deployment, "
 @beat_once(lambda: float(settings.STUDIO_OBSERVE_INTERVAL_S))
 def observe_deployments() -> int:
     """Celery beat's periodic pass: one task per deployment that needs one; returns how many were queued."""
+    heartbeat.beat("reconciler")
     work = reconcile.periodic_work(queued_ttl_s=QUEUED_TTL_S)
     for kind, pk in work:
         _PERIODIC[kind].apply_async(args=(pk,), expires=QUEUED_TTL_S)

@@ -19,6 +19,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.permissions import enforce, requires
 from apps.core.errors import ApplicationError
 from apps.costs.selectors import (
     NO_PRICE,
@@ -34,6 +35,7 @@ from apps.endpoints.logs import deployment_logs as read_logs
 from apps.endpoints.models import Deployment, Endpoint, InstanceType
 
 JSON_BODY = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+TRAFFIC_KEYS = {"traffic", "mirror_traffic"}
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -53,6 +55,23 @@ def _deployment_view(deployment: Deployment) -> dict[str, Any]:
     return {**selectors.deployment_view(deployment), "costs": costs}
 
 
+def if_match(request: Request) -> int | None:
+    """The version an `If-Match` header names (`"4"`, `4` or `W/"4"`); None when absent or `*`."""
+    raw = request.headers.get("If-Match", "").strip()
+    if not raw or raw == "*":
+        return None
+    value = raw.removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise ApplicationError(f'If-Match: expected an etag such as "4", got {raw!r}', field="If-Match")
+    return int(value)
+
+
+def with_etag(response: Response, version: int) -> Response:
+    """The row's version in the ETag header, as the body's `etag` has it."""
+    response["ETag"] = f'"{version}"'
+    return response
+
+
 def _list_query(request: Request, sorts: Mapping[str, str]) -> lists.ListQuery:
     """Search, filters and sort of a list (apps/endpoints/lists.py); the API pages with limit and offset."""
     return lists.list_query(request.query_params, sorts=sorts)
@@ -67,6 +86,7 @@ def _paginated(request: Request, rows: QuerySet[Any] | list[Any], view: Any) -> 
 @extend_schema(request={"multipart/form-data": OpenApiTypes.OBJECT}, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
 @parser_classes([MultiPartParser, FormParser])
+@requires("upload.create")
 def uploads(request: Request) -> Response:
     """Upload a file, or a folder as a zip / tar.gz archive, for a model, code or environment to use."""
     file = request.FILES.get("file")
@@ -89,6 +109,7 @@ def uploads(request: Request) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "POST"])
+@requires(POST="model.create")
 def models(request: Request) -> Response:
     """List models or register a model version."""
     if request.method == "POST":
@@ -108,6 +129,7 @@ def model_detail(request: Request, name: str, version: str) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "POST"])
+@requires(POST="environment.create")
 def environments(request: Request) -> Response:
     """List environments or register an environment version."""
     if request.method == "POST":
@@ -127,6 +149,7 @@ def environment_detail(request: Request, name: str, version: str) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "POST"])
+@requires(POST="endpoint.create")
 def endpoints(request: Request) -> Response:
     """List online endpoints or create one."""
     if request.method == "POST":
@@ -142,15 +165,23 @@ def endpoints(request: Request) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "PATCH", "DELETE"])
+@requires(DELETE="endpoint.delete")
 def endpoint_detail(request: Request, name: str) -> Response:
     """Show, update or delete an online endpoint."""
     endpoint = selectors.endpoint_get(name=name)
     if request.method == "PATCH":
-        endpoint = services.endpoint_update(endpoint=endpoint, changes=_body(request), user=request.user)
+        changes = _body(request)
+        # Moving traffic or the mirror is an Operator's job; any other change updates the endpoint.
+        enforce(request, "traffic.set" if changes and set(changes) <= TRAFFIC_KEYS else "endpoint.update")
+        force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+        endpoint = services.endpoint_update(
+            endpoint=endpoint, changes=changes, user=request.user, if_match=if_match(request), force=force
+        )
     elif request.method == "DELETE":
+        services.version_check(row=endpoint, if_match=if_match(request))
         services.endpoint_delete(endpoint=endpoint, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(_endpoint_view(endpoint))
+    return with_etag(Response(_endpoint_view(endpoint)), endpoint.version)
 
 
 def _keys(endpoint: Any) -> dict[str, str]:
@@ -159,6 +190,7 @@ def _keys(endpoint: Any) -> dict[str, str]:
 
 @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
+@requires("keys.read")
 def endpoint_list_keys(request: Request, name: str) -> Response:
     """The endpoint's primary and secondary keys."""
     return Response(_keys(selectors.endpoint_get(name=name)))
@@ -166,6 +198,7 @@ def endpoint_list_keys(request: Request, name: str) -> Response:
 
 @JSON_BODY
 @api_view(["POST"])
+@requires("keys.regenerate")
 def endpoint_regenerate_keys(request: Request, name: str) -> Response:
     """Replace the primary or the secondary key."""
     body = _body(request)
@@ -179,6 +212,7 @@ def endpoint_regenerate_keys(request: Request, name: str) -> Response:
 
 @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
+@requires("token.issue")
 def endpoint_token(request: Request, name: str) -> Response:
     """A bearer token for an aml_token endpoint."""
     return Response(services.token_issue(endpoint=selectors.endpoint_get(name=name)))
@@ -204,6 +238,7 @@ def endpoint_traffic_changes(request: Request, name: str) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "POST"])
+@requires(POST="deployment.create")
 def deployments(request: Request, name: str) -> Response:
     """List an endpoint's deployments or create one."""
     endpoint = selectors.endpoint_get(name=name)
@@ -217,19 +252,25 @@ def deployments(request: Request, name: str) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "PATCH", "DELETE"])
+@requires(DELETE="deployment.delete")
 def deployment_detail(request: Request, name: str, deployment: str) -> Response:
     """Show, update or delete a deployment."""
     row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)
     if request.method == "PATCH":
-        row = services.deployment_update(deployment=row, changes=_body(request), user=request.user)
+        changes = _body(request)
+        # A new instance count alone is a scale (Operator); any other change updates the deployment.
+        enforce(request, "deployment.scale" if set(changes) == {"instance_count"} else "deployment.update")
+        row = services.deployment_update(deployment=row, changes=changes, user=request.user, if_match=if_match(request))
     elif request.method == "DELETE":
+        services.version_check(row=row, if_match=if_match(request))
         services.deployment_delete(deployment=row, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(_deployment_view(row))
+    return with_etag(Response(_deployment_view(row)), row.version)
 
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
+@requires("deployment.render")
 def deployment_render(request: Request, name: str, deployment: str) -> Response:
     """The Kubernetes manifests for a deployment spec, as multi-document YAML; nothing is stored or applied."""
     endpoint = selectors.endpoint_get(name=name)
@@ -246,6 +287,7 @@ def deployment_render(request: Request, name: str, deployment: str) -> Response:
     responses=OpenApiTypes.OBJECT,
 )
 @api_view(["GET"])
+@requires("logs.read")
 def deployment_logs(request: Request, name: str, deployment: str) -> Response:
     """The last lines of a deployment's inference-server or storage-initializer log."""
     row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)

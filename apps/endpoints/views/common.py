@@ -30,6 +30,7 @@ TABS = (
     ("logs", "Logs"),
     ("events", "Events"),
     ("costs", "Costs"),
+    ("audit", "Audit"),
 )
 
 

@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError, NotFound
 from apps.core.htmx import redirect
 from apps.endpoints import lists, selectors, services
@@ -44,6 +45,7 @@ def environments_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires("environment.create")
 def environment_create(request: HttpRequest) -> HttpResponse:
     """Register an environment version from a base image, a conda file or pip requirements."""
     form = EnvironmentForm(request.POST or None)

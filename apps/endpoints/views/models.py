@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError, NotFound
 from apps.core.htmx import redirect
 from apps.endpoints import lists, selectors, services
@@ -44,6 +45,7 @@ def models_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires("model.create")
 def model_register(request: HttpRequest) -> HttpResponse:
     """Register a model version from a file, several files or an archive."""
     form = ModelRegisterForm(request.POST or None, request.FILES or None, initial=request.GET.dict())

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('endpoints', '0003_instancetype'),
+        ('endpoints', '0004_versions'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
