@@ -277,7 +277,7 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     added_latency(f"{routes} routes")
 
     # --- lists: server time ---
-    user = get_user_model().objects.create_user("bench", password="bench-password-1")
+    user = get_user_model().objects.create_superuser("bench", password="bench-password-1")
     client = Client()
     client.force_login(user)
     from rest_framework.authtoken.models import Token

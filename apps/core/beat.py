@@ -4,7 +4,8 @@ Celery beat must run as one process; a second one (a rollout that overlapped, a 
 `studio up` against the production Redis) sends every periodic task twice. `beat_once` makes each periodic task
 take a Redis lock named after it for 80 % of its period before doing anything: the first send of a period runs,
 a second send within that window returns None at once. One beat's next send (a full period later) finds the
-lock expired; two beats offset by any amount share one run per period.
+lock expired; two beats offset by any amount share one run per period. Only a delivered task (one with a task
+id: a worker's, or `.apply()`) takes the lock; a plain call runs the body.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import redis
+from celery import current_task
 
 from apps.core.keys import redis_key
 from apps.core.notify import redis_client
@@ -35,6 +37,8 @@ def beat_once(period_s: float | Callable[[], float]) -> Callable[[Callable[P, R]
 
         @functools.wraps(func)
         def run(*args: P.args, **kwargs: P.kwargs) -> R | None:
+            if not getattr(getattr(current_task, "request", None), "id", None):
+                return func(*args, **kwargs)  # called directly (a test, a shell), not delivered by a worker
             period = period_s() if callable(period_s) else period_s
             try:
                 taken = redis_client().set(key, uuid.uuid4().hex, nx=True, px=max(1, int(period * HOLD * 1000)))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from celery import shared_task
 from django.conf import settings
 
 from apps.core.beat import beat_once
@@ -16,9 +19,24 @@ from studio.celery import app
 RUNS = redis_key("test:beat-runs")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_counters() -> Iterator[None]:
+    """These tests use no database fixture, so the run's Redis reset does not reach them: clean up here."""
+    keys = [RUNS, redis_key(f"beat:{__name__}._count_run")]
+    redis_client().delete(*keys)
+    yield
+    redis_client().delete(*keys)
+
+
+@shared_task
 @beat_once(0.5)
-def _tick() -> int:
+def _count_run() -> int:
     return int(redis_client().incr(RUNS))
+
+
+def _tick() -> int | None:
+    """One delivery of the task, as a worker runs what beat sent (`.apply()` runs it here, with a task id)."""
+    return _count_run.apply().result  # type: ignore[no-any-return]
 
 
 def _beat(go: Any, sends: int, period: float) -> None:
@@ -53,6 +71,11 @@ def test_a_second_send_within_the_period_is_skipped_and_the_next_period_runs() -
     assert _tick() is None  # the other beat's send of the same period
     time.sleep(0.45)
     assert _tick() == 2
+
+
+def test_a_direct_call_is_not_guarded() -> None:
+    assert _count_run() == 1
+    assert _count_run() == 2
 
 
 def test_every_beat_task_is_guarded() -> None:
