@@ -334,6 +334,7 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     # --- a burst over all gateways, counted exactly ---
     from apps.monitoring import services as monitoring
 
+    time.sleep(3)  # the gateways flush each second: the probes' last records must be in before the baseline drain
     monitoring.metrics_ingest()  # what the traffic-change probes sent
     before = redis_client().llen(os.environ["STUDIO_REDIS_PREFIX"] + "metrics")
 
