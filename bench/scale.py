@@ -102,6 +102,7 @@ def main() -> None:  # noqa: PLR0915 (one script, read top to bottom)
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--burst", type=int, default=1000, help="requests of the metrics burst")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a `timeout` still stops every process it started
     admin = setup_environment(args)
 
     import django
