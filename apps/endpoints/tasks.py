@@ -12,8 +12,10 @@ from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from apps.core import heartbeat
+from apps.core.beat import beat_once
 from apps.endpoints import reconcile
 from apps.endpoints.backends.base import BackendUnavailable
 
@@ -83,6 +85,7 @@ _PERIODIC = {"reconcile": reconcile_deployment, "observe": observe_deployment, "
 
 
 @shared_task(acks_late=True, ignore_result=True)
+@beat_once(lambda: float(settings.STUDIO_OBSERVE_INTERVAL_S))
 def observe_deployments() -> int:
     """Celery beat's periodic pass: one task per deployment that needs one; returns how many were queued."""
     heartbeat.beat("reconciler")

@@ -6,10 +6,12 @@ from typing import Any
 
 from celery import shared_task
 
+from apps.core.beat import beat_once
 from apps.monitoring import announce, services
 
 
 @shared_task(acks_late=True, ignore_result=True)
+@beat_once(5.0)
 def metrics_ingest() -> dict[str, int]:
     """Drain the gateways' metrics and mirror pairs into the store, then push the new figures of each
     endpoint that got requests to its open Monitoring tabs."""
@@ -26,12 +28,14 @@ def metrics_ingest() -> dict[str, int]:
 
 
 @shared_task(acks_late=True, ignore_result=True)
+@beat_once(10.0)
 def instances_sample() -> int:
     """Sample CPU and memory of every running instance through its deployment's backend."""
     return services.instances_sample()
 
 
 @shared_task(acks_late=True, ignore_result=True)
+@beat_once(3600.0)
 def metrics_prune() -> dict[str, Any]:
     """Drop rollups, mirror pairs and samples past their retention."""
     return services.metrics_prune()

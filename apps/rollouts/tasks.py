@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
+from apps.core.beat import beat_once
 from apps.rollouts import services
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def rollouts_evaluate() -> int:
+@beat_once(lambda: settings.STUDIO_ROLLOUT_GATE_INTERVAL_MS / 1000)
+def rollouts_evaluate() -> int | None:
     """Judge every running rollout's gates on the metrics store and move it on; returns how many ran."""
     return services.rollouts_evaluate()

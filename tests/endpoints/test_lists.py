@@ -36,6 +36,7 @@ def _grow(total: int) -> None:
         Deployment(endpoint=ep, name=name, **fields) for ep in endpoints for name in ("blue", "green", "red")
     )
     model, env = template.model, template.environment
+    assert model is not None
     Model.objects.bulk_create(
         Model(name=f"model-{i:04d}", version=1, path_name=model.path_name) for i in range(have, total)
     )

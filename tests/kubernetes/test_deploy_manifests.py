@@ -84,6 +84,23 @@ def test_the_role_grants_the_controllers_watches_and_its_lease() -> None:
         assert needed in granted
 
 
+def test_gateway_and_workers_scale_out_with_an_hpa_and_a_disruption_budget() -> None:
+    documents = _documents()
+    for component in ("gateway", "worker"):
+        name = f"studio-{component}"
+        deployment = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        hpas = [d for d in documents if d["kind"] == "HorizontalPodAutoscaler"]
+        assert [h["spec"]["scaleTargetRef"]["name"] for h in hpas].count(name) == 1
+        assert "replicas" not in deployment["spec"]  # the HPA owns the count; apply must not reset it
+        budgets = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+        selecting = [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        assert len(selecting) == 1, f"{name}: {len(selecting)} PodDisruptionBudgets select it"
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["resources"]["requests"]
+        assert "livenessProbe" in container
+
+
 def test_the_gateway_outlives_disruptions_with_replicas_a_budget_and_a_probe_without_the_database() -> None:
     docs = _documents()
     hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler" and d["metadata"]["name"] == "studio-gateway")
