@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Session
+from tests.e2e.conftest import Session, inject_axe
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,7 @@ def test_sign_in_page_is_accessible_and_refuses_a_wrong_password(studio, chromiu
     shots = Path(__file__).parent / "screenshots"
     shots.mkdir(exist_ok=True)
     page.screenshot(path=str(shots / "page-login.png"), full_page=True)
-    page.add_script_tag(path=str(Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"))
+    inject_axe(page)
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     assert [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")] == []
     context.close()

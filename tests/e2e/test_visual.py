@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import AXE, SCREENSHOTS, STUDIO, Studio, _sign_in, confirm
+from tests.e2e.conftest import SCREENSHOTS, STUDIO, Studio, _sign_in, confirm, inject_axe
 
 pytestmark = pytest.mark.e2e
 
@@ -165,8 +165,7 @@ def tabs(studio: Studio, chromium: Any) -> Iterator[dict[str, Any]]:
 
 
 def _axe(page: Any) -> list[str]:
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
+    inject_axe(page)
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     return [
         f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
