@@ -167,7 +167,7 @@ def tabs(studio: Studio, chromium: Any) -> Iterator[dict[str, Any]]:
 def _axe(page: Any, *, colours_only: bool = False) -> list[str]:
     """Serious and critical axe violations; in dark mode only the colour rules, the one thing it changes."""
     inject_axe(page)
-    only = "runOnly: {type: 'tag', values: ['cat.color']}, " if colours_only else ""
+    only = "runOnly: {type: 'rule', values: ['color-contrast', 'link-in-text-block']}, " if colours_only else ""
     result = page.evaluate(f"async () => await axe.run(document, {{{only}resultTypes: ['violations']}})")
     return [
         f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
