@@ -154,6 +154,7 @@ def tabs(studio: Studio, chromium: Any) -> Iterator[dict[str, Any]]:
         context = chromium.new_context(viewport={"width": width, "height": height})
         page = context.new_page()
         page.set_default_timeout(20_000)
+        page.set_default_navigation_timeout(60_000)  # plotly.js is 4 MB: a busy machine takes its time
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         _sign_in(page, studio)
         pages[name] = page
@@ -192,7 +193,7 @@ def _wait_for_data(studio: Studio, page: Any) -> None:
     """The failed card and the charts need the reconcile and an ingest: wait for both, as a user would."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        page.goto(f"{studio.url}/endpoints/{EP}/monitoring/")
+        page.goto(f"{studio.url}/endpoints/{EP}/monitoring/", wait_until="domcontentloaded")
         has_charts = page.locator("#chart-requests").count() > 0 or page.evaluate(
             "Object.keys(JSON.parse(document.getElementById('figures-data').textContent || '{}')).includes('requests')"
         )
