@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/v1/", include("apps.costs.api_urls")),
     path("api/v1/", include("apps.rollouts.api_urls")),
     path("api/v1/", include("apps.accounts.api_urls")),
+    path("azure/", include("apps.arm.api.urls")),  # the Azure Resource Manager shape azure-ai-ml speaks
     # Behind sign-in; the split view serves Swagger UI's start-up script as a file, so no inline script.
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),

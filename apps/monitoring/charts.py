@@ -210,6 +210,23 @@ def monitoring_figures(
     return figures or None
 
 
+def instance_count_figure(points: list[tuple[datetime, int]]) -> dict:
+    """A deployment's instance count over time, as a step line."""
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "line": {"shape": "hv", "color": PALETTE[0]},
+            "name": "instances",
+            "x": [moment.isoformat() for moment, _ in points],
+            "y": [count for _, count in points],
+        }
+    ]
+    layout = _layout("Instances over time", "instances")
+    layout["showlegend"] = False
+    return {"data": data, "layout": layout}
+
+
 def overview_figures(*, endpoint: str, start: datetime, end: datetime, now: datetime | None = None) -> dict[str, dict]:
     """The global Monitoring page's two small charts of one endpoint: requests per minute and p95 latency."""
     figures = endpoint_figures(endpoint=endpoint, start=start, end=end, now=now)

@@ -204,7 +204,10 @@ def deployment_delete(request: HttpRequest, name: str, deployment: str) -> HttpR
 def deployment_create(request: HttpRequest, name: str) -> HttpResponse:
     """Add a deployment to an endpoint (it takes no traffic until you move the slider)."""
     endpoint = endpoint_or_404(name)
-    form = DeploymentForm(request.POST or None, request.FILES or None, initial={"deployment_name": "green"})
+    # Start from what the endpoint serves now, not from whichever model sorts first.
+    model, environment = selectors.endpoint_serving_assets(endpoint=endpoint)
+    initial = {"deployment_name": "green", "model": model, "environment": environment}
+    form = DeploymentForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             with transaction.atomic():

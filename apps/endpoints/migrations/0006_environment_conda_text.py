@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('endpoints', '0004_versions'),
+        ('endpoints', '0005_list_indexes_model_anonymous'),
     ]
 
     operations = [
