@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import AXE, Session
+from tests.e2e.conftest import Session, inject_axe
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +41,6 @@ def test_page_renders_without_serious_accessibility_violations(
 
 def test_sign_in_page_is_accessible_and_refuses_a_wrong_password(studio, chromium) -> None:  # type: ignore[no-untyped-def]
     context = chromium.new_context(viewport={"width": 1280, "height": 800})
-    # axe as an init script: the studio's Content-Security-Policy refuses the inline script add_script_tag makes
-    context.add_init_script(path=str(AXE))
     page = context.new_page()
     page.goto(studio.url + "/endpoints/")
     assert "/login/?next=/endpoints/" in page.url
@@ -55,6 +53,7 @@ def test_sign_in_page_is_accessible_and_refuses_a_wrong_password(studio, chromiu
     shots = Path(__file__).parent / "screenshots"
     shots.mkdir(exist_ok=True)
     page.screenshot(path=str(shots / "page-login.png"), full_page=True)
+    inject_axe(page)
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     assert [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")] == []
     context.close()

@@ -100,3 +100,19 @@ def test_a_rate_reading_as_kubernetes_metrics_give_it_is_stored_as_a_percentage(
         memory_gib=16,
     )
     assert (sample.cpu_percent, sample.memory_percent) == (37.5, 12.5)
+
+
+def test_disk_is_what_the_instance_folder_holds(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    deployment = factories.deployment(factories.endpoint("ep1"), "blue", instance_type="Standard_DS2_v2")
+    running_locally(deployment, "blue-1", processes["blue-1"].pid)
+    folder = Path(settings.STUDIO_INSTANCES_DIR) / str(deployment.uid) / "blue-1"
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "weights.bin").write_bytes(b"\0" * 3 * 1024 * 1024)
+    (folder / "logs").mkdir()
+    (folder / "logs" / "inference-server.log").write_bytes(b"x" * 1000)
+
+    assert services.instances_sample() == 1
+
+    sample = InstanceSample.objects.get(instance="blue-1")
+    # The model and the log, and the instance's own small state file beside them.
+    assert sample.disk_bytes is not None and 0 <= sample.disk_bytes - (3 * 1024 * 1024 + 1000) < 4096
