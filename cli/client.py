@@ -87,8 +87,13 @@ class Studio:
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body)
 
-    def patch(self, path: str, body: Any) -> Any:
-        return self.request("PATCH", path, json=body)
+    def patch(self, path: str, body: Any, *, if_match: str | None = None, params: dict[str, Any] | None = None) -> Any:
+        """PATCH; with `if_match` (an etag) the studio refuses it with 412 if the object changed since."""
+        headers = {"If-Match": f'"{if_match.strip().strip(chr(34))}"'} if if_match else None
+        return self.request("PATCH", path, json=body, headers=headers, params=params)
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, json=body)
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)

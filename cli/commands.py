@@ -196,7 +196,76 @@ def endpoint_update(args: Namespace, studio: Studio) -> Any:
         changes["mirror_traffic"] = parse_percentages(args.mirror_traffic, "--mirror-traffic")
     if not changes:
         raise CliError("nothing to update: give --file, --traffic, --mirror-traffic or --set")
-    return _send(source.label if source else None, lambda: studio.patch(_endpoint_path(name), changes))
+    params = {"force": "true"} if args.force else None
+    return _send(
+        source.label if source else None,
+        lambda: studio.patch(_endpoint_path(name), changes, if_match=args.if_match, params=params),
+    )
+
+
+# --- rollouts ---
+
+ROLLOUT_FLAGS = {
+    "deployment": "deployment",
+    "steps": "steps",
+    "step_duration": "step_duration",
+    "min_requests": "min_requests",
+    "on_failure": "on_failure",
+}
+
+
+def _steps(raw: str) -> list[int]:
+    parts = [part for part in raw.replace(",", " ").split() if part]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise CliError(f"--steps: expected whole percentages such as 10,25,50,100, got {raw!r}")
+    return [int(part) for part in parts]
+
+
+def _number(raw: str, flag: str) -> float | int:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise CliError(f"{flag}: expected a number, got {raw!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+def rollout_start(args: Namespace, studio: Studio) -> Any:
+    """Start a progressive rollout from a YAML file, --set and/or flags."""
+    source, doc = _document(args, {})
+    if args.deployment:
+        doc["deployment"] = args.deployment
+    if args.steps:
+        doc["steps"] = _steps(args.steps)
+    if args.step_duration:
+        doc["step_duration"] = args.step_duration
+    if args.min_requests is not None:
+        doc["min_requests"] = args.min_requests
+    if args.on_failure:
+        doc["on_failure"] = args.on_failure
+    gates = {"max_error_rate": args.max_error_rate, "max_p99_ratio": args.max_p99_ratio}
+    for key, raw in gates.items():
+        if raw is not None:
+            doc.setdefault("gates", {})[key] = _number(raw, "--" + key.replace("_", "-"))
+    mirror = {
+        "percent": args.mirror_percent,
+        "duration": args.mirror_duration,
+        "min_agreement": None if args.min_agreement is None else _number(args.min_agreement, "--min-agreement"),
+    }
+    for key, value in mirror.items():
+        if value is not None:
+            doc.setdefault("mirror_first", {})[key] = value
+    path = f"{_endpoint_path(args.name)}/rollout"
+    return _send(source.label if source else None, lambda: studio.post(path, doc))
+
+
+def rollout_show(args: Namespace, studio: Studio) -> Any:
+    """The endpoint's rollout: state, step, the gate values measured so far and their thresholds."""
+    return studio.get(f"{_endpoint_path(args.name)}/rollout")
+
+
+def rollout_action(args: Namespace, studio: Studio) -> Any:
+    """pause, resume, promote or abort the endpoint's rollout."""
+    return studio.post(f"{_endpoint_path(args.name)}/rollout/{args.action}")
 
 
 def endpoint_show(args: Namespace, studio: Studio) -> Any:
@@ -353,7 +422,7 @@ def deployment_update(args: Namespace, studio: Studio) -> Any:
     if args.local:
         _endpoint_for(args, studio, endpoint)
     seen = events_so_far(studio, endpoint, name)
-    updated = _send(label, lambda: studio.patch(deployment_path(endpoint, name), changes))
+    updated = _send(label, lambda: studio.patch(deployment_path(endpoint, name), changes, if_match=args.if_match))
     if args.no_wait:
         return updated
     return wait_for_deployment(studio, endpoint=endpoint, name=name, first=updated, events_seen=seen)
@@ -431,6 +500,32 @@ def costs_quota(args: Namespace, studio: Studio) -> Any:
     return studio.get("quota")
 
 
+def status(args: Namespace, studio: Studio) -> Any:
+    """Each part of the studio with the age of its heartbeat (the studio's /healthz); exit 1 when unhealthy."""
+    url = f"{studio.config.url}/healthz"
+    try:
+        response = studio.http.get(url)
+    except httpx.TransportError:
+        raise CliError(f"the web server does not answer at {studio.config.url}: is `studio up` running?") from None
+    try:
+        report = response.json()
+        parts = report["parts"]
+    except (ValueError, KeyError, TypeError):
+        raise CliError(f"GET {url} answered HTTP {response.status_code} without a health report") from None
+    lines = [f"{'part':<12}{'status':<9}last heartbeat"]
+    for part in parts:
+        age = part.get("age_s")
+        seen = "never" if part["status"] == "missing" else "-" if age is None else f"{age:.0f} s ago"
+        lines.append(f"{part['name']:<12}{part['status']:<9}{seen}")
+    print("\n".join(lines))
+    if not report.get("ok"):
+        raise CliError(
+            f"deployments are not being reconciled (no pass of the reconciler within {report['stale_after_s']:.0f} s);"
+            " the worker or beat is down"
+        )
+    return Raw("")
+
+
 _DEPLOYMENT_COLUMNS = (
     "name",
     "provisioning_state",
@@ -444,7 +539,11 @@ _DEPLOYMENT_COLUMNS = (
 )
 _ENDPOINT_COLUMNS = ("name", "auth_mode", "provisioning_state", "local", "scoring_uri", "description")
 # `-o table` columns, as az's table transformers pick them: the ones a person scans; `-o json` has every key.
+_ROLLOUT_COLUMNS = ("endpoint", "deployment", "state", "position", "percent", "message")
 TABLE_COLUMNS: dict[Callable[..., Any], tuple[str, ...]] = {
+    rollout_start: _ROLLOUT_COLUMNS,
+    rollout_show: _ROLLOUT_COLUMNS,
+    rollout_action: _ROLLOUT_COLUMNS,
     deployment_list: _DEPLOYMENT_COLUMNS,
     deployment_show: _DEPLOYMENT_COLUMNS,
     deployment_create: _DEPLOYMENT_COLUMNS,

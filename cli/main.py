@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from cli import commands
+from cli import autoscale, commands
 from cli.errors import CliError
 from cli.output import FORMATS, query, render
 
@@ -71,6 +71,46 @@ def _yes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
 
+def _if_match(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--if-match",
+        metavar="ETAG",
+        help="change it only if its etag is still this one (from `show`); else refused, naming what changed",
+    )
+
+
+def _rollout(ep: Any, common: Parser) -> None:
+    """`online-endpoint rollout start|show|pause|resume|promote|abort` (docs/rollouts.md)."""
+    rollout = ep.add_parser("rollout", help="progressive rollouts of live traffic to a deployment").add_subparsers(
+        dest="action", metavar="<action>", required=True, parser_class=Parser
+    )
+    start = rollout.add_parser("start", help="start moving traffic to a deployment step by step", parents=[common])
+    start.set_defaults(func=commands.rollout_start)
+    _name(start, help="the online endpoint")
+    _file(start)
+    _set(start)
+    start.add_argument("-d", "--deployment", help="the target deployment")
+    start.add_argument("--steps", help="the target's share at each step, e.g. 10,25,50,100")
+    start.add_argument("--step-duration", help="at least this long at each step, e.g. 60s")
+    start.add_argument("--min-requests", type=int, help="answers from the target before a step is judged")
+    start.add_argument("--max-error-rate", help="% of the target's answers that may be 5xx or 424")
+    start.add_argument("--max-p99-ratio", help="target p99 / baseline p99 at most")
+    start.add_argument("--on-failure", choices=("rollback", "pause"), help="what a failed gate does")
+    start.add_argument("--mirror-percent", type=int, help="mirror this share to the target first")
+    start.add_argument("--mirror-duration", help="how long to mirror first, e.g. 60s")
+    start.add_argument("--min-agreement", help="% of compared answers that must equal the live ones")
+    for action, help in (
+        ("show", "the rollout: state, step, gate values and thresholds"),
+        ("pause", "stop moving traffic and judging (traffic stays where it is)"),
+        ("resume", "carry on from the step it was paused at"),
+        ("promote", "send all live traffic to the target now and finish"),
+        ("abort", "stop and put the traffic back as it was before the rollout"),
+    ):
+        leaf = rollout.add_parser(action, help=help, description=help, parents=[common])
+        leaf.set_defaults(func=commands.rollout_show if action == "show" else commands.rollout_action)
+        _name(leaf, help="the online endpoint")
+
+
 def build_parser() -> Parser:
     """The whole command tree."""
     parser = Parser(
@@ -94,6 +134,10 @@ def build_parser() -> Parser:
     )
     up.add_argument("--gateway-https-port", type=int, help="the gateway's HTTPS port (default 8444 beside 8001)")
     groups.add_parser("sdk-env", help="print what a notebook needs to use Azure's Python SDK (azure-ai-ml) here")
+    down = groups.add_parser("down", help="stop what keeps serving after `studio up` stopped (the gateway)")
+    down.add_argument("--instances", action="store_true", help="stop the deployment instances too")
+
+    verb(groups, "status", commands.status, "each part of the studio and the age of its heartbeat")
 
     model = groups.add_parser("model", help="registered models").add_subparsers(
         dest="verb", metavar="<verb>", required=True, parser_class=Parser
@@ -149,6 +193,8 @@ def build_parser() -> Parser:
     _set(leaf)
     _local(leaf)
     _no_wait(leaf)
+    _if_match(leaf)
+    leaf.add_argument("--force", action="store_true", help="change traffic even while a rollout runs (aborts it)")
     leaf = verb(ep, "show", commands.endpoint_show, "show an online endpoint")
     _name(leaf)
     _local(leaf)
@@ -175,6 +221,7 @@ def build_parser() -> Parser:
     _no_wait(leaf)
     leaf = verb(ep, "get-token", commands.endpoint_get_token, "a token for an aml_token endpoint")
     _name(leaf)
+    _rollout(ep, common)
 
     dep = groups.add_parser("online-deployment", help="deployments of online endpoints").add_subparsers(
         dest="verb", metavar="<verb>", required=True, parser_class=Parser
@@ -194,6 +241,7 @@ def build_parser() -> Parser:
     _set(leaf)
     _local(leaf)
     _no_wait(leaf)
+    _if_match(leaf)
     leaf = verb(dep, "render", commands.deployment_render, "print the Kubernetes manifests of a deployment YAML")
     _file(leaf, required=True)
     _name(leaf, required=False, help="the deployment's name (overrides the YAML's)")
@@ -233,7 +281,75 @@ def build_parser() -> Parser:
         leaf.add_argument("--start", help="ISO 8601 time (default: 30 days before --end)")
         leaf.add_argument("--end", help="ISO 8601 time (default: now)")
     verb(costs, "quota", commands.costs_quota, "cores used, reserved (the 20 % upgrade reserve) and free")
+    _autoscale_verbs(groups, verb)
     return parser
+
+
+def _target(parser: argparse.ArgumentParser) -> None:
+    _endpoint(parser)
+    parser.add_argument(
+        "-d", "--deployment-name", "--deployment", dest="deployment_name", required=True, help="the deployment"
+    )
+
+
+def _counts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-count", type=int, help="the fewest instances")
+    parser.add_argument("--max-count", type=int, help="the most instances")
+    parser.add_argument("--count", type=int, help="the default instance count (default: --min-count)")
+
+
+def _autoscale_verbs(groups: Any, verb: Callable[..., argparse.ArgumentParser]) -> None:
+    """`studio monitor autoscale ...`, shaped like `az monitor autoscale` (docs/costs.md)."""
+    monitor = groups.add_parser("monitor", help="autoscale of deployments, as az monitor").add_subparsers(
+        dest="subgroup", metavar="<group>", required=True, parser_class=Parser
+    )
+    scale = monitor.add_parser("autoscale", help="a deployment's autoscale setting").add_subparsers(
+        dest="verb", metavar="<verb>", required=True, parser_class=Parser
+    )
+    for name, func, help in (
+        ("create", autoscale.autoscale_create, "turn autoscale on with a default capacity"),
+        ("update", autoscale.autoscale_update, "change the default capacity, or --enabled false"),
+    ):
+        leaf = verb(scale, name, func, help)
+        _target(leaf)
+        _counts(leaf)
+        leaf.add_argument("--enabled", help="true or false")
+    for name, func, help in (
+        ("show", autoscale.autoscale_show, "show the setting"),
+        ("delete", autoscale.autoscale_delete, "remove the setting (the instance count stays)"),
+    ):
+        _target(verb(scale, name, func, help))
+    rule = scale.add_parser("rule", help="metric rules").add_subparsers(
+        dest="leaf", metavar="<verb>", required=True, parser_class=Parser
+    )
+    leaf = verb(rule, "create", autoscale.rule_create, "add a rule")
+    _target(leaf)
+    leaf.add_argument(
+        "--condition",
+        required=True,
+        help='e.g. "CpuUtilizationPercentage > 70 avg 5m" (also RequestsPerInstancePerMinute, RequestLatency_P95)',
+    )
+    leaf.add_argument("--scale", nargs="+", required=True, metavar="WORD", help="out N or in N")
+    leaf.add_argument("--cooldown", type=int, help="minutes after an action before rules act again (default 5)")
+    _target(verb(rule, "list", autoscale.rule_list, "list the rules with their index"))
+    leaf = verb(rule, "delete", autoscale.rule_delete, "remove rules by index")
+    _target(leaf)
+    leaf.add_argument("--index", nargs="+", required=True, help="rule indexes (see rule list), or *")
+    profile = scale.add_parser("profile", help="schedule profiles").add_subparsers(
+        dest="leaf", metavar="<verb>", required=True, parser_class=Parser
+    )
+    leaf = verb(profile, "create", autoscale.profile_create, "add a recurring schedule profile")
+    _target(leaf)
+    _name(leaf, help="the profile's name")
+    _counts(leaf)
+    leaf.add_argument("--timezone", default="UTC", help="an IANA time zone, e.g. Europe/Paris (default UTC)")
+    leaf.add_argument("--start", required=True, help="HH:MM")
+    leaf.add_argument("--end", required=True, help="HH:MM")
+    leaf.add_argument("--recurrence", nargs="+", required=True, metavar="WORD", help="week and days, e.g. week mon tue")
+    _target(verb(profile, "list", autoscale.profile_list, "list the schedule profiles"))
+    leaf = verb(profile, "delete", autoscale.profile_delete, "remove a schedule profile")
+    _target(leaf)
+    _name(leaf, help="the profile's name")
 
 
 def emit(result: Any, args: argparse.Namespace) -> None:
@@ -270,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(sdk_env.text())
             return 0
+        if args.group == "down":
+            from cli import up
+
+            return up.down(instances=args.instances)
         studio = Studio(resolve(url=args.studio_url, token=args.token))
         try:
             result = args.func(args, studio)

@@ -58,6 +58,16 @@ class EndpointTrafficPayload(TypedDict):
     mirror_traffic: dict[str, int]
 
 
+class RolloutPayload(TypedDict):
+    """A rollout moved or was judged again: pages showing the endpoint redraw its rollout panel and list row."""
+
+    type: Literal["endpoint.rollout"]
+    endpoint: str
+    state: str
+    position: str
+    message: str
+
+
 class ChartsPayload(TypedDict):
     """An endpoint's Monitoring figures (Plotly figure dicts, JSON-ready), sent after each metrics ingest."""
 
@@ -78,7 +88,7 @@ class LogLinesPayload(TypedDict):
     reset: bool
 
 
-Payload = DeploymentStatePayload | EndpointTrafficPayload | ChartsPayload | LogLinesPayload
+Payload = DeploymentStatePayload | EndpointTrafficPayload | RolloutPayload | ChartsPayload | LogLinesPayload
 
 
 def _message(payload: Payload) -> dict[str, object]:

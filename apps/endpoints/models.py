@@ -57,11 +57,13 @@ class Model(BaseModel):
     is_folder = models.BooleanField(default=True)
     size = models.BigIntegerField(default=0)
     file_count = models.PositiveIntegerField(default=0)
+    anonymous = models.BooleanField(default=False, help_text="Registered inline by a deployment without a name.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["name", "version"], name="model_name_version_unique")]
         ordering = ["name", "-version"]
+        indexes = [models.Index(fields=["anonymous", "name"], name="model_list_idx")]
 
     @property
     def root(self) -> Path:
@@ -93,6 +95,7 @@ class Environment(BaseModel):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["name", "version"], name="environment_name_version_unique")]
         ordering = ["name", "-created_at"]
+        indexes = [models.Index(fields=["anonymous", "name"], name="environment_list_idx")]
 
     @property
     def build_spec(self) -> dict[str, Any]:
@@ -112,6 +115,19 @@ class Environment(BaseModel):
         return self.asset_id
 
 
+class Versioned(models.Model):
+    """A row edited by users: its version (the API's etag) and who made the last change, and what it was."""
+
+    version = models.PositiveIntegerField(default=1, help_text="Bumped on every change a user can make; the etag.")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    change_note = models.CharField(max_length=255, blank=True, help_text="What the last change was, for a 412.")
+
+    class Meta:
+        abstract = True
+
+
 class ProvisioningState(models.TextChoices):
     CREATING = "Creating"
     UPDATING = "Updating"
@@ -122,7 +138,7 @@ class ProvisioningState(models.TextChoices):
     CANCELED = "Canceled"
 
 
-class Endpoint(BaseModel):
+class Endpoint(Versioned, BaseModel):
     """An online endpoint: one scoring URL whose traffic is split among its deployments."""
 
     class AuthMode(models.TextChoices):
@@ -151,6 +167,10 @@ class Endpoint(BaseModel):
 
     class Meta:
         ordering = ["name"]
+        indexes = [
+            models.Index(fields=["provisioning_state", "name"], name="endpoint_state_idx"),
+            models.Index(fields=["updated_at"], name="endpoint_updated_idx"),
+        ]
 
     @property
     def scoring_uri(self) -> str:
@@ -164,7 +184,7 @@ class Endpoint(BaseModel):
         return self.name
 
 
-class Deployment(BaseModel):
+class Deployment(Versioned, BaseModel):
     """One model + code + environment behind an endpoint: the desired spec and the observed state."""
 
     class Kind(models.TextChoices):
@@ -205,6 +225,7 @@ class Deployment(BaseModel):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["endpoint", "name"], name="deployment_endpoint_name_unique")]
         ordering = ["endpoint__name", "name"]
+        indexes = [models.Index(fields=["state"], name="deployment_state_idx")]
 
     @property
     def code_root(self) -> Path | None:
@@ -288,6 +309,7 @@ class Instance(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["deployment", "name"], name="instance_deployment_name_unique")]
         ordering = ["deployment_id", "name"]
+        indexes = [models.Index(fields=["ready", "deployment"], name="instance_ready_idx")]  # routing rows
 
     def __str__(self) -> str:
         return f"{self.deployment_id}/{self.name}"

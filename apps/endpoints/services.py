@@ -19,9 +19,10 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from apps.accounts.audit import record
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
-from apps.endpoints import announce, queue, storage
+from apps.endpoints import announce, queue, signals, storage
 from apps.endpoints.backends.manifests import options_from_settings, render_manifests
 from apps.endpoints.catalog import cores_needed, instance_type_get, quota_used
 from apps.endpoints.events import event_record
@@ -31,10 +32,15 @@ from apps.endpoints.models import (
     Environment,
     Model,
     ProvisioningState,
-    TrafficChange,
     Upload,
 )
-from apps.endpoints.selectors import deployment_spec_view, endpoint_view, environment_get, model_get
+from apps.endpoints.selectors import (
+    deployment_spec_view,
+    deployment_yaml,
+    endpoint_view,
+    environment_get,
+    model_get,
+)
 from apps.endpoints.specs import deployment_spec
 from apps.endpoints.tokens import issue_token
 from apps.endpoints.yaml import validate_deployment, validate_endpoint, validate_environment, validate_model
@@ -55,6 +61,49 @@ def _actor(user: User) -> Any:
 
 def _new_key() -> str:
     return secrets.token_urlsafe(32)
+
+
+# --- versions (the API's etag) ---
+
+
+class PreconditionFailed(ApplicationError):
+    """The row moved on since the version the caller read (a 412 in the API): the caller must read it again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="If-Match", status=412)
+
+
+def version_check(*, row: Endpoint | Deployment, if_match: int | None) -> None:
+    """Refuse a write based on an older version, naming what changed since, by whom and when."""
+    if if_match is None or if_match == row.version:
+        return
+    what = (
+        f"online endpoint {row.name!r}"
+        if isinstance(row, Endpoint)
+        else f"deployment {row.name!r} of {row.endpoint.name!r}"
+    )
+    who = row.changed_by.get_username() if row.changed_by else "the studio"
+    when = row.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    note = row.change_note or "a change"
+    raise PreconditionFailed(
+        f"{what} changed since version {if_match}: it is at version {row.version} after {note} "
+        f"by {who} at {when}; read it again and retry"
+    )
+
+
+def _version_bump(row: Endpoint | Deployment, *, user: User, note: str) -> None:
+    """Mark a user-visible change on the row (saved by the caller)."""
+    row.version += 1
+    row.changed_by = _actor(user)
+    row.change_note = note[:255]
+
+
+def _audited_spec(view: dict[str, Any]) -> dict[str, Any]:
+    """A deployment spec as the audit trail keeps it: environment variable values are not copied (secrets)."""
+    variables = view.get("environment_variables")
+    if isinstance(variables, dict) and variables:
+        return {**view, "environment_variables": dict.fromkeys(variables, "(set)")}
+    return view
 
 
 # --- uploads ---
@@ -132,7 +181,7 @@ def model_create(*, spec: dict[str, Any], user: User = None) -> Model:
     return _model_register(spec, user=user)
 
 
-def _model_register(spec: dict[str, Any], *, user: User) -> Model:
+def _model_register(spec: dict[str, Any], *, user: User, anonymous: bool = False) -> Model:
     upload = _upload_from_ref(spec["path"], field="path")
     name = spec["name"]
     if spec.get("version") is not None:
@@ -155,6 +204,7 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
         is_folder=upload.kind == Upload.Kind.FOLDER,
         size=upload.size,
         file_count=upload.file_count,
+        anonymous=anonymous,
         created_by=_actor(user),
     )
     model.full_clean()
@@ -166,6 +216,7 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
             model.save()
     except IntegrityError:
         raise Conflict(f"model {name}:{version} was registered at the same moment; try again") from None
+    record("model.create", target=f"model {name}:{version}", after={"type": model.type, "path": upload.name}, user=user)
     return model
 
 
@@ -212,6 +263,8 @@ def environment_create(*, spec: dict[str, Any], user: User = None, inline: bool 
     probe.created_by = _actor(user)
     probe.full_clean()
     probe.save()
+    if not anonymous:
+        record("environment.create", target=f"environment {probe.name}:{probe.version}", after=fields, user=user)
     return probe
 
 
@@ -287,6 +340,9 @@ def endpoint_create(*, spec: dict[str, Any], user: User = None) -> Endpoint:
     )
     endpoint.full_clean()
     endpoint.save()
+    after = {key: spec[key] for key in ("auth_mode", "description", "tags", "local")}
+    record("endpoint.create", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", after=after, user=user)
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -294,9 +350,22 @@ ENDPOINT_MUTABLE = ("description", "tags", "traffic", "mirror_traffic", "auth_mo
 
 
 @transaction.atomic
-def endpoint_update(*, endpoint: Endpoint, changes: dict[str, Any], user: User = None) -> Endpoint:
-    """Change an endpoint's description, tags, auth mode, traffic or mirroring."""
+def endpoint_update(
+    *,
+    endpoint: Endpoint,
+    changes: dict[str, Any],
+    user: User = None,
+    if_match: int | None = None,
+    force: bool = False,
+    origin: str = "user",
+) -> Endpoint:
+    """Change an endpoint's description, tags, auth mode, traffic or mirroring.
+
+    With `if_match` the change is refused (412) if the endpoint's version moved on. A traffic change
+    asks the apps above first (signals.traffic_changing): a running rollout refuses it unless `force`.
+    """
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+    version_check(row=endpoint, if_match=if_match)
     current = {
         key: value for key, value in endpoint_view(endpoint).items() if key in ("name", "compute", *ENDPOINT_MUTABLE)
     }
@@ -312,12 +381,26 @@ def endpoint_update(*, endpoint: Endpoint, changes: dict[str, Any], user: User =
             if any((changes.get(key) or {}).values()):
                 raise fail(key, f"is not supported for the local endpoint {endpoint.name!r}: {_LOCAL_ROUTING}")
     spec = validate_endpoint({**current, **changes})
+    notes = []
     if "traffic" in changes or "mirror_traffic" in changes:
-        _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user)
+        note = _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user, force=force, origin=origin)
+        if note:
+            notes.append(note)
+    if spec["auth_mode"] != endpoint.auth_mode:
+        routing_changed(endpoint.name)
+    before, after = {}, {}
     for key in ("description", "tags", "auth_mode", "public_network_access"):
+        if getattr(endpoint, key) != spec[key]:
+            notes.append(f"{key} changed")
+            before[key], after[key] = getattr(endpoint, key), spec[key]
         setattr(endpoint, key, spec[key])
+    if notes:
+        _version_bump(endpoint, user=user, note="; ".join(notes))
     endpoint.full_clean()
     endpoint.save()
+    if after:
+        target = f"endpoint {endpoint.name}"
+        record("endpoint.update", endpoint=endpoint.name, target=target, before=before, after=after, user=user)
     return endpoint
 
 
@@ -328,6 +411,9 @@ def traffic_set(
     traffic: dict[str, int] | None = None,
     mirror_traffic: dict[str, int] | None = None,
     user: User = None,
+    if_match: int | None = None,
+    force: bool = False,
+    origin: str = "user",
 ) -> Endpoint:
     """Set the live traffic split and/or the mirror; recorded in the endpoint's history."""
     changes: dict[str, Any] = {}
@@ -335,25 +421,38 @@ def traffic_set(
         changes["traffic"] = traffic
     if mirror_traffic is not None:
         changes["mirror_traffic"] = mirror_traffic
-    return endpoint_update(endpoint=endpoint, changes=changes, user=user)
+    return endpoint_update(endpoint=endpoint, changes=changes, user=user, if_match=if_match, force=force, origin=origin)
 
 
-def _traffic_apply(endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str, int], *, user: User) -> None:
+def _split_text(traffic: dict[str, int], mirror: dict[str, int]) -> str:
+    text = " ".join(f"{name}={percent}" for name, percent in traffic.items() if percent) or "none"
+    return text + "".join(f" (mirror {name}={percent})" for name, percent in mirror.items() if percent)
+
+
+def _traffic_apply(
+    endpoint: Endpoint, traffic: dict[str, int], mirror: dict[str, int], *, user: User, force: bool, origin: str
+) -> str:
     traffic, mirror = _check_traffic(endpoint, traffic, mirror)
     if traffic == endpoint.traffic and mirror == endpoint.mirror_traffic:
-        return
-    TrafficChange.objects.create(
-        endpoint=endpoint,
-        user=_actor(user),
-        traffic_before=endpoint.traffic,
-        traffic_after=traffic,
-        mirror_before=endpoint.mirror_traffic,
-        mirror_after=mirror,
+        return ""
+    signals.traffic_changing.send(
+        sender=Endpoint, endpoint=endpoint, user=_actor(user), force=force, origin=origin, traffic=traffic
     )
+    # The traffic history is these audit entries (selectors.traffic_changes reads them).
+    record(
+        "traffic.set",
+        endpoint=endpoint.name,
+        target=f"endpoint {endpoint.name}",
+        before={"traffic": endpoint.traffic, "mirror_traffic": endpoint.mirror_traffic},
+        after={"traffic": traffic, "mirror_traffic": mirror},
+        user=user,
+    )
+    note = f"traffic {_split_text(endpoint.traffic, endpoint.mirror_traffic)} → {_split_text(traffic, mirror)}"
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
-    routing_changed()
+    routing_changed(endpoint.name)
     announce.endpoint_changed(endpoint.pk)
+    return note
 
 
 _LOCAL_ROUTING = "its one deployment takes every request, with no key"
@@ -387,8 +486,10 @@ def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None 
         raise fail("keyValue", "expected 16 to 128 letters, digits, '-' or '_'")
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     setattr(endpoint, f"{kind}_key", key_value or _new_key())
-    endpoint.save(update_fields=[f"{kind}_key", "updated_at"])
-    routing_changed()
+    _version_bump(endpoint, user=None, note=f"the {kind} key was regenerated")
+    endpoint.save(update_fields=[f"{kind}_key", "version", "changed_by", "change_note", "updated_at"])
+    record("keys.regenerate", endpoint=endpoint.name, target=f"{kind} key of endpoint {endpoint.name}")
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -416,6 +517,8 @@ def endpoint_delete(*, endpoint: Endpoint, user: User = None) -> None:
     """Delete an endpoint and all its deployments (their instances stop in the background)."""
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     deployments = list(endpoint.deployments.all())
+    record("endpoint.delete", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", user=user)
+    routing_changed(endpoint.name)
     if not deployments:
         endpoint.delete()
         return
@@ -442,9 +545,10 @@ def _resolve(endpoint: Endpoint, spec: dict[str, Any], *, user: User, deployment
             raise fail("model", exc.message) from None
     elif isinstance(model_ref, dict):
         inline = validate(model_ref, INLINE_MODEL, path="model")
+        anonymous = not inline.get("name")
         inline["name"] = inline.get("name") or f"{endpoint.name}-{deployment_name}-model"
         try:
-            resolved["model"] = _model_register(inline, user=user)
+            resolved["model"] = _model_register(inline, user=user, anonymous=anonymous)
         except ApplicationError as exc:
             raise fail("model", exc.message) from None
     else:
@@ -572,6 +676,13 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     _apply_spec(deployment, spec, resolved)
     deployment.full_clean()
     deployment.save()
+    record(
+        "deployment.create",
+        endpoint=endpoint.name,
+        target=f"deployment {name}",
+        after=_audited_spec(deployment_spec_view(deployment)),
+        user=user,
+    )
     event_record(
         deployment=deployment,
         reason="Creating",
@@ -579,14 +690,22 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     )
     if name not in endpoint.traffic and not endpoint.local:  # a local endpoint has no traffic rules
         Endpoint.objects.filter(pk=endpoint.pk).update(traffic={**endpoint.traffic, name: 0})
+        announce.endpoint_changed(endpoint.pk)
+    routing_changed(endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
 
 @transaction.atomic
-def deployment_update(*, deployment: Deployment, changes: dict[str, Any], user: User = None) -> Deployment:
-    """Change a deployment's spec; a worker rolls it out (Scaling when only the count changed)."""
+def deployment_update(
+    *, deployment: Deployment, changes: dict[str, Any], user: User = None, if_match: int | None = None
+) -> Deployment:
+    """Change a deployment's spec; a worker rolls it out (Scaling when only the count changed).
+
+    With `if_match` the change is refused (412) if the deployment's version moved on.
+    """
     deployment = Deployment.objects.select_for_update().select_related("endpoint").get(pk=deployment.pk)
+    version_check(row=deployment, if_match=if_match)
     if deployment.state == ProvisioningState.DELETING:
         raise Conflict(f"deployment {deployment.name!r} is being deleted")
     current = deployment_spec_view(deployment)
@@ -609,30 +728,64 @@ def deployment_update(*, deployment: Deployment, changes: dict[str, Any], user: 
         exclude=deployment,
     )
     only_count = changed <= {"instance_count"}
+    if only_count:
+        note = f"instance_count {before.get('instance_count')} → {after.get('instance_count')}"
+    else:
+        note = f"changed {', '.join(sorted(changed))}"
+    _version_bump(deployment, user=user, note=note)
     deployment.generation += 1
     deployment.state = ProvisioningState.SCALING if only_count else ProvisioningState.UPDATING
     deployment.reason = ""
     deployment.message = ""
     deployment.full_clean()
     deployment.save()
+    record(
+        "deployment.scale" if only_count else "deployment.update",
+        endpoint=deployment.endpoint.name,
+        target=f"deployment {deployment.name}",
+        before=_audited_spec({key: before.get(key) for key in sorted(changed)}),
+        after=_audited_spec({key: after.get(key) for key in sorted(changed)}),
+        user=user,
+    )
     event_record(
         deployment=deployment,
         reason=deployment.state,
         message=f"generation {deployment.generation}: changed {', '.join(sorted(changed))}",
     )
+    if "request_settings" in changed:
+        routing_changed(deployment.endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
 
 @transaction.atomic
-def deployment_scale(*, deployment: Deployment, instance_count: int, reason: str, user: User = None) -> Deployment:
+def deployment_scale(
+    *, deployment: Deployment, instance_count: int, reason: str, user: User = None, if_match: int | None = None
+) -> Deployment:
     """Set the instance count (autoscale and the UI use this); the reason goes on the timeline."""
     if not 1 <= instance_count <= 50:
         raise fail("instance_count", f"expected an integer from 1 to 50, got {instance_count}")
-    updated = deployment_update(deployment=deployment, changes={"instance_count": instance_count}, user=user)
+    updated = deployment_update(
+        deployment=deployment, changes={"instance_count": instance_count}, user=user, if_match=if_match
+    )
     if updated.generation != deployment.generation:
         event_record(deployment=updated, reason="ScaleDecision", message=reason)
     return updated
+
+
+def deployment_update_preview(*, deployment: Deployment, changes: dict[str, Any], user: User = None) -> tuple[str, str]:
+    """The deployment's YAML now and after `changes` (before and after of the Edit flow's diff); nothing is kept.
+
+    The change goes through deployment_update itself inside a transaction that is then rolled back, so
+    the preview refuses exactly what the update would refuse and shows exactly what it would store.
+    """
+    before = deployment_yaml(deployment)
+    with transaction.atomic():
+        row = deployment_update(deployment=deployment, changes=changes, user=user)
+        row.refresh_from_db()
+        after = deployment_yaml(row)
+        transaction.set_rollback(True)
+    return before, after
 
 
 def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = None) -> str:
@@ -659,7 +812,7 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
 def _deployment_mark_deleting(deployment: Deployment) -> None:
     Deployment.objects.filter(pk=deployment.pk).update(state=ProvisioningState.DELETING, reason="", message="")
     event_record(deployment=deployment, reason="Deleting", message="instances are being stopped")
-    routing_changed()
+    routing_changed(deployment.endpoint.name)
     queue.delete_after_commit(deployment.pk)
 
 
@@ -680,5 +833,8 @@ def deployment_delete(*, deployment: Deployment, user: User = None) -> None:
         )
     if deployment.name in endpoint.traffic:
         endpoint.traffic = {name: p for name, p in endpoint.traffic.items() if name != deployment.name}
-        endpoint.save(update_fields=["traffic", "updated_at"])
+        _version_bump(endpoint, user=user, note=f"deployment {deployment.name!r} was deleted")
+        endpoint.save(update_fields=["traffic", "version", "changed_by", "change_note", "updated_at"])
+        announce.endpoint_changed(endpoint.pk)
+    record("deployment.delete", endpoint=endpoint.name, target=f"deployment {deployment.name}", user=user)
     _deployment_mark_deleting(deployment)

@@ -12,3 +12,9 @@ from django.dispatch import Signal
 # what the backend sees into Instance rows. Keyword arguments: deployment (Deployment), instances (list[str],
 # instance names), holds_capacity (bool), at (datetime). apps.costs keeps its capacity history from it.
 instances_capacity_changed = Signal()
+
+# A traffic split or mirror is about to change (inside the writer's transaction, before it is saved). Keyword
+# arguments: endpoint (Endpoint, locked), user (or None), force (bool), origin ("user" or "rollout"), traffic (the
+# new split). A receiver may refuse the change by raising ApplicationError: apps.rollouts refuses a manual change
+# while a rollout runs, unless force (then it aborts the rollout).
+traffic_changing = Signal()

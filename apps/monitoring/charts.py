@@ -152,3 +152,20 @@ def monitoring_figures(*, endpoint: str, now: datetime | None = None) -> dict[st
                 figure["layout"]["title"] = {**title, "text": f"{title['text']} (mirrored copies)"}
             figures[f"mirrored_{key}"] = figure
     return figures or None
+
+
+def instance_count_figure(points: list[tuple[datetime, int]]) -> dict:
+    """A deployment's instance count over time, as a step line."""
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "line": {"shape": "hv", "color": PALETTE[0]},
+            "name": "instances",
+            "x": [moment.isoformat() for moment, _ in points],
+            "y": [count for _, count in points],
+        }
+    ]
+    layout = _layout("Instances over time", "instances")
+    layout["showlegend"] = False
+    return {"data": data, "layout": layout}

@@ -159,6 +159,7 @@ class WindowSummary:
     requests: int = 0
     mirrored_requests: int = 0
     status: dict[str, int] = field(default_factory=dict)
+    codes: dict[str, int] = field(default_factory=dict)  # per status code, e.g. {"200": 98, "424": 2}
     latency: dict[int, int] = field(default_factory=dict)
     bytes_in: int = 0
     bytes_out: int = 0
@@ -209,16 +210,19 @@ def window_summary(
         "status_3xx",
         "status_4xx",
         "status_5xx",
+        "codes",
         "latency",
         "bytes_in",
         "bytes_out",
     )
-    for is_mirrored, requests, s2, s3, s4, s5, latency, bytes_in, bytes_out in rows.values_list(*fields):
+    for is_mirrored, requests, s2, s3, s4, s5, codes, latency, bytes_in, bytes_out in rows.values_list(*fields):
         summary.requests += requests
         if is_mirrored:
             summary.mirrored_requests += requests
         for status_class, count in (("2xx", s2), ("3xx", s3), ("4xx", s4), ("5xx", s5)):
             summary.status[status_class] = summary.status.get(status_class, 0) + count
+        for code, count in (codes or {}).items():
+            summary.codes[str(code)] = summary.codes.get(str(code), 0) + int(count)
         histogram.merge(summary.latency, latency)
         summary.bytes_in += bytes_in
         summary.bytes_out += bytes_out

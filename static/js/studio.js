@@ -19,8 +19,8 @@
       socket.onmessage = function (event) {
         try { onMessage(JSON.parse(event.data)); } catch (e) { /* a malformed message is skipped */ }
       };
-      socket.onclose = function () {
-        if (closed) return;
+      socket.onclose = function (event) {
+        if (closed || (event.code >= 4400 && event.code < 4500)) return; /* refused: signed out, role, not found */
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 15000);
       };

@@ -67,3 +67,21 @@ def test_an_endpoint_put_is_a_long_running_operation_polled_to_success(arm: Any)
     assert deleted.status_code == 202
     assert arm.get(deleted["Location"].removeprefix("http://testserver")).json() == {"status": "Succeeded"}
     assert arm.get(f"{WS}/onlineEndpoints/ep1").status_code == 404
+
+
+def test_roles_apply_to_the_azure_shaped_api_as_to_the_rest_api(arm: Any, db: None) -> None:
+    from rest_framework.authtoken.models import Token
+
+    from tests import factories
+
+    assert arm.put(f"{WS}/onlineEndpoints/ep1", {"properties": {"authMode": "Key"}}, format="json").status_code == 201
+    reader = APIClient()
+    token, _ = Token.objects.get_or_create(user=factories.user("rita", role="reader"))
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    assert reader.get(f"{WS}/onlineEndpoints/ep1").status_code == 200
+    refused = reader.post(f"{WS}/onlineEndpoints/ep1/listKeys", {}, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "AuthorizationFailed"
+    assert refused.json()["error"]["message"].startswith("keys.read: needs the Operator role")
+    assert reader.delete(f"{WS}/onlineEndpoints/ep1").status_code == 403
+    assert arm.get(f"{WS}/onlineEndpoints/ep1").status_code == 200

@@ -15,6 +15,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.accounts.permissions import requires
+from apps.accounts.roles import check
 from apps.core.errors import ApplicationError
 from apps.core.htmx import error_status, is_htmx, redirect
 from apps.costs import selectors as cost_selectors
@@ -126,6 +128,7 @@ def deployment_card(request: HttpRequest, name: str, deployment: str) -> HttpRes
 
 @login_required
 @require_POST
+@requires("deployment.scale")
 def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """Change a deployment's instance count (a scale) or its instance type too (a rolling update)."""
     endpoint = endpoint_or_404(name)
@@ -137,6 +140,7 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
         instance_type = form.cleaned_data["instance_type"] or row.instance_type
         try:
             if instance_type != row.instance_type:
+                check(request.user, "deployment.update")  # a new size is a rolling update, not a scale
                 services.deployment_update(
                     deployment=row,
                     changes={"instance_type": instance_type, "instance_count": count},
@@ -159,6 +163,7 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
 
 @login_required
 @require_POST
+@requires("deployment.delete")
 def deployment_delete(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """Delete a deployment; refused with the reason while it takes live or mirrored traffic."""
     endpoint = endpoint_or_404(name)
@@ -176,10 +181,14 @@ def deployment_delete(request: HttpRequest, name: str, deployment: str) -> HttpR
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires("deployment.create")
 def deployment_create(request: HttpRequest, name: str) -> HttpResponse:
     """Add a deployment to an endpoint (it takes no traffic until you move the slider)."""
     endpoint = endpoint_or_404(name)
-    form = DeploymentForm(request.POST or None, request.FILES or None, initial={"deployment_name": "green"})
+    # Start from what the endpoint serves now, not from whichever model sorts first.
+    model, environment = selectors.endpoint_serving_assets(endpoint=endpoint)
+    initial = {"deployment_name": "green", "model": model, "environment": environment}
+    form = DeploymentForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             with transaction.atomic():
