@@ -176,7 +176,7 @@ class HttpsPlan:
     """Where `studio up` serves HTTPS and with which certificate."""
 
     files: TlsFiles
-    ports: dict[str, int]  # child name (web, gateway) -> HTTPS port
+    ports: dict[str, int]  # child name (web server, gateway) -> HTTPS port
     studio_url: str
     gateway_url: str
 
@@ -189,7 +189,7 @@ class HttpsPlan:
             index = argv.index("--port")
             copy = [*argv[: index + 1], str(self.ports[name]), *argv[index + 2 :]]
             copy += ["--ssl-keyfile", str(self.files.server_key), "--ssl-certfile", str(self.files.server_cert)]
-            extra.append((f"{name}-https", copy))
+            extra.append((f"{name} (HTTPS)", copy))
         return extra
 
     def banner(self) -> list[str]:
@@ -205,13 +205,13 @@ def plan_https(
     """Make the certificates, choose the HTTPS ports and record them for `studio sdk-env`."""
     files = ensure_certificates(home, host)
     ports = {
-        "web": https_port(https, http_port=port, host=host),
+        "web server": https_port(https, http_port=port, host=host),
         "gateway": https_port(gateway_https, http_port=gateway_port, host=host),
     }
     plan = HttpsPlan(
         files=files,
         ports=ports,
-        studio_url=f"https://{url_host}:{ports['web']}",
+        studio_url=f"https://{url_host}:{ports['web server']}",
         gateway_url=f"https://{url_host}:{ports['gateway']}",
     )
     path = tls_dir(home) / "urls.json"

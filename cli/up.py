@@ -410,13 +410,13 @@ def _children(*, host: str, port: int, home: Path) -> list[tuple[str, list[str]]
     return [("web server", web), ("worker", worker), ("beat", beat)]
 
 
-def _gateway_argv(host: str, port: int) -> list[str]:
+def _gateway_argv(*, host: str, port: int) -> list[str]:
     return [sys.executable, "-P", "-m", "gateway", "--host", host, "--port", str(port)]
 
 
 def _gateway(stack: Stack, *, host: str, port: int, home: Path) -> Child:
     """The gateway runs detached: adopt the one still serving from a previous `studio up`, or start one."""
-    argv = _gateway_argv(host, port)
+    argv = _gateway_argv(host=host, port=port)
     state = home / "run" / "gateway.json"
     log = home / "logs" / "gateway.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -574,8 +574,9 @@ def run(
         stack.gateway = stack.add(_gateway(stack, host=host, port=gateway_port, home=home))
         children = _children(host=host, port=port, home=home)
         # HTTPS (cli/tls.py): the web server and the gateway again on their HTTPS ports, supervised like the rest.
-        plain = [("web", dict(children)["web server"]), ("gateway", _gateway_argv(host, gateway_port))]
-        for name, argv in children + https.children(plain):
+        for name, argv in children + https.children(
+            [*children, ("gateway", _gateway_argv(host=host, port=gateway_port))]
+        ):
             stack.start(name, argv, heartbeat={"worker": "worker", "beat": "beat"}.get(name, ""))
         _wait_for_web(stack, public_url)
         if not stack.stop_requested.is_set():

@@ -67,3 +67,50 @@ def test_an_endpoint_put_is_a_long_running_operation_polled_to_success(arm: Any)
     assert deleted.status_code == 202
     assert arm.get(deleted["Location"].removeprefix("http://testserver")).json() == {"status": "Succeeded"}
     assert arm.get(f"{WS}/onlineEndpoints/ep1").status_code == 404
+
+
+def test_roles_apply_to_the_azure_shaped_api_as_to_the_rest_api(arm: Any, db: None) -> None:
+    from rest_framework.authtoken.models import Token
+
+    from tests import factories
+
+    assert arm.put(f"{WS}/onlineEndpoints/ep1", {"properties": {"authMode": "Key"}}, format="json").status_code == 201
+    reader = APIClient()
+    token, _ = Token.objects.get_or_create(user=factories.user("rita", role="reader"))
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    assert reader.get(f"{WS}/onlineEndpoints/ep1").status_code == 200
+    refused = reader.post(f"{WS}/onlineEndpoints/ep1/listKeys", {}, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "AuthorizationFailed"
+    assert refused.json()["error"]["message"].startswith("keys.read: needs the Operator role")
+    assert reader.delete(f"{WS}/onlineEndpoints/ep1").status_code == 403
+    assert arm.get(f"{WS}/onlineEndpoints/ep1").status_code == 200
+
+
+def test_keys_are_regenerated_and_tokens_issued_as_the_rest_api_does(arm: Any) -> None:
+    assert arm.put(f"{WS}/onlineEndpoints/ep1", {"properties": {"authMode": "Key"}}, format="json").status_code == 201
+    before = arm.post(f"{WS}/onlineEndpoints/ep1/listKeys", {}, format="json").json()
+    regenerated = arm.post(f"{WS}/onlineEndpoints/ep1/regenerateKeys", {"keyType": "Secondary"}, format="json")
+    assert regenerated.status_code == 202
+    assert (
+        arm.get(regenerated["Azure-AsyncOperation"].removeprefix("http://testserver")).json()["status"] == "Succeeded"
+    )
+    after = arm.post(f"{WS}/onlineEndpoints/ep1/listKeys", {}, format="json").json()
+    assert after["primaryKey"] == before["primaryKey"] and after["secondaryKey"] != before["secondaryKey"]
+    assert after == rest_client(arm).post("/api/v1/online-endpoints/ep1/listKeys").json()
+
+    assert (
+        arm.put(f"{WS}/onlineEndpoints/ep2", {"properties": {"authMode": "AMLToken"}}, format="json").status_code == 201
+    )
+    token = arm.post(f"{WS}/onlineEndpoints/ep2/token", {}, format="json").json()
+    assert token["tokenType"] == "Bearer" and token["accessToken"]
+    assert isinstance(token["expiryTimeUtc"], int) and token["refreshAfterTimeUtc"] < token["expiryTimeUtc"]
+    refused = arm.post(f"{WS}/onlineEndpoints/ep2/listKeys", {}, format="json")
+    assert refused.status_code == 400 and "uses aml_token auth and has no keys" in refused.json()["error"]["message"]
+
+
+def rest_client(arm: Any) -> APIClient:
+    """The REST API with the same user's token, as the CLI sends it."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=arm._credentials["HTTP_AUTHORIZATION"].replace("Bearer", "Token"))
+    return client

@@ -19,6 +19,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.accounts.permissions import enforce
 from apps.arm import operations, services, shapes
 from apps.arm.models import CodeVersion
 from apps.core.errors import ApplicationError
@@ -165,6 +166,14 @@ class EndpointView(ArmView):
 
     @extend_schema(exclude=True)
     def put(self, request: Request, endpoint: str, **kwargs: str) -> Response:
+        existing = selectors.endpoint_find(name=endpoint)
+        if existing is None:
+            enforce(request, "endpoint.create")
+        else:  # the same rule as the REST API: moving traffic alone is an Operator's job
+            view = selectors.endpoint_view(existing)
+            spec = shapes.endpoint_spec(endpoint, self.body())
+            changed = {key for key, value in spec.items() if key != "name" and view.get(key) != value}
+            enforce(request, "traffic.set" if changed <= {"traffic", "mirror_traffic"} else "endpoint.update")
         row, created = services.endpoint_put(name=endpoint, body=self.body(), user=request.user)
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return self.accepted(_endpoint(self.scope(), row), operations.operation_id("endpoint-put", endpoint), code=code)
@@ -178,6 +187,7 @@ class EndpointView(ArmView):
         row = selectors.endpoint_find(name=endpoint)
         if row is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
+        enforce(request, "endpoint.delete")
         endpoint_services.endpoint_delete(endpoint=row, user=request.user)
         op_id = operations.operation_id("endpoint-delete", endpoint)
         return self.accepted(None, op_id, code=status.HTTP_202_ACCEPTED, location=True)
@@ -186,12 +196,14 @@ class EndpointView(ArmView):
 class EndpointKeysView(ArmView):
     @extend_schema(exclude=True)
     def post(self, request: Request, endpoint: str, **kwargs: str) -> Response:
+        enforce(request, "keys.read")
         return Response(endpoint_services.endpoint_keys(endpoint=selectors.endpoint_get(name=endpoint)))
 
 
 class EndpointRegenerateKeysView(ArmView):
     @extend_schema(exclude=True)
     def post(self, request: Request, endpoint: str, **kwargs: str) -> Response:
+        enforce(request, "keys.regenerate")
         body = self.body()
         if "keyType" not in body:
             raise ApplicationError("keyType: required (Primary or Secondary)", field="keyType")
@@ -206,6 +218,7 @@ class EndpointRegenerateKeysView(ArmView):
 class EndpointTokenView(ArmView):
     @extend_schema(exclude=True)
     def post(self, request: Request, endpoint: str, **kwargs: str) -> Response:
+        enforce(request, "token.issue")
         token = endpoint_services.token_issue(endpoint=selectors.endpoint_get(name=endpoint))
         return Response(shapes.token(token))
 
@@ -239,6 +252,9 @@ class DeploymentView(ArmView):
     @extend_schema(exclude=True)
     def put(self, request: Request, endpoint: str, deployment: str, **kwargs: str) -> Response:
         parent = selectors.endpoint_get(name=endpoint)
+        # A PUT carries the whole spec, so it is an update (Deployer) even when only sku.capacity changed.
+        exists = selectors.deployment_find(endpoint=endpoint, name=deployment) is not None
+        enforce(request, "deployment.update" if exists else "deployment.create")
         row, created = services.deployment_put(endpoint=parent, name=deployment, body=self.body(), user=request.user)
         row = self._row(endpoint, deployment)
         op_id = operations.operation_id("deployment-put", endpoint, deployment, row.generation)
@@ -254,6 +270,7 @@ class DeploymentView(ArmView):
         row = selectors.deployment_find(endpoint=endpoint, name=deployment)
         if row is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
+        enforce(request, "deployment.delete")
         endpoint_services.deployment_delete(deployment=row, user=request.user)
         op_id = operations.operation_id("deployment-delete", endpoint, deployment)
         return self.accepted(None, op_id, code=status.HTTP_202_ACCEPTED, location=True)
@@ -262,6 +279,7 @@ class DeploymentView(ArmView):
 class DeploymentLogsView(ArmView):
     @extend_schema(exclude=True)
     def post(self, request: Request, endpoint: str, deployment: str, **kwargs: str) -> Response:
+        enforce(request, "logs.read")
         body = self.body()
         row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=endpoint), name=deployment)
         raw_type = str(body.get("containerType") or "InferenceServer")
@@ -298,6 +316,7 @@ class CodeVersionView(CodeVersionsView):
 
     @extend_schema(exclude=True)
     def put(self, request: Request, name: str, version: str, **kwargs: str) -> Response:
+        enforce(request, "upload.create")
         row = services.code_version_create(name=name, version=version, body=self.body(), user=request.user)
         return Response(self._code(row), status=status.HTTP_201_CREATED)
 
@@ -305,6 +324,7 @@ class CodeVersionView(CodeVersionsView):
 class CodePendingUploadView(ArmView):
     @extend_schema(exclude=True)
     def post(self, request: Request, **kwargs: str) -> Response:
+        enforce(request, "upload.create")
         return Response(services.pending_upload_start(storage_url=self.storage_url()))
 
 
@@ -340,6 +360,7 @@ class ModelVersionView(ArmView):
 
     @extend_schema(exclude=True)
     def put(self, request: Request, name: str, version: str, **kwargs: str) -> Response:
+        enforce(request, "model.create")
         row = services.model_version_create(name=name, version=version, body=self.body(), user=request.user)
         return Response(_model(self.scope(), row), status=status.HTTP_201_CREATED)
 
@@ -362,6 +383,7 @@ class EnvironmentVersionView(ArmView):
 
     @extend_schema(exclude=True)
     def put(self, request: Request, name: str, version: str, **kwargs: str) -> Response:
+        enforce(request, "environment.create")
         row = services.environment_version_create(name=name, version=version, body=self.body(), user=request.user)
         return Response(_environment(self.scope(), row), status=status.HTTP_201_CREATED)
 
@@ -393,6 +415,7 @@ class DatastoreSecretsView(ArmView):
     def post(self, request: Request, name: str, **kwargs: str) -> Response:
         if name != shapes.DATASTORE:
             raise ApplicationError(f"datastore {name!r} does not exist; the studio has {shapes.DATASTORE}", status=404)
+        enforce(request, "upload.create")
         return Response(services.datastore_secrets())
 
 
