@@ -22,5 +22,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.monitoring.urls")),
     path("", include("apps.costs.urls")),
+    path("", include("apps.rollouts.urls")),
     path("", include("apps.endpoints.urls")),
 ]

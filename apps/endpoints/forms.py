@@ -173,6 +173,7 @@ class TrafficForm(forms.Form):
     mirror_enabled = forms.BooleanField(required=False, label="Mirror a copy of live traffic")
     mirror_deployment = forms.ChoiceField(required=False, label="Mirror to")
     mirror_percent = forms.IntegerField(required=False, min_value=0, max_value=50, label="Mirror percent")
+    version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, deployments: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -20,12 +20,14 @@ from apps.endpoints import selectors, services
 from apps.endpoints.forms import EndpointWizardForm
 from apps.endpoints.views.common import endpoint_or_404, form_error, tab_context
 from apps.endpoints.views.deployments import DEPLOYMENT_FIELD_MAP, cards_context, code_upload, deployment_form_context
+from apps.rollouts import selectors as rollout_selectors
 
 
 @login_required
 def endpoints_list(request: HttpRequest) -> HttpResponse:
     """Endpoints with their state, traffic split and cost per day at the current size."""
     book = cost_selectors.cost_book()
+    rollouts = rollout_selectors.active_by_endpoint()
     rows = []
     for endpoint in selectors.endpoints_with_deployments():
         deployments = list(endpoint.deployments.all())
@@ -37,6 +39,7 @@ def endpoints_list(request: HttpRequest) -> HttpResponse:
                 "traffic": [(n, p) for n, p in endpoint.traffic.items() if p],
                 "mirror": list(endpoint.mirror_traffic.items()),
                 "costs": book.endpoint(endpoint.name),
+                "rollout": rollouts.get(endpoint.pk),
             }
         )
     context = {"rows": rows, "section": "endpoints", "currency": settings.STUDIO_CURRENCY}
