@@ -143,6 +143,7 @@ class ScaleForm(forms.Form):
 
     instance_type = forms.ChoiceField(required=False, choices=())
     instance_count = forms.IntegerField(min_value=1, max_value=50)
+    version = forms.IntegerField(required=False, min_value=1)  # the deployment's version the card was drawn from
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
