@@ -17,9 +17,9 @@ class RolloutForm(forms.Form):
     max_error_rate = forms.FloatField(initial=1, min_value=0, max_value=100, label="Max error rate (%)")
     max_p99_ratio = forms.FloatField(initial=1.5, min_value=1, label="Max p99 ratio (target / baseline)")
     on_failure = forms.ChoiceField(choices=[("rollback", "roll back"), ("pause", "pause")], initial="rollback")
-    mirror_first = forms.BooleanField(required=False, label="Mirror to the target first")
-    mirror_percent = forms.IntegerField(initial=10, min_value=1, max_value=50, required=False, label="Mirror %")
-    mirror_duration = forms.CharField(initial="60s", required=False, label="Mirror for")
+    mirror_first = forms.BooleanField(required=False, label="Shadow phase before live traffic")
+    mirror_percent = forms.IntegerField(initial=10, min_value=1, max_value=50, required=False, label="Shadow share (%)")
+    mirror_duration = forms.CharField(initial="60s", required=False, label="Shadow phase duration")
     min_agreement = forms.FloatField(
         initial=99, min_value=0, max_value=100, required=False, label="Min agreement with live answers (%)"
     )
