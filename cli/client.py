@@ -92,6 +92,9 @@ class Studio:
         headers = {"If-Match": f'"{if_match.strip().strip(chr(34))}"'} if if_match else None
         return self.request("PATCH", path, json=body, headers=headers, params=params)
 
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, json=body)
+
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 

@@ -500,6 +500,32 @@ def costs_quota(args: Namespace, studio: Studio) -> Any:
     return studio.get("quota")
 
 
+def status(args: Namespace, studio: Studio) -> Any:
+    """Each part of the studio with the age of its heartbeat (the studio's /healthz); exit 1 when unhealthy."""
+    url = f"{studio.config.url}/healthz"
+    try:
+        response = studio.http.get(url)
+    except httpx.TransportError:
+        raise CliError(f"the web server does not answer at {studio.config.url}: is `studio up` running?") from None
+    try:
+        report = response.json()
+        parts = report["parts"]
+    except (ValueError, KeyError, TypeError):
+        raise CliError(f"GET {url} answered HTTP {response.status_code} without a health report") from None
+    lines = [f"{'part':<12}{'status':<9}last heartbeat"]
+    for part in parts:
+        age = part.get("age_s")
+        seen = "never" if part["status"] == "missing" else "-" if age is None else f"{age:.0f} s ago"
+        lines.append(f"{part['name']:<12}{part['status']:<9}{seen}")
+    print("\n".join(lines))
+    if not report.get("ok"):
+        raise CliError(
+            f"deployments are not being reconciled (no pass of the reconciler within {report['stale_after_s']:.0f} s);"
+            " the worker or beat is down"
+        )
+    return Raw("")
+
+
 _DEPLOYMENT_COLUMNS = (
     "name",
     "provisioning_state",

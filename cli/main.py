@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from cli import commands
+from cli import autoscale, commands
 from cli.errors import CliError
 from cli.output import FORMATS, query, render
 
@@ -129,6 +129,16 @@ def build_parser() -> Parser:
     up.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=8000, help="the studio's port (default 8000)")
     up.add_argument("--gateway-port", type=int, default=8001, help="the scoring gateway's port (default 8001)")
+    up.add_argument(
+        "--https-port", type=int, help="the studio's HTTPS port (default 8443 beside 8000, else a free one)"
+    )
+    up.add_argument("--gateway-https-port", type=int, help="the gateway's HTTPS port (default 8444 beside 8001)")
+    groups.add_parser("sdk-env", help="print what a notebook needs to use Azure's Python SDK (azure-ai-ml) here")
+
+    down = groups.add_parser("down", help="stop what keeps serving after `studio up` stopped (the gateway)")
+    down.add_argument("--instances", action="store_true", help="stop the deployment instances too")
+
+    verb(groups, "status", commands.status, "each part of the studio and the age of its heartbeat")
 
     model = groups.add_parser("model", help="registered models").add_subparsers(
         dest="verb", metavar="<verb>", required=True, parser_class=Parser
@@ -272,7 +282,75 @@ def build_parser() -> Parser:
         leaf.add_argument("--start", help="ISO 8601 time (default: 30 days before --end)")
         leaf.add_argument("--end", help="ISO 8601 time (default: now)")
     verb(costs, "quota", commands.costs_quota, "cores used, reserved (the 20 % upgrade reserve) and free")
+    _autoscale_verbs(groups, verb)
     return parser
+
+
+def _target(parser: argparse.ArgumentParser) -> None:
+    _endpoint(parser)
+    parser.add_argument(
+        "-d", "--deployment-name", "--deployment", dest="deployment_name", required=True, help="the deployment"
+    )
+
+
+def _counts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-count", type=int, help="the fewest instances")
+    parser.add_argument("--max-count", type=int, help="the most instances")
+    parser.add_argument("--count", type=int, help="the default instance count (default: --min-count)")
+
+
+def _autoscale_verbs(groups: Any, verb: Callable[..., argparse.ArgumentParser]) -> None:
+    """`studio monitor autoscale ...`, shaped like `az monitor autoscale` (docs/costs.md)."""
+    monitor = groups.add_parser("monitor", help="autoscale of deployments, as az monitor").add_subparsers(
+        dest="subgroup", metavar="<group>", required=True, parser_class=Parser
+    )
+    scale = monitor.add_parser("autoscale", help="a deployment's autoscale setting").add_subparsers(
+        dest="verb", metavar="<verb>", required=True, parser_class=Parser
+    )
+    for name, func, help in (
+        ("create", autoscale.autoscale_create, "turn autoscale on with a default capacity"),
+        ("update", autoscale.autoscale_update, "change the default capacity, or --enabled false"),
+    ):
+        leaf = verb(scale, name, func, help)
+        _target(leaf)
+        _counts(leaf)
+        leaf.add_argument("--enabled", help="true or false")
+    for name, func, help in (
+        ("show", autoscale.autoscale_show, "show the setting"),
+        ("delete", autoscale.autoscale_delete, "remove the setting (the instance count stays)"),
+    ):
+        _target(verb(scale, name, func, help))
+    rule = scale.add_parser("rule", help="metric rules").add_subparsers(
+        dest="leaf", metavar="<verb>", required=True, parser_class=Parser
+    )
+    leaf = verb(rule, "create", autoscale.rule_create, "add a rule")
+    _target(leaf)
+    leaf.add_argument(
+        "--condition",
+        required=True,
+        help='e.g. "CpuUtilizationPercentage > 70 avg 5m" (also RequestsPerInstancePerMinute, RequestLatency_P95)',
+    )
+    leaf.add_argument("--scale", nargs="+", required=True, metavar="WORD", help="out N or in N")
+    leaf.add_argument("--cooldown", type=int, help="minutes after an action before rules act again (default 5)")
+    _target(verb(rule, "list", autoscale.rule_list, "list the rules with their index"))
+    leaf = verb(rule, "delete", autoscale.rule_delete, "remove rules by index")
+    _target(leaf)
+    leaf.add_argument("--index", nargs="+", required=True, help="rule indexes (see rule list), or *")
+    profile = scale.add_parser("profile", help="schedule profiles").add_subparsers(
+        dest="leaf", metavar="<verb>", required=True, parser_class=Parser
+    )
+    leaf = verb(profile, "create", autoscale.profile_create, "add a recurring schedule profile")
+    _target(leaf)
+    _name(leaf, help="the profile's name")
+    _counts(leaf)
+    leaf.add_argument("--timezone", default="UTC", help="an IANA time zone, e.g. Europe/Paris (default UTC)")
+    leaf.add_argument("--start", required=True, help="HH:MM")
+    leaf.add_argument("--end", required=True, help="HH:MM")
+    leaf.add_argument("--recurrence", nargs="+", required=True, metavar="WORD", help="week and days, e.g. week mon tue")
+    _target(verb(profile, "list", autoscale.profile_list, "list the schedule profiles"))
+    leaf = verb(profile, "delete", autoscale.profile_delete, "remove a schedule profile")
+    _target(leaf)
+    _name(leaf, help="the profile's name")
 
 
 def emit(result: Any, args: argparse.Namespace) -> None:
@@ -297,7 +375,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.group == "up":
             from cli import up  # the only verb that needs Django
 
-            return up.run(host=args.host, port=args.port, gateway_port=args.gateway_port)
+            return up.run(
+                host=args.host,
+                port=args.port,
+                gateway_port=args.gateway_port,
+                https_port=args.https_port,
+                gateway_https_port=args.gateway_https_port,
+            )
+        if args.group == "down":
+            from cli import up
+
+            return up.down(instances=args.instances)
+        if args.group == "sdk-env":
+            from cli import sdk_env
+
+            print(sdk_env.text())
+            return 0
         studio = Studio(resolve(url=args.studio_url, token=args.token))
         try:
             result = args.func(args, studio)

@@ -1,13 +1,15 @@
 """The scoring gateway as a raw ASGI application, outside Django's request cycle.
 
-Routes: `GET|POST|OPTIONS /endpoints/<name>/score`, `GET /endpoints/<name>/swagger.json`, and `GET /metrics`
-(Prometheus). The routing table comes from `source.py` (the studio's database), off the hot path.
+Routes: `GET|POST|OPTIONS /endpoints/<name>/score`, `GET /endpoints/<name>/swagger.json`, `GET /metrics`
+(Prometheus) and `GET /healthz` (ready once a routing table is loaded; never asks the database). The routing
+table comes from `source.py` (the studio's database), off the hot path.
 
     uvicorn gateway.app:application --loop uvloop --http httptools
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -108,11 +110,27 @@ async def _http(state: Gateway, max_body: int, scope: Scope, receive: Receive, s
             answer = error_answer(405, "MethodNotAllowed", f"{method} is not allowed on {path}; use GET")
     elif path == "/metrics" and method == "GET":
         answer = state.prometheus()
+    elif path == "/healthz" and method == "GET":
+        answer = _health(state)
     else:
         answer = error_answer(
             404, "NotFound", f"{path} is not a gateway route; scoring URIs look like /endpoints/<name>/score"
         )
     await _send(send, answer)
+
+
+def _health(state: Gateway) -> Answer:
+    """Ready once a routing table is loaded; never asks the database (a probe must not fail with it)."""
+    config = state.config
+    if not state._started or config is None or not config.reloads:
+        return error_answer(503, "NotReady", "the gateway has not loaded its routing table yet")
+    body = {
+        "ok": True,
+        "endpoints": len(config.table),
+        "table_age_s": round(time.monotonic() - config.loaded_at, 1),
+        "redis": "down" if config.redis_down else "ok",
+    }
+    return Answer(200, [(b"content-type", b"application/json")], json.dumps(body).encode())
 
 
 async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:

@@ -16,7 +16,7 @@ import os
 import random
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +35,7 @@ from gateway.routing import (
     should_mirror,
 )
 from gateway.upstream import Unavailable, UpstreamClient
-from gateway.wire import MIRROR_BODY_LIMIT, MirrorPairRecord, verify_token
+from gateway.wire import INSTANCE_SECRET_HEADER, MIRROR_BODY_LIMIT, MirrorPairRecord, verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ DROP_REQUEST = frozenset(
         b"authorization",
         b"x-request-id",
         b"expect",
+        INSTANCE_SECRET_HEADER.encode(),
     }
 )
+SECRET_LINE = INSTANCE_SECRET_HEADER.encode() + b": %s\r\n"
 # Not passed back: hop-by-hop, recomputed, or set by the gateway itself.
 DROP_RESPONSE = frozenset(
     {
@@ -154,6 +156,9 @@ class Gateway:
         self._round_robin = itertools.count()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pairs: list[MirrorPairRecord] = []
+        self._unsent_records: deque[str] = deque()  # pushed to Redis once it answers again
+        self._unsent_pairs: deque[str] = deque()
+        self._metrics_waiting = False
         self._started = False
         self._stopping = False
         self._start_lock: asyncio.Lock | None = None
@@ -341,7 +346,7 @@ class Gateway:
             return error_answer(429, "TooManyRequests", message), Upstream()
         self.deployment_in_flight[key] += 1
         try:
-            upstream = await self._forward(deployment, method, "/score", query, forwarded, body)
+            upstream = await self._forward(deployment, method, deployment.scoring_path, query, forwarded, body)
         finally:
             self.deployment_in_flight[key] -= 1
         return self._client_answer(deployment, upstream), upstream
@@ -404,7 +409,9 @@ class Gateway:
             self.instance_in_flight[address] += 1
             began = time.perf_counter()
             try:
-                response = await self.client.request(address, method, target, forwarded, body, remaining)
+                secret = deployment.secrets.get(address)
+                lines = forwarded + (SECRET_LINE % secret if secret else b"")
+                response = await self.client.request(address, method, target, lines, body, remaining)
                 return Upstream(
                     status=response.status,
                     headers=response.headers,
@@ -458,7 +465,7 @@ class Gateway:
     ) -> None:
         started = time.perf_counter()
         try:
-            upstream = await self._forward(shadow, method, "/score", query, forwarded, body)
+            upstream = await self._forward(shadow, method, shadow.scoring_path, query, forwarded, body)
             answer = self._client_answer(shadow, upstream)
             self._count(
                 table.name, shadow.name, answer, started, upstream, upstream.upstream_ms, len(body), mirrored=True
@@ -518,17 +525,43 @@ class Gateway:
             await self._flush()
 
     async def _flush(self, *, final: bool = False) -> None:
-        """Push the finished seconds (all of them when stopping) and the sampled pairs to Redis."""
+        """Push the finished seconds (all of them when stopping) and the sampled pairs to Redis.
+
+        While Redis is down they wait in a bounded buffer (STUDIO_GATEWAY_METRICS_BUFFER records); beyond it
+        the oldest are dropped and counted (`studio_gateway_metrics_records_dropped_total`).
+        """
         records = self.metrics.drain(before=None if final else time.time())
-        pairs, self._pairs = self._pairs, []
+        self._unsent_records.extend(json.dumps(r) for r in records)
+        self._unsent_pairs.extend(json.dumps(p) for p in self._pairs)
+        self._pairs = []
+        limit = self.settings.metrics_buffer
+        while len(self._unsent_records) > limit:
+            self._unsent_records.popleft()
+            self.metrics.records_dropped += 1
+        while len(self._unsent_pairs) > limit:
+            self._unsent_pairs.popleft()
         try:
-            if records:
-                await self.redis.rpush(self.settings.metrics_queue, *(json.dumps(r) for r in records))
-            if pairs:
-                await self.redis.rpush(self.settings.mirror_pairs_queue, *(json.dumps(p) for p in pairs))
-        except Exception as exc:  # metrics must never take the gateway down; count what was lost
-            self.metrics.records_dropped += len(records)
-            logger.warning("could not push %d metrics records to Redis: %s", len(records), exc)
+            for queue, unsent in (
+                (self.settings.metrics_queue, self._unsent_records),
+                (self.settings.mirror_pairs_queue, self._unsent_pairs),
+            ):
+                while unsent:
+                    batch = [unsent[i] for i in range(min(len(unsent), 1000))]
+                    await self.redis.rpush(queue, *batch)
+                    for _ in batch:
+                        unsent.popleft()
+        except Exception as exc:  # metrics must never take the gateway down; they wait for Redis
+            if not self._metrics_waiting:
+                logger.warning(
+                    "cannot push metrics to Redis, keeping up to %d records until it is back: %s", limit, exc
+                )
+            self._metrics_waiting = True
+        else:
+            if self._metrics_waiting:
+                logger.warning(
+                    "Redis is back; the buffered metrics were sent (%d dropped so far)", self.metrics.records_dropped
+                )
+            self._metrics_waiting = False
 
 
 def forwarded_headers(headers: Headers, request_id: bytes) -> bytes:

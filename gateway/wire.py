@@ -28,7 +28,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 # --- Redis key names ---
 # Every key the studio writes in Redis lives under one prefix (STUDIO_REDIS_PREFIX, default `studio:`), so two
@@ -138,13 +138,32 @@ def percentile(histogram: Mapping[int, int] | Mapping[str, int], q: float) -> fl
     return bucket_upper_ms(items[-1][0])
 
 
-# --- routing rows ---
+# --- routing rows and their change feed (apps/core/notify.py publishes, gateway/config.py listens) ---
+
+ROUTING_VERSION_KEY = redis_key("routing:version")  # the sequence number of the last change
+ROUTING_VERSIONS_KEY = redis_key("routing:versions")  # hash: endpoint name -> sequence number of its last change
+ROUTING_CHANNEL = redis_key("routing:changes")  # pub/sub messages "<seq> <endpoint> <endpoint> ..."
+ROUTING_ALL = "*"  # in a message: reload every endpoint
+
+
+def parse_routing_message(data: bytes | str) -> tuple[int, frozenset[str]] | None:
+    """(sequence, endpoint names) of a change-feed message; None when it is not one."""
+    text = data.decode() if isinstance(data, bytes) else data
+    seq, _, rest = text.partition(" ")
+    try:
+        return int(seq), frozenset(rest.split())
+    except ValueError:
+        return None
 
 
 class DeploymentRow(TypedDict):
     name: str
     instances: list[str]  # base URLs of the ready instances, in instance-name order
     request_settings: dict[str, int]  # Azure's request_settings as stored (keys may be missing)
+    # {base URL: secret} the gateway sends as INSTANCE_SECRET_HEADER; an instance started with a secret answers
+    # nothing else but its liveness probe, so a local process cannot score without the endpoint's key.
+    instance_secrets: NotRequired[dict[str, str]]
+    scoring_path: str  # the custom container's inference_config.scoring_route.path; "/score" for the runtime
 
 
 class EndpointRow(TypedDict):
@@ -156,6 +175,15 @@ class EndpointRow(TypedDict):
     mirror_traffic: dict[str, int]
     deployments: list[DeploymentRow]  # deployments being deleted are left out
     local: bool  # a local endpoint (`--local`): no authentication, its one deployment takes every request
+
+
+INSTANCE_SECRET_HEADER = "x-studio-instance-secret"
+
+
+def instance_secret(key: str, *, deployment_uid: str, instance: str, port: int) -> str:
+    """The secret of one run of one instance: derived from the studio's key, new with every port."""
+    message = f"{deployment_uid}/{instance}/{port}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:40]
 
 
 # --- tokens ---

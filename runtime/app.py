@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import hmac
 import json
 import logging
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import compat, logs
-from runtime.config import Settings
+from runtime.config import INSTANCE_SECRET_HEADER, Settings
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.metrics import Metrics
 from runtime.request import AMLRequest
@@ -40,6 +41,9 @@ METHOD_NOT_ALLOWED_MESSAGE = "The method is not allowed for the requested URL."
 _NOT_FOUND = json.dumps({"message": NOT_FOUND_MESSAGE}).encode()
 _METHOD_NOT_ALLOWED = json.dumps({"message": METHOD_NOT_ALLOWED_MESSAGE}).encode()
 _FAILED_FALSE = ("x-ms-run-function-failed", "False")
+_GATEWAY_ONLY = json.dumps(
+    {"message": "this instance answers only the studio's gateway; send requests to the endpoint's scoring URI"}
+).encode()
 
 
 def error(status: int, message: str, *, run_failed: bool = False) -> Reply:
@@ -62,6 +66,7 @@ class ScoringApp:
         self.runner = Runner(settings.scoring_timeout_ms)
         self.server_version = settings.server_version
         self.cors_origins = settings.cors_origins
+        self.secret = settings.instance_secret.encode()
         # path -> (methods, handler)
         self.routes: dict[str, tuple[frozenset[str], Callable[..., Any]]] = {
             "/": (frozenset({"GET", "HEAD"}), self.health),
@@ -79,7 +84,9 @@ class ScoringApp:
         path = request.path
         route = self.routes.get(path)
         try:
-            if route is None:
+            if self.secret and not self._from_gateway(request, path):
+                reply = Reply(403, [("Content-Type", JSON), _FAILED_FALSE], _GATEWAY_ONLY)
+            elif route is None:
                 reply = Reply(404, [("Content-Type", JSON), _FAILED_FALSE], _NOT_FOUND)
             elif request.method not in route[0]:
                 reply = Reply(405, [("Content-Type", JSON), _FAILED_FALSE], _METHOD_NOT_ALLOWED)
@@ -94,6 +101,13 @@ class ScoringApp:
             size = "N/A" if reply.stream is not None else len(reply.body)
             logs.access(f"{request.method} {path}{query} {reply.status} {elapsed * 1000:.3f}ms {size}")
         return reply
+
+    def _from_gateway(self, request: AMLRequest, path: str) -> bool:
+        """The liveness probe is open; anything else needs the secret the studio's gateway sends."""
+        if path == "/" and request.method in ("GET", "HEAD"):
+            return True
+        given = request.headers.get(INSTANCE_SECRET_HEADER, "").encode()
+        return hmac.compare_digest(given, self.secret)
 
     def _traced(self, request: AMLRequest, handler: Callable[..., Any]) -> Reply:
         # The request ids of azmlinfsrv's before_request/after_request hooks, with their 431 answers.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.http11 import Limits
@@ -41,6 +41,10 @@ CONFIG_FILE_KEYS = (
 )
 
 
+INSTANCE_SECRET_ENV = "STUDIO_INSTANCE_SECRET"
+INSTANCE_SECRET_HEADER = "x-studio-instance-secret"  # gateway/wire.py names the same header
+
+
 class ConfigError(ValueError):
     """A setting has a value the server cannot use; the message names the variable."""
 
@@ -64,6 +68,8 @@ class Settings:
     service_path_prefix: str
     server_version: str
     limits: Limits = DEFAULT_LIMITS
+    # Set by the studio's local backend: every request but the liveness probe must carry it (the gateway does).
+    instance_secret: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -92,6 +98,7 @@ class Settings:
             service_path_prefix=env.get("SERVICE_PATH_PREFIX") or "",
             server_version=env.get("HTTP_X_MS_SERVER_VERSION", ""),
             limits=_limits(env),
+            instance_secret=env.get(INSTANCE_SECRET_ENV, ""),
         )
 
 
@@ -111,12 +118,12 @@ def _int(env: dict[str, str], name: str, default: int, *, low: int, high: int | 
 
 def _limits(env: dict[str, str]) -> Limits:
     values: dict[str, float] = {}
-    for name, _, field in HTTP_LIMITS:
-        default = getattr(DEFAULT_LIMITS, field)
+    for name, _, attribute in HTTP_LIMITS:
+        default = getattr(DEFAULT_LIMITS, attribute)
         if isinstance(default, float):
-            values[field] = _float(env, name, default)
+            values[attribute] = _float(env, name, default)
         else:
-            values[field] = _int(env, name, default, low=1)
+            values[attribute] = _int(env, name, default, low=1)
     return Limits(**values)  # type: ignore[arg-type]
 
 

@@ -8,7 +8,15 @@ import os
 import sys
 
 from runtime import __version__, logs, workers
-from runtime.config import DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, HTTP_LIMITS, ConfigError, Settings
+from runtime.config import (
+    DEFAULT_HOST,
+    DEFAULT_LIMITS,
+    DEFAULT_PORT,
+    HTTP_LIMITS,
+    INSTANCE_SECRET_ENV,
+    ConfigError,
+    Settings,
+)
 
 logger = logging.getLogger("azmlinfsrv")
 NAME = "Studio Inferencing HTTP server"
@@ -142,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as ex:
         logger.critical(f"Configuration Error: {ex}")
         sys.exit(3)
+    os.environ.pop(INSTANCE_SECRET_ENV, None)  # the scoring script has no use for it
     sys.stdout.write(banner(settings))
     sys.stdout.flush()
     sys.exit(workers.run(settings))

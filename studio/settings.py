@@ -7,6 +7,7 @@ STUDIO_BACKEND=kubernetes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -46,29 +47,40 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "channels",
     "apps.core",
+    "apps.accounts",
     "apps.endpoints",
     "apps.monitoring",
     "apps.costs",
     "apps.rollouts",
+    "apps.arm",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "apps.accounts.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.accounts.audit.ActorMiddleware",
+    "apps.accounts.permissions.RoleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "studio.urls"
+# Form fields render through templates/forms/field.html: label above, field, help below, error under it.
+FORM_RENDERER = "apps.core.forms.StudioFormRenderer"
 ASGI_APPLICATION = "studio.asgi.application"
 WSGI_APPLICATION = None
 
@@ -82,6 +94,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.core.health.reconciler_banner",
+                "apps.accounts.permissions.roles_context",
             ],
         },
     },
@@ -131,6 +145,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("STUDIO_CELERY_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker's pool follows the machine: one process per core, 2 to 4 (a long build must not stall every
+# observation; more would only cost memory on a small machine).
+CELERY_WORKER_CONCURRENCY = env_int("STUDIO_WORKER_CONCURRENCY", max(2, min(4, os.cpu_count() or 2)), minimum=1)
+# Worker and beat write a heartbeat this often; a part silent for STUDIO_HEARTBEAT_STALE_S is stale, and a stale
+# reconciler fails /healthz and puts a banner on every page (apps/core/heartbeat.py).
+STUDIO_HEARTBEAT_S = env_int("STUDIO_HEARTBEAT_S", 5, minimum=1)
+STUDIO_HEARTBEAT_STALE_S = env_int("STUDIO_HEARTBEAT_STALE_S", 30, minimum=2)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Queues one supervision task per deployment (restarts, probes, readiness; lost reconciles and deletes),
     # none for a deployment whose last one has not run; expires so a busy worker never piles the passes up.
@@ -160,27 +181,51 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out account and address before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Failed sign-ins are counted per account and address (the web form and `studio login` alike); after the limit
+# that pair is refused until the cool-off ends; a success resets the count.
+AXES_FAILURE_LIMIT = env_int("STUDIO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("STUDIO_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "apps.accounts.tokens.PersonalTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Signed in with a role; each view names the role its actions need (apps/accounts/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.permissions.HasRole"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.parsers.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+CSRF_FAILURE_VIEW = "apps.core.errorpages.csrf_failure"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Studio API",
     "DESCRIPTION": "Models, environments, online endpoints and deployments (Azure ML v2 compatible).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's assets from drf-spectacular-sidecar, served by the studio (no CDN), behind sign-in.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # --- files ---
@@ -212,8 +257,12 @@ STUDIO_RESTART_BACKOFF_MS = env_int("STUDIO_RESTART_BACKOFF_MS", 1000, minimum=1
 STUDIO_CRASHLOOP_RESTARTS = env_int("STUDIO_CRASHLOOP_RESTARTS", 3, minimum=1)
 STUDIO_PUBLIC_URL = env_str("STUDIO_PUBLIC_URL", "http://127.0.0.1:8000")
 STUDIO_GATEWAY_URL = env_str("STUDIO_GATEWAY_URL", "http://127.0.0.1:8001")
+# The gateway's HTTPS address (set by `studio up`): the scoring URIs the Azure-shaped API gives Azure's SDK.
+STUDIO_GATEWAY_HTTPS_URL = env_str("STUDIO_GATEWAY_HTTPS_URL", "")
 STUDIO_CORE_QUOTA = env_int("STUDIO_CORE_QUOTA", 100, minimum=0)
 STUDIO_TOKEN_LIFETIME_S = env_int("STUDIO_TOKEN_LIFETIME_S", 24 * 3600, minimum=60)
+# How long a blob-upload SAS the Azure-shaped API hands out stays valid (apps/arm/sas.py).
+STUDIO_SAS_LIFETIME_S = env_int("STUDIO_SAS_LIFETIME_S", 30 * 60, minimum=1)
 STUDIO_CURRENCY = env_str("STUDIO_CURRENCY", "USD")
 # Deployments run in a namespace of their own, never the studio's (the studio's Role there cannot touch its objects).
 STUDIO_KUBE_NAMESPACE = env_str("STUDIO_KUBE_NAMESPACE", "studio-workloads")

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
+from apps.accounts.models import Membership
 from apps.endpoints import services
 from apps.endpoints.models import Deployment, Endpoint, Environment, Model, Upload
 
@@ -25,10 +26,15 @@ def run(raw_data):
 """
 
 
-def user(username: str = "alice", *, password: str = "correct-horse-battery") -> Any:
+def user(username: str = "alice", *, password: str = "correct-horse-battery", role: str = "admin") -> Any:
+    """A user with a studio role (Admin unless a test is about roles)."""
     User = get_user_model()
     existing = User.objects.filter(username=username).first()
-    return existing or User.objects.create_user(username=username, password=password)
+    if existing is not None:
+        return existing
+    created = User.objects.create_user(username=username, password=password)
+    Membership.objects.create(user=created, role=role)
+    return created
 
 
 def zip_folder(files: dict[str, str]) -> bytes:

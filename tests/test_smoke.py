@@ -18,7 +18,7 @@ def test_redis_cache_round_trips_a_value() -> None:
     assert cache.get("smoke") == "ok"
 
 
-def test_healthz_answers_without_login(client) -> None:  # type: ignore[no-untyped-def]
-    response = client.get("/healthz")
+def test_livez_answers_without_login(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/livez")
     assert response.status_code == 200
     assert response.content == b"ok"

@@ -39,6 +39,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message, field = _first_message(getattr(exc, "detail", str(exc)))
         code = type(exc).__name__
     response.data = {"error": {"code": code, "message": message, "field": field}}
-    if response.status_code == status.HTTP_403_FORBIDDEN and not context["request"].user.is_authenticated:
+    if isinstance(exc, exceptions.PermissionDenied) and message.startswith("CSRF Failed"):
+        response.data["error"]["code"] = "CSRFFailed"  # a signed-in session without the token: 403, not 401
+    elif response.status_code == status.HTTP_403_FORBIDDEN and not context["request"].user.is_authenticated:
         response.status_code = status.HTTP_401_UNAUTHORIZED
     return response

@@ -69,8 +69,13 @@ class EmbeddedRedis:
         # Persisted so queued Celery tasks survive a restart of `studio up`.
         args += ["--appendonly", "yes", "--save", "60 1"] if self.persist else ["--save", "", "--appendonly", "no"]
         # Dies with its parent (`studio up` or the test run) even when that is SIGKILLed.
+        # Its own session: a Ctrl-C in the terminal does not reach it; `studio up` stops it last.
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError, NotFound
 from apps.costs import autoscale, selectors, services
 from apps.costs.models import AutoscaleSetting
@@ -93,6 +94,7 @@ def quota(request: Request) -> Response:
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
 @api_view(["PATCH"])
+@requires("price.set")
 def instance_type_detail(request: Request, name: str) -> Response:
     """Change an instance type's price per hour."""
     if not isinstance(request.data, dict) or "price_per_hour" not in request.data:
@@ -110,6 +112,7 @@ def _currency() -> str:
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
 @api_view(["GET", "PUT", "DELETE"])
+@requires(PUT="autoscale.set", DELETE="autoscale.set")
 def deployment_autoscale(request: Request, name: str, deployment: str) -> Response:
     """Show, set or remove a deployment's autoscale (rules, schedule profiles, capacity)."""
     row = deployment_get(endpoint=endpoint_get(name=name), name=deployment)

@@ -382,3 +382,38 @@ def evaluate_all(*, now: datetime | None = None) -> int:
         if decision is not None and decision.target != before:
             scaled += 1
     return scaled
+
+
+# --- what the autoscale page shows ---
+
+DECISION_REASONS = ("ScaleDecision", "ScaleBlocked")
+
+
+def setting_find(*, deployment: Deployment) -> AutoscaleSetting | None:
+    """The deployment's autoscale setting, or None when it has none."""
+    return AutoscaleSetting.objects.filter(deployment=deployment).first()
+
+
+def decisions(*, deployment: Deployment, limit: int = 20) -> list[DeploymentEvent]:
+    """The last scale decisions (applied or blocked) with their reasons, newest first."""
+    rows = deployment.events.filter(reason__in=DECISION_REASONS).order_by("-created_at", "-id")
+    return list(rows[:limit])
+
+
+def instance_count_history(*, deployment: Deployment, limit: int = 200) -> list[tuple[datetime, int]]:
+    """The number of instances holding capacity after each change (from the capacity history), oldest first."""
+    changes: list[tuple[datetime, int]] = []
+    for run in deployment.instance_runs.all():
+        changes.append((run.started_at, 1))
+        if run.stopped_at is not None:
+            changes.append((run.stopped_at, -1))
+    changes.sort(key=lambda change: change[0])
+    points: list[tuple[datetime, int]] = []
+    count = 0
+    for moment, step in changes:
+        count += step
+        if points and points[-1][0] == moment:
+            points[-1] = (moment, count)
+        else:
+            points.append((moment, count))
+    return points[-limit:]

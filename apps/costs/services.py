@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.audit import record
 from apps.core.errors import ApplicationError, NotFound
 from apps.costs.autoscale import validate_setting
 from apps.costs.models import AutoscaleSetting, InstancePrice, InstanceRun
@@ -150,10 +151,14 @@ def instance_type_price_set(*, name: str, price_per_hour: Any) -> InstancePrice:
             f"price_per_hour: at most 4 decimal places, got {price_per_hour!r}", field="price_per_hour"
         )
     row = InstancePrice.objects.select_for_update().filter(instance_type=name).first()
+    before = str(row.price_per_hour) if row else None
     row = row or InstancePrice(instance_type=name)
     row.price_per_hour = price.quantize(Decimal("0.0001"))
     row.full_clean()
     row.save()
+    after = str(row.price_per_hour)
+    target = f"instance type {name}"
+    record("price.set", target=target, before={"price_per_hour": before}, after={"price_per_hour": after})
     return row
 
 
@@ -167,10 +172,23 @@ def autoscale_set(*, deployment: Deployment, spec: Any) -> AutoscaleSetting:
     setting.active_profile = ""
     setting.full_clean()
     setting.save()
+    target = f"autoscale of deployment {deployment.name}"
+    record("autoscale.set", endpoint=deployment.endpoint.name, target=target, after=_jsonable(clean))
     return setting
+
+
+def _jsonable(value: Any) -> Any:
+    """An autoscale spec as JSON for the audit trail (times and decimals as text)."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value if isinstance(value, str | int | float | bool) or value is None else str(value)
 
 
 @transaction.atomic
 def autoscale_delete(*, deployment: Deployment) -> None:
     """Turn autoscale off for a deployment (its instance count stays where it is)."""
-    AutoscaleSetting.objects.filter(deployment=deployment).delete()
+    if AutoscaleSetting.objects.filter(deployment=deployment).delete()[0]:
+        target = f"autoscale of deployment {deployment.name}"
+        record("autoscale.delete", endpoint=deployment.endpoint.name, target=target)

@@ -9,4 +9,9 @@ from apps.costs import views
 urlpatterns = [
     path("costs/", views.costs_index, name="costs"),
     path("endpoints/<str:name>/costs/", views.endpoint_costs, name="endpoint-costs"),
+    path(
+        "endpoints/<str:name>/deployments/<str:deployment>/autoscale/",
+        views.deployment_autoscale,
+        name="deployment-autoscale",
+    ),
 ]

@@ -14,13 +14,13 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from apps.accounts.permissions import SOCKET_FORBIDDEN, socket_refusal
 from apps.core import broadcast
 from apps.endpoints import selectors
 from apps.endpoints.forms import LOG_CONTAINERS
 from apps.endpoints.log_follow import FOLLOWERS, MAX_LINES, LogStream
 
-# Close codes: the browser's script reconnects on a close it did not ask for, except on these.
-UNAUTHORIZED = 4401
+# Close codes: the browser's script reconnects on a close it did not ask for, except on these (and 4401, 4403).
 NOT_FOUND = 4404
 BAD_REQUEST = 4400
 
@@ -40,15 +40,21 @@ class _Relay(AsyncWebsocketConsumer):
         self.groups_joined = [*getattr(self, "groups_joined", []), group]
         await self.channel_layer.group_add(group, self.channel_name)
 
-    def _signed_in(self) -> bool:
-        user = self.scope.get("user")
-        return bool(user is not None and user.is_authenticated)
+    async def _refused(self, action: str = "read") -> bool:
+        """Close the socket unless its user's role includes the action (a refusal names the role it needs)."""
+        refusal = await database_sync_to_async(socket_refusal)(self.scope.get("user"), action)
+        if refusal is None:
+            return False
+        code, reason = refusal
+        if code == SOCKET_FORBIDDEN:
+            await self.accept()  # so the browser gets the close code and the reason
+        await self.close(code=code, reason=reason)
+        return True
 
-    async def _endpoint_known(self) -> str | None:
-        """The endpoint of the URL for a signed-in user; else the socket is closed with the reason's code."""
+    async def _endpoint_known(self, action: str = "read") -> str | None:
+        """The endpoint of the URL for a user whose role allows the action; else the socket is closed."""
         name = self.scope["url_route"]["kwargs"]["name"]
-        if not self._signed_in():
-            await self.close(code=UNAUTHORIZED)
+        if await self._refused(action):
             return None
         if not await database_sync_to_async(selectors.endpoint_exists)(name=name):
             await self.close(code=NOT_FOUND)
@@ -60,8 +66,7 @@ class StudioConsumer(_Relay):
     """Every open page: deployment state changes anywhere in the studio."""
 
     async def connect(self) -> None:
-        if not self._signed_in():
-            await self.close(code=UNAUTHORIZED)
+        if await self._refused():
             return
         await self._join(broadcast.STUDIO_GROUP)
         await self.accept()
@@ -96,7 +101,7 @@ class LogsConsumer(_Relay):
 
     async def connect(self) -> None:
         query = {key: values[-1] for key, values in parse_qs(self.scope.get("query_string", b"").decode()).items()}
-        name = await self._endpoint_known()
+        name = await self._endpoint_known("logs.read")
         if name is None:
             return
         container = query.get("container", "inference-server")

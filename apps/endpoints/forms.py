@@ -206,3 +206,169 @@ class LogsForm(forms.Form):
     def __init__(self, *args: Any, deployments: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _choices(self, "deployment", [(name, name) for name in deployments])
+
+
+def parse_pairs(text: str, *, what: str) -> dict[str, str]:
+    """`KEY=value` lines (blank lines skipped) as a mapping; a line without `=` is named in the error."""
+    pairs: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise forms.ValidationError(f"line {number}: expected {what} as KEY=value, got {line.strip()!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def format_pairs(pairs: dict[str, Any] | None) -> str:
+    return "\n".join(f"{key}={value}" for key, value in (pairs or {}).items())
+
+
+class EndpointEditForm(forms.Form):
+    """An endpoint's description and tags (the rest of its attributes cannot change or have their own tab)."""
+
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    tags = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="One tag a line, as key=value."
+    )
+
+    def clean_tags(self) -> dict[str, str]:
+        return parse_pairs(self.cleaned_data["tags"], what="a tag")
+
+
+PROBE_KEYS = ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold")
+REQUEST_KEYS = ("request_timeout_ms", "max_concurrent_requests_per_instance", "max_queue_wait_ms")
+SCALE_KEYS = ("min_instances", "max_instances", "target_utilization_percentage", "polling_interval")
+
+
+class DeploymentEditForm(forms.Form):
+    """Every updatable field of a deployment; the bounds are the YAML schema's, checked by the service."""
+
+    PROBE_KEYS = PROBE_KEYS
+    REQUEST_KEYS = REQUEST_KEYS
+    SCALE_KEYS = SCALE_KEYS
+
+    model = forms.ChoiceField(choices=(), required=False, help_text="The model and its version.")
+    code_files = MultipleFileField(
+        label="New code",
+        required=False,
+        help_text="Leave empty to keep the current code; else one or more files, or one zip/tar archive of the folder.",
+    )
+    code_ref = forms.CharField(required=False, widget=forms.HiddenInput)
+    scoring_script = forms.CharField(max_length=255, required=False, help_text="Defines init() and run().")
+    environment = forms.ChoiceField(choices=())
+    environment_variables = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        label="Environment variables",
+        help_text="One a line, as NAME=value.",
+    )
+    instance_type = forms.ChoiceField(choices=())
+    instance_count = forms.IntegerField()
+    scale_type = forms.ChoiceField(
+        choices=[("default", "default (fixed count)"), ("target_utilization", "target_utilization")],
+        label="Scale type",
+    )
+
+    def __init__(self, *args: Any, deployment: Any, **kwargs: Any) -> None:
+        spec = selectors.deployment_spec_view(deployment)
+        initial: dict[str, Any] = {
+            "model": spec.get("model") or "",
+            "scoring_script": (spec.get("code_configuration") or {}).get("scoring_script", ""),
+            "environment": spec["environment"],
+            "environment_variables": format_pairs(spec.get("environment_variables")),
+            "instance_type": spec.get("instance_type"),
+            "instance_count": spec.get("instance_count"),
+            "scale_type": (spec.get("scale_settings") or {}).get("type", "default"),
+        }
+        for key in REQUEST_KEYS:
+            initial[key] = (spec.get("request_settings") or {}).get(key)
+        for probe in ("liveness_probe", "readiness_probe"):
+            for key in PROBE_KEYS:
+                initial[f"{probe}_{key}"] = (spec.get(probe) or {}).get(key)
+        for key in SCALE_KEYS:
+            initial[f"scale_{key}"] = (spec.get("scale_settings") or {}).get(key)
+        kwargs["initial"] = initial
+        super().__init__(*args, **kwargs)
+        self.deployment = deployment
+        self.current = spec
+        for key in REQUEST_KEYS:
+            self.fields[key] = forms.IntegerField(label=key.replace("_", " ").capitalize())
+        for probe, title in (("liveness_probe", "Liveness"), ("readiness_probe", "Readiness")):
+            for key in PROBE_KEYS:
+                self.fields[f"{probe}_{key}"] = forms.IntegerField(label=f"{title} {key.replace('_', ' ')}")
+        for key in SCALE_KEYS:
+            self.fields[f"scale_{key}"] = forms.IntegerField(required=False, label=key.replace("_", " ").capitalize())
+        models = _model_choices()
+        if not spec.get("model"):
+            models = [("", "no model"), *models]
+        _choices(self, "model", models)
+        environments = _environment_choices()
+        if spec["environment"] not in {value for value, _ in environments}:
+            # An inline (anonymous) environment from a YAML file: keep it as a choice.
+            environments = [(spec["environment"], f"{spec['environment']} (inline)"), *environments]
+        _choices(self, "environment", environments)
+        _choices(self, "instance_type", _instance_type_choices())
+
+    def clean_environment_variables(self) -> dict[str, str]:
+        return parse_pairs(self.cleaned_data["environment_variables"], what="a variable")
+
+    def groups(self) -> list[tuple[str, list[Any]]]:
+        """The fields by section, as the page lays them out."""
+        names = [
+            ("Model and code", ["model", "code_files", "scoring_script"]),
+            ("Environment", ["environment", "environment_variables"]),
+            ("Size and scale", ["instance_type", "instance_count", "scale_type", *(f"scale_{k}" for k in SCALE_KEYS)]),
+            ("Request settings", list(REQUEST_KEYS)),
+            ("Liveness probe", [f"liveness_probe_{k}" for k in PROBE_KEYS]),
+            ("Readiness probe", [f"readiness_probe_{k}" for k in PROBE_KEYS]),
+        ]
+        return [(title, [self[name] for name in fields]) for title, fields in names]
+
+    def changes(self, code_ref: str | None) -> dict[str, Any]:
+        """The Azure-shaped changes for services.deployment_update (a new code upload when `code_ref` is given)."""
+        data = self.cleaned_data
+        changes: dict[str, Any] = {
+            "model": data["model"] or None,
+            "environment": data["environment"],
+            "environment_variables": data["environment_variables"],
+            "instance_type": data["instance_type"],
+            "instance_count": data["instance_count"],
+            "request_settings": {key: data[key] for key in REQUEST_KEYS},
+            "liveness_probe": {key: data[f"liveness_probe_{key}"] for key in PROBE_KEYS},
+            "readiness_probe": {key: data[f"readiness_probe_{key}"] for key in PROBE_KEYS},
+        }
+        scale: dict[str, Any] = {"type": data["scale_type"]}
+        if data["scale_type"] == "target_utilization":
+            scale.update({key: data[f"scale_{key}"] for key in SCALE_KEYS if data[f"scale_{key}"] is not None})
+        changes["scale_settings"] = scale
+        code = self.current.get("code_configuration")
+        script = (data["scoring_script"] or "").strip()
+        if code_ref:
+            changes["code_configuration"] = {"code": code_ref, "scoring_script": script}
+        elif code:
+            changes["code_configuration"] = {"code": code["code"], "scoring_script": script or code["scoring_script"]}
+        return changes
+
+
+FILES_HELP = (
+    "Every file the YAML names (model file, conda file) as it is, and every folder (the code folder, a model "
+    "folder) as a .zip or .tar.gz archive named after the folder, e.g. onlinescoring.zip."
+)
+
+
+class EndpointYamlForm(forms.Form):
+    endpoint_file = forms.FileField(label="Endpoint YAML", help_text="As for studio online-endpoint create -f.")
+    deployment_file = forms.FileField(
+        label="Deployment YAML",
+        required=False,
+        help_text="Optional: its first deployment (online-deployment create -f).",
+    )
+    files = MultipleFileField(label="Files and folders", required=False, help_text=FILES_HELP)  # type: ignore[assignment]
+    all_traffic = forms.BooleanField(required=False, initial=True, label="Send all traffic to the deployment")
+
+
+class DeploymentYamlForm(forms.Form):
+    deployment_file = forms.FileField(label="Deployment YAML", help_text="As for studio online-deployment create -f.")
+    files = MultipleFileField(label="Files and folders", required=False, help_text=FILES_HELP)  # type: ignore[assignment]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import psutil
 from django.conf import settings
 from django.db import transaction
 
@@ -67,7 +69,7 @@ COUNT_SUFFIX = re.compile(r" \(x(\d+)\)$")
 # Set by the Kubernetes controller while it leads and watches; the periodic pass then leaves the deployments it
 # watches to it, observing each only every STUDIO_KUBE_RESYNC_S.
 CONTROLLER_KEY = "studio:kube-controller:leader"
-LOCK_TTL_S = 60
+LOCK_TTL_S = 30
 Work = Literal["reconcile", "observe", "delete"]
 
 
@@ -79,19 +81,56 @@ def _key(pk: int, what: str) -> str:
     return redis_key(f"deployment:{pk}:{what}")
 
 
+def _holder_gone(value: bytes | str | None) -> bool:
+    """Whether the lock's holder was a process of this machine that no longer runs (a killed worker)."""
+    try:
+        text = value.decode() if isinstance(value, bytes) else value or ""
+        host, pid, created, _ = text.split(":", 3)
+        if host != socket.gethostname():
+            return False  # another machine's worker: its lock expires after LOCK_TTL_S unless renewed
+        return not _alive(int(pid), float(created))
+    except ValueError:
+        return False
+
+
+def _alive(pid: int, created: float) -> bool:
+    try:
+        return abs(psutil.Process(pid).create_time() - created) < 0.05
+    except psutil.Error:
+        return False
+
+
 @contextmanager
 def deployment_lock(pk: int) -> Iterator[bool]:
     """Hold the deployment's Redis lock while the body runs; yields False when another worker holds it.
 
-    The lock expires after a minute unless renewed, so a worker killed mid-pass never blocks the
-    deployment for long; a heartbeat thread renews it while a long build or start-up runs.
+    The lock names its holder (host, pid, create time): a lock whose holder on this machine is gone (a worker
+    killed mid-pass) is taken over at once; any other expires after LOCK_TTL_S unless renewed, so a dead
+    worker elsewhere never blocks the deployment for long; a thread renews it while a long build runs.
     """
     key = _key(pk, "lock")
-    token = uuid.uuid4().hex
+    me = psutil.Process()
+    token = f"{socket.gethostname()}:{me.pid}:{me.create_time()}:{uuid.uuid4().hex}"
     client = redis_client()
     if not client.set(key, token, nx=True, ex=LOCK_TTL_S):
-        yield False
-        return
+        held_by = client.get(key)
+        if not isinstance(held_by, bytes) or not _holder_gone(held_by):
+            yield False
+            return
+        # Take it over only if it is still the dead holder's (two workers may see it at once).
+        taken = client.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3])"
+            " end",
+            1,
+            key,
+            held_by,
+            token,
+            LOCK_TTL_S,
+        )
+        if not taken:
+            yield False
+            return
+        logger.warning("deployment %s: took over the lock of a worker that is gone (%s)", pk, held_by)
     stop = threading.Event()
 
     def renew() -> None:
@@ -180,7 +219,7 @@ def instances_sync(*, deployment: Deployment, observed: Observed) -> int:
         ready = observed.ready_count
         Deployment.objects.filter(pk=deployment.pk).exclude(ready_instances=ready).update(ready_instances=ready)
         if changed:
-            routing_changed()
+            routing_changed(deployment.endpoint.name)
     return ready
 
 
@@ -348,7 +387,7 @@ def delete(pk: int, *, backend: Backend | None = None) -> bool:
                 and not endpoint.deployments.exists()
             ):
                 endpoint.delete()
-            routing_changed()
+            routing_changed(deployment.endpoint.name)
     return True
 
 
@@ -376,7 +415,7 @@ def periodic_work_for(
 def periodic_work(*, queued_ttl_s: float) -> list[tuple[Work, int]]:
     """The tasks the periodic pass should queue now, each marked queued for `queued_ttl_s` (or until it runs).
 
-    Deployments whose lock a worker holds, or whose last queued task has not run yet, are left out.
+    Deployments whose lock a live worker holds, or whose last queued task has not run yet, are left out.
     """
     listed = Deployment.objects.values_list(
         "pk", "state", "generation", "observed_generation", "kind", "endpoint__compute"
@@ -387,8 +426,9 @@ def periodic_work(*, queued_ttl_s: float) -> list[tuple[Work, int]]:
     client = redis_client()
     locks = client.pipeline(transaction=False)
     for pk, *_ in rows:
-        locks.exists(_key(pk, "lock"))
-    locked = {pk for (pk, *_), held in zip(rows, locks.execute(), strict=True) if held}
+        locks.get(_key(pk, "lock"))
+    # A lock whose holder is gone does not count: the task queued now takes it over.
+    locked = {pk for (pk, *_), held in zip(rows, locks.execute(), strict=True) if held and not _holder_gone(held)}
     planned = periodic_work_for(rows, locked)
     if client.exists(CONTROLLER_KEY):
         watched = {

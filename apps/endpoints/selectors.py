@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import QuerySet
 
+from apps.accounts.models import AuditEntry
+from apps.accounts.selectors import traffic_changes as audit_traffic_changes
 from apps.core.errors import ApplicationError, NotFound
 from apps.endpoints import storage
 from apps.endpoints.models import (
@@ -18,9 +22,9 @@ from apps.endpoints.models import (
     Instance,
     Model,
     ProvisioningState,
-    TrafficChange,
 )
-from gateway.wire import DeploymentRow, EndpointRow
+from apps.endpoints.yaml import text as yaml_text
+from gateway.wire import DeploymentRow, EndpointRow, instance_secret
 
 BUSY_STATES = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
 
@@ -82,6 +86,11 @@ def deployments_list(*, endpoint: Endpoint) -> QuerySet[Deployment]:
 def endpoint_exists(*, name: str) -> bool:
     """Whether an endpoint has that name (a websocket asks before it joins the endpoint's group)."""
     return Endpoint.objects.filter(name=name).exists()
+
+
+def endpoint_find(*, name: str) -> Endpoint | None:
+    """The endpoint with that name, or None."""
+    return Endpoint.objects.filter(name=name).first()
 
 
 def deployment_find(*, endpoint: str, name: str) -> Deployment | None:
@@ -185,13 +194,37 @@ def endpoints_with_deployments() -> list[Endpoint]:
     return list(endpoints_list().prefetch_related("deployments"))
 
 
-def endpoint_state(deployments: list[Deployment]) -> str:
-    """One word for an endpoint from its deployments' states: a failure first, then work in progress."""
-    states = {d.state for d in deployments}
-    for state in (ProvisioningState.FAILED, *BUSY_STATES, ProvisioningState.DELETING):
-        if state in states:
-            return state
-    return ProvisioningState.SUCCEEDED if deployments else "No deployments"
+def endpoint_state(endpoint: Endpoint) -> str:
+    """The endpoint's state: the one word the list, its page, the API and the CLI show.
+
+    It is the endpoint's own provisioning state, as Azure reports it: a failed deployment (serving or not) is
+    shown on that deployment, never as a failure of an endpoint whose other deployments serve.
+    """
+    return endpoint.provisioning_state
+
+
+def endpoint_attributes(*, endpoint: Endpoint, deployments: list[Deployment]) -> dict[str, Any]:
+    """What the Details tab's attributes panel shows: Azure's endpoint attributes and the traffic summary."""
+    names = {d.name: d for d in deployments}
+    traffic = [
+        {"deployment": name, "percent": percent, "state": names[name].state if name in names else None}
+        for name, percent in sorted((endpoint.traffic or {}).items(), key=lambda pair: (-pair[1], pair[0]))
+    ]
+    return {
+        "state": endpoint_state(endpoint),
+        "description": endpoint.description,
+        "tags": endpoint.tags or {},
+        "auth_mode": endpoint.auth_mode,
+        "compute": endpoint.compute or ("local endpoint" if endpoint.local else "managed (this studio's backend)"),
+        "created_by": endpoint.created_by.get_username() if endpoint.created_by else None,
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+        "scoring_uri": endpoint.scoring_uri,
+        "swagger_uri": endpoint.openapi_uri,
+        "traffic": traffic,
+        "live_total": sum(row["percent"] for row in traffic),
+        "mirror": sorted((endpoint.mirror_traffic or {}).items()),
+    }
 
 
 def endpoint_deployments(*, endpoint: Endpoint) -> list[Deployment]:
@@ -203,14 +236,14 @@ def instance_names(*, deployment: Deployment) -> list[str]:
     return list(Instance.objects.filter(deployment=deployment).values_list("name", flat=True))
 
 
-def traffic_changes(*, endpoint: Endpoint) -> QuerySet[TrafficChange]:
-    """Who changed the endpoint's traffic or mirroring, newest first."""
-    return endpoint.traffic_changes.select_related("user")
+def traffic_changes(*, endpoint: Endpoint) -> QuerySet[AuditEntry]:
+    """Who changed the endpoint's traffic or mirroring, newest first: a view of the audit trail."""
+    return audit_traffic_changes(endpoint=endpoint.name, since=endpoint.created_at)
 
 
-def traffic_change_get(*, endpoint: Endpoint, change_id: int) -> TrafficChange:
+def traffic_change_get(*, endpoint: Endpoint, change_id: int) -> AuditEntry:
     """One recorded traffic change of the endpoint."""
-    change = TrafficChange.objects.filter(endpoint=endpoint, pk=change_id).first()
+    change = traffic_changes(endpoint=endpoint).filter(pk=change_id).first()
     if change is None:
         raise NotFound(f"traffic change {change_id} does not exist for online endpoint {endpoint.name!r}")
     return change
@@ -306,7 +339,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "public_network_access": endpoint.public_network_access,
         "local": endpoint.local,
         "location": "local" if endpoint.local else None,  # as `az ml online-endpoint show --local` says it
-        "provisioning_state": endpoint.provisioning_state,
+        "provisioning_state": endpoint_state(endpoint),
         "scoring_uri": endpoint.scoring_uri,
         "openapi_uri": endpoint.openapi_uri,
         "swagger_uri": endpoint.openapi_uri,
@@ -341,6 +374,46 @@ def deployment_spec_view(deployment: Deployment) -> dict[str, Any]:
     }
     spec.update(deployment.extra)
     return {key: value for key, value in spec.items() if value is not None}
+
+
+ENDPOINT_SPEC_KEYS = ("name", "description", "tags", "auth_mode", "compute", "traffic", "mirror_traffic")
+
+
+def endpoint_yaml(endpoint: Endpoint) -> str:
+    """The endpoint as the Azure ML v2 YAML file that would make it again (what "Download YAML" gives)."""
+    view = endpoint_view(endpoint)
+    doc = {key: view[key] for key in ENDPOINT_SPEC_KEYS if view.get(key) not in (None, "", {})}
+    if endpoint.public_network_access != "enabled":
+        doc["public_network_access"] = endpoint.public_network_access
+    if endpoint.local:
+        doc["local"] = True
+    return yaml_text.dump(doc, schema=yaml_text.ENDPOINT_SCHEMA)
+
+
+def deployment_yaml(deployment: Deployment) -> str:
+    """The deployment's desired spec as Azure ML v2 YAML (the spec view, and what "Download YAML" gives).
+
+    References stay the studio's (`azureml:name:version`, `code:<digest>`), so `studio online-deployment
+    update -f` takes the file back unchanged.
+    """
+    doc = deployment_spec_view(deployment)
+    schema = (
+        yaml_text.KUBERNETES_DEPLOYMENT_SCHEMA
+        if deployment.kind == Deployment.Kind.KUBERNETES
+        else yaml_text.DEPLOYMENT_SCHEMA
+    )
+    return yaml_text.dump(doc, schema=schema)
+
+
+def endpoint_serving_assets(*, endpoint: Endpoint) -> tuple[str | None, str | None]:
+    """The model and environment (asset ids) the endpoint serves now: those of the deployment with the most
+    live traffic, else of its newest deployment; what "Add deployment" starts from."""
+    deployments = [d for d in deployments_list(endpoint=endpoint) if d.state != ProvisioningState.DELETING]
+    if not deployments:
+        return None, None
+    traffic = endpoint.traffic or {}
+    best = max(deployments, key=lambda d: (traffic.get(d.name, 0), d.created_at, d.pk))
+    return (best.model.asset_id if best.model else None), best.environment.asset_id
 
 
 def deployment_view(deployment: Deployment) -> dict[str, Any]:
@@ -381,34 +454,68 @@ def event_view(event: DeploymentEvent) -> dict[str, Any]:
     }
 
 
-def routing_rows() -> list[EndpointRow]:
-    """Every endpoint with its keys, traffic, mirror and ready instances: what the gateway routes by."""
+def routing_rows(*, names: Collection[str] | None = None) -> list[EndpointRow]:
+    """The endpoints (all, or those named) with keys, traffic, mirror and ready instances: what the gateway routes by.
+
+    Three queries whatever the number of endpoints, and only the columns routing needs (no descriptions,
+    tags or specs), so a gateway holding thousands of routes stays small and a one-endpoint reload is cheap.
+    """
+    endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING)
+    deployments = Deployment.objects.exclude(state=ProvisioningState.DELETING).exclude(
+        endpoint__provisioning_state=ProvisioningState.DELETING
+    )
+    ready = Instance.objects.filter(ready=True).exclude(address="")
+    if names is not None:
+        endpoints = endpoints.filter(name__in=list(names))
+        deployments = deployments.filter(endpoint__name__in=list(names))
+        ready = ready.filter(deployment__endpoint__name__in=list(names))
     instances: dict[int, list[str]] = {}
-    ready = Instance.objects.filter(ready=True).exclude(address="").order_by("deployment_id", "name")
-    for deployment_id, address in ready.values_list("deployment_id", "address"):
-        instances.setdefault(deployment_id, []).append(address.rstrip("/"))
-    rows: list[EndpointRow] = []
-    endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING).prefetch_related("deployments")
-    for endpoint in endpoints:
-        deployments = [
-            DeploymentRow(
-                name=deployment.name,
-                instances=instances.get(deployment.pk, []),
-                request_settings=dict(deployment.request_settings or {}),
+    secrets: dict[int, dict[str, str]] = {}
+    ready_columns = ("deployment_id", "deployment__uid", "name", "address")
+    for deployment_id, uid, name, address in ready.order_by("deployment_id", "name").values_list(*ready_columns):
+        base = address.rstrip("/")
+        instances.setdefault(deployment_id, []).append(base)
+        port = urlsplit(base).port
+        if port:  # the header the instance insists on (isolation: only the gateway may score)
+            secrets.setdefault(deployment_id, {})[base] = instance_secret(
+                settings.SECRET_KEY, deployment_uid=str(uid), instance=name, port=port
             )
-            for deployment in endpoint.deployments.all()
-            if deployment.state != ProvisioningState.DELETING
-        ]
+    by_endpoint: dict[int, list[DeploymentRow]] = {}
+    columns = ("pk", "endpoint_id", "name", "request_settings", "environment__inference_config")
+    for pk, endpoint_id, name, request_settings, inference_config in deployments.order_by("name").values_list(*columns):
+        by_endpoint.setdefault(endpoint_id, []).append(
+            DeploymentRow(
+                name=name,
+                instances=instances.get(pk, []),
+                instance_secrets=secrets.get(pk, {}),
+                request_settings=dict(request_settings or {}),
+                scoring_path=_scoring_path(inference_config),
+            )
+        )
+    rows: list[EndpointRow] = []
+    fields = ("pk", "name", "auth_mode", "primary_key", "secondary_key", "token_secret", "traffic", "mirror_traffic")
+    for pk, name, auth_mode, primary, secondary, token_secret, traffic, mirror, local in endpoints.values_list(
+        *fields, "local"
+    ):
         rows.append(
             EndpointRow(
-                name=endpoint.name,
-                auth_mode=endpoint.auth_mode,
-                keys=[key for key in (endpoint.primary_key, endpoint.secondary_key) if key],
-                token_secret=endpoint.token_secret,
-                traffic=dict(endpoint.traffic or {}),
-                mirror_traffic=dict(endpoint.mirror_traffic or {}),
-                deployments=deployments,
-                local=endpoint.local,
+                name=name,
+                auth_mode=auth_mode,
+                keys=[key for key in (primary, secondary) if key],
+                token_secret=token_secret,
+                traffic=dict(traffic or {}),
+                mirror_traffic=dict(mirror or {}),
+                deployments=by_endpoint.get(pk, []),
+                local=local,
             )
         )
     return rows
+
+
+def _scoring_path(inference_config: object) -> str:
+    """A custom container's scoring path (`inference_config.scoring_route.path`); the runtime's `/score` otherwise."""
+    route = inference_config.get("scoring_route") if isinstance(inference_config, dict) else None
+    path = str(route.get("path") or "") if isinstance(route, dict) else ""
+    if not path:
+        return "/score"
+    return path if path.startswith("/") else f"/{path}"

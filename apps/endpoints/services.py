@@ -19,6 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from apps.accounts.audit import record
 from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.notify import routing_changed
 from apps.endpoints import announce, queue, signals, storage
@@ -31,10 +32,15 @@ from apps.endpoints.models import (
     Environment,
     Model,
     ProvisioningState,
-    TrafficChange,
     Upload,
 )
-from apps.endpoints.selectors import deployment_spec_view, endpoint_view, environment_get, model_get
+from apps.endpoints.selectors import (
+    deployment_spec_view,
+    deployment_yaml,
+    endpoint_view,
+    environment_get,
+    model_get,
+)
 from apps.endpoints.specs import deployment_spec
 from apps.endpoints.tokens import issue_token
 from apps.endpoints.yaml import validate_deployment, validate_endpoint, validate_environment, validate_model
@@ -92,6 +98,14 @@ def _version_bump(row: Endpoint | Deployment, *, user: User, note: str) -> None:
     row.change_note = note[:255]
 
 
+def _audited_spec(view: dict[str, Any]) -> dict[str, Any]:
+    """A deployment spec as the audit trail keeps it: environment variable values are not copied (secrets)."""
+    variables = view.get("environment_variables")
+    if isinstance(variables, dict) and variables:
+        return {**view, "environment_variables": dict.fromkeys(variables, "(set)")}
+    return view
+
+
 # --- uploads ---
 
 
@@ -113,6 +127,27 @@ def upload_create(*, stream: storage.Readable, kind: str, name: str, user: User 
                 storage.write_stream(stream, archive)
                 storage.extract_archive(archive, upload.path)
         upload.sha256, upload.size, upload.file_count = storage.tree_digest(upload.path)
+        upload.full_clean()
+        upload.save()
+    except BaseException:
+        shutil.rmtree(upload.root, ignore_errors=True)
+        raise
+    return upload
+
+
+def upload_adopt(*, source: Path, name: str, user: User = None) -> Upload:
+    """Store a file or folder already on the studio's disk (a blob upload) as an upload, moving it in."""
+    name = name.strip()
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ApplicationError(f"name: expected a plain file or folder name, got {name!r}", field="name")
+    kind = Upload.Kind.FOLDER if source.is_dir() else Upload.Kind.FILE
+    upload = Upload(name=name, kind=kind, created_by=_actor(user))
+    upload.root.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.move(source, upload.path)
+        upload.sha256, upload.size, upload.file_count = storage.tree_digest(upload.path)
+        if upload.size > settings.STUDIO_MAX_UPLOAD_BYTES:
+            raise ApplicationError(f"file: larger than {settings.STUDIO_MAX_UPLOAD_BYTES} bytes", field="file")
         upload.full_clean()
         upload.save()
     except BaseException:
@@ -146,7 +181,7 @@ def model_create(*, spec: dict[str, Any], user: User = None) -> Model:
     return _model_register(spec, user=user)
 
 
-def _model_register(spec: dict[str, Any], *, user: User) -> Model:
+def _model_register(spec: dict[str, Any], *, user: User, anonymous: bool = False) -> Model:
     upload = _upload_from_ref(spec["path"], field="path")
     name = spec["name"]
     if spec.get("version") is not None:
@@ -169,6 +204,7 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
         is_folder=upload.kind == Upload.Kind.FOLDER,
         size=upload.size,
         file_count=upload.file_count,
+        anonymous=anonymous,
         created_by=_actor(user),
     )
     model.full_clean()
@@ -180,12 +216,15 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
             model.save()
     except IntegrityError:
         raise Conflict(f"model {name}:{version} was registered at the same moment; try again") from None
+    record("model.create", target=f"model {name}:{version}", after={"type": model.type, "path": upload.name}, user=user)
     return model
 
 
 @transaction.atomic
 def environment_create(*, spec: dict[str, Any], user: User = None, inline: bool = False) -> Environment:
     """Register an environment version (or find the identical one); inline ones get a hash version."""
+    raw_conda = spec.get("conda_file")
+    typed = raw_conda if isinstance(raw_conda, str) else ""
     spec = validate_environment(spec, inline=inline)
     fields = {
         "image": spec["image"],
@@ -224,8 +263,11 @@ def environment_create(*, spec: dict[str, Any], user: User = None, inline: bool 
         ]
         probe.version = str(max(numeric, default=0) + 1)
     probe.created_by = _actor(user)
+    probe.conda_text = typed
     probe.full_clean()
     probe.save()
+    if not anonymous:
+        record("environment.create", target=f"environment {probe.name}:{probe.version}", after=fields, user=user)
     return probe
 
 
@@ -301,6 +343,9 @@ def endpoint_create(*, spec: dict[str, Any], user: User = None) -> Endpoint:
     )
     endpoint.full_clean()
     endpoint.save()
+    after = {key: spec[key] for key in ("auth_mode", "description", "tags", "local")}
+    record("endpoint.create", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", after=after, user=user)
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -344,14 +389,21 @@ def endpoint_update(
         note = _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user, force=force, origin=origin)
         if note:
             notes.append(note)
+    if spec["auth_mode"] != endpoint.auth_mode:
+        routing_changed(endpoint.name)
+    before, after = {}, {}
     for key in ("description", "tags", "auth_mode", "public_network_access"):
         if getattr(endpoint, key) != spec[key]:
             notes.append(f"{key} changed")
+            before[key], after[key] = getattr(endpoint, key), spec[key]
         setattr(endpoint, key, spec[key])
     if notes:
         _version_bump(endpoint, user=user, note="; ".join(notes))
     endpoint.full_clean()
     endpoint.save()
+    if after:
+        target = f"endpoint {endpoint.name}"
+        record("endpoint.update", endpoint=endpoint.name, target=target, before=before, after=after, user=user)
     return endpoint
 
 
@@ -389,18 +441,19 @@ def _traffic_apply(
     signals.traffic_changing.send(
         sender=Endpoint, endpoint=endpoint, user=_actor(user), force=force, origin=origin, traffic=traffic
     )
-    TrafficChange.objects.create(
-        endpoint=endpoint,
-        user=_actor(user),
-        traffic_before=endpoint.traffic,
-        traffic_after=traffic,
-        mirror_before=endpoint.mirror_traffic,
-        mirror_after=mirror,
+    # The traffic history is these audit entries (selectors.traffic_changes reads them).
+    record(
+        "traffic.set",
+        endpoint=endpoint.name,
+        target=f"endpoint {endpoint.name}",
+        before={"traffic": endpoint.traffic, "mirror_traffic": endpoint.mirror_traffic},
+        after={"traffic": traffic, "mirror_traffic": mirror},
+        user=user,
     )
     note = f"traffic {_split_text(endpoint.traffic, endpoint.mirror_traffic)} → {_split_text(traffic, mirror)}"
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
-    routing_changed()
+    routing_changed(endpoint.name)
     announce.endpoint_changed(endpoint.pk)
     return note
 
@@ -438,7 +491,8 @@ def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None 
     setattr(endpoint, f"{kind}_key", key_value or _new_key())
     _version_bump(endpoint, user=None, note=f"the {kind} key was regenerated")
     endpoint.save(update_fields=[f"{kind}_key", "version", "changed_by", "change_note", "updated_at"])
-    routing_changed()
+    record("keys.regenerate", endpoint=endpoint.name, target=f"{kind} key of endpoint {endpoint.name}")
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -466,6 +520,8 @@ def endpoint_delete(*, endpoint: Endpoint, user: User = None) -> None:
     """Delete an endpoint and all its deployments (their instances stop in the background)."""
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     deployments = list(endpoint.deployments.all())
+    record("endpoint.delete", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", user=user)
+    routing_changed(endpoint.name)
     if not deployments:
         endpoint.delete()
         return
@@ -492,9 +548,10 @@ def _resolve(endpoint: Endpoint, spec: dict[str, Any], *, user: User, deployment
             raise fail("model", exc.message) from None
     elif isinstance(model_ref, dict):
         inline = validate(model_ref, INLINE_MODEL, path="model")
+        anonymous = not inline.get("name")
         inline["name"] = inline.get("name") or f"{endpoint.name}-{deployment_name}-model"
         try:
-            resolved["model"] = _model_register(inline, user=user)
+            resolved["model"] = _model_register(inline, user=user, anonymous=anonymous)
         except ApplicationError as exc:
             raise fail("model", exc.message) from None
     else:
@@ -622,6 +679,13 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     _apply_spec(deployment, spec, resolved)
     deployment.full_clean()
     deployment.save()
+    record(
+        "deployment.create",
+        endpoint=endpoint.name,
+        target=f"deployment {name}",
+        after=_audited_spec(deployment_spec_view(deployment)),
+        user=user,
+    )
     event_record(
         deployment=deployment,
         reason="Creating",
@@ -630,6 +694,7 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     if name not in endpoint.traffic and not endpoint.local:  # a local endpoint has no traffic rules
         Endpoint.objects.filter(pk=endpoint.pk).update(traffic={**endpoint.traffic, name: 0})
         announce.endpoint_changed(endpoint.pk)
+    routing_changed(endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
@@ -677,11 +742,21 @@ def deployment_update(
     deployment.message = ""
     deployment.full_clean()
     deployment.save()
+    record(
+        "deployment.scale" if only_count else "deployment.update",
+        endpoint=deployment.endpoint.name,
+        target=f"deployment {deployment.name}",
+        before=_audited_spec({key: before.get(key) for key in sorted(changed)}),
+        after=_audited_spec({key: after.get(key) for key in sorted(changed)}),
+        user=user,
+    )
     event_record(
         deployment=deployment,
         reason=deployment.state,
         message=f"generation {deployment.generation}: changed {', '.join(sorted(changed))}",
     )
+    if "request_settings" in changed:
+        routing_changed(deployment.endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
@@ -699,6 +774,21 @@ def deployment_scale(
     if updated.generation != deployment.generation:
         event_record(deployment=updated, reason="ScaleDecision", message=reason)
     return updated
+
+
+def deployment_update_preview(*, deployment: Deployment, changes: dict[str, Any], user: User = None) -> tuple[str, str]:
+    """The deployment's YAML now and after `changes` (before and after of the Edit flow's diff); nothing is kept.
+
+    The change goes through deployment_update itself inside a transaction that is then rolled back, so
+    the preview refuses exactly what the update would refuse and shows exactly what it would store.
+    """
+    before = deployment_yaml(deployment)
+    with transaction.atomic():
+        row = deployment_update(deployment=deployment, changes=changes, user=user)
+        row.refresh_from_db()
+        after = deployment_yaml(row)
+        transaction.set_rollback(True)
+    return before, after
 
 
 def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = None) -> str:
@@ -725,7 +815,7 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
 def _deployment_mark_deleting(deployment: Deployment) -> None:
     Deployment.objects.filter(pk=deployment.pk).update(state=ProvisioningState.DELETING, reason="", message="")
     event_record(deployment=deployment, reason="Deleting", message="instances are being stopped")
-    routing_changed()
+    routing_changed(deployment.endpoint.name)
     queue.delete_after_commit(deployment.pk)
 
 
@@ -749,4 +839,5 @@ def deployment_delete(*, deployment: Deployment, user: User = None) -> None:
         _version_bump(endpoint, user=user, note=f"deployment {deployment.name!r} was deleted")
         endpoint.save(update_fields=["traffic", "version", "changed_by", "change_note", "updated_at"])
         announce.endpoint_changed(endpoint.pk)
+    record("deployment.delete", endpoint=endpoint.name, target=f"deployment {deployment.name}", user=user)
     _deployment_mark_deleting(deployment)

@@ -13,6 +13,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from apps.core import heartbeat
 from apps.endpoints import reconcile
 from apps.endpoints.backends.base import BackendUnavailable
 
@@ -84,6 +85,7 @@ _PERIODIC = {"reconcile": reconcile_deployment, "observe": observe_deployment, "
 @shared_task(acks_late=True, ignore_result=True)
 def observe_deployments() -> int:
     """Celery beat's periodic pass: one task per deployment that needs one; returns how many were queued."""
+    heartbeat.beat("reconciler")
     work = reconcile.periodic_work(queued_ttl_s=QUEUED_TTL_S)
     for kind, pk in work:
         _PERIODIC[kind].apply_async(args=(pk,), expires=QUEUED_TTL_S)

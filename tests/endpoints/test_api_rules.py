@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from apps.endpoints.models import Deployment, Endpoint, TrafficChange
+from apps.endpoints import selectors
+from apps.endpoints.models import Deployment, Endpoint
 from apps.endpoints.tokens import verify_token
 from tests import factories
 
@@ -144,7 +145,7 @@ def test_traffic_split_is_stored_and_recorded_in_history(api: Any, two_deploymen
     response = patch_endpoint(api, traffic={"blue": 90, "green": 10})
     assert response.status_code == 200, response.content
     assert response.json()["traffic"] == {"blue": 90, "green": 10, "shadow": 0}
-    change = TrafficChange.objects.get()
+    change = selectors.traffic_changes(endpoint=two_deployments).get()
     assert change.traffic_after == {"blue": 90, "green": 10, "shadow": 0}
     assert change.user.username == "alice"
     history = api.get("/api/v1/online-endpoints/ep1/traffic-changes").json()["results"]

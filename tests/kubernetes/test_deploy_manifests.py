@@ -82,3 +82,19 @@ def test_the_role_grants_the_controllers_watches_and_its_lease() -> None:
         ("policy", "poddisruptionbudgets", "patch"),
     ]:
         assert needed in granted
+
+
+def test_the_gateway_outlives_disruptions_with_replicas_a_budget_and_a_probe_without_the_database() -> None:
+    docs = _documents()
+    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler" and d["metadata"]["name"] == "studio-gateway")
+    assert hpa["spec"]["minReplicas"] >= 2
+    budget = next(d for d in docs if d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "studio-gateway")
+    gateway = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "studio-gateway")
+    assert budget["spec"]["selector"]["matchLabels"] == gateway["spec"]["selector"]["matchLabels"]
+    assert budget["spec"]["minAvailable"] == 1
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # gateway/app.py: no database read
+    web = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "studio-web")
+    probes = web["spec"]["template"]["spec"]["containers"][0]
+    # The web pods' probes must not fail because the worker is down: /livez, not /healthz.
+    assert probes["livenessProbe"]["httpGet"]["path"] == probes["readinessProbe"]["httpGet"]["path"] == "/livez"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from apps.endpoints import services
-from apps.endpoints.models import Deployment, Endpoint, TrafficChange
+from apps.endpoints import selectors, services
+from apps.endpoints.models import Deployment, Endpoint
 from tests import factories
 
 
@@ -190,7 +190,7 @@ def test_mirror_is_stored_and_its_rules_are_form_errors(browser: Client, post: A
 
 def test_revert_puts_back_the_previous_split(browser: Client, post: Any, served: Endpoint) -> None:
     post("/endpoints/ep1/traffic/", {"traffic_blue": "90", "traffic_green": "10"})
-    change = TrafficChange.objects.filter(endpoint=served).first()  # newest first
+    change = selectors.traffic_changes(endpoint=served).first()  # newest first
     assert change is not None and change.traffic_after == {"blue": 90, "green": 10}
     response = post(f"/endpoints/ep1/traffic/{change.pk}/revert/")
     assert response.status_code == 303

@@ -19,14 +19,23 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.permissions import enforce, requires
 from apps.core.errors import ApplicationError
-from apps.costs.selectors import NO_PRICE, deployment_costs_brief, endpoint_costs_brief, instance_type_prices
-from apps.endpoints import catalog, downloads, selectors, services
+from apps.costs.selectors import (
+    NO_PRICE,
+    deployment_costs_brief,
+    deployments_costs_briefs,
+    endpoint_costs_brief,
+    endpoints_costs_briefs,
+    instance_type_prices,
+)
+from apps.endpoints import catalog, downloads, lists, selectors, services
 from apps.endpoints.backends.base import Container
 from apps.endpoints.logs import deployment_logs as read_logs
 from apps.endpoints.models import Deployment, Endpoint, InstanceType
 
 JSON_BODY = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+TRAFFIC_KEYS = {"traffic", "mirror_traffic"}
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -63,6 +72,11 @@ def with_etag(response: Response, version: int) -> Response:
     return response
 
 
+def _list_query(request: Request, sorts: Mapping[str, str]) -> lists.ListQuery:
+    """Search, filters and sort of a list (apps/endpoints/lists.py); the API pages with limit and offset."""
+    return lists.list_query(request.query_params, sorts=sorts)
+
+
 def _paginated(request: Request, rows: QuerySet[Any] | list[Any], view: Any) -> Response:
     paginator = LimitOffsetPagination()
     page = paginator.paginate_queryset(rows, request)
@@ -72,6 +86,7 @@ def _paginated(request: Request, rows: QuerySet[Any] | list[Any], view: Any) -> 
 @extend_schema(request={"multipart/form-data": OpenApiTypes.OBJECT}, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
 @parser_classes([MultiPartParser, FormParser])
+@requires("upload.create")
 def uploads(request: Request) -> Response:
     """Upload a file, or a folder as a zip / tar.gz archive, for a model, code or environment to use."""
     file = request.FILES.get("file")
@@ -94,12 +109,15 @@ def uploads(request: Request) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "POST"])
+@requires(POST="model.create")
 def models(request: Request) -> Response:
     """List models or register a model version."""
     if request.method == "POST":
         model = services.model_create(spec=_body(request), user=request.user)
         return Response(selectors.model_view(model), status=status.HTTP_201_CREATED)
-    rows = selectors.models_list(name=request.query_params.get("name") or None)
+    rows = lists.model_versions_rows(_list_query(request, lists.ASSET_SORTS))
+    if request.query_params.get("name"):
+        rows = rows.filter(name=request.query_params["name"])
     return _paginated(request, rows, selectors.model_view)
 
 
@@ -111,12 +129,15 @@ def model_detail(request: Request, name: str, version: str) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "POST"])
+@requires(POST="environment.create")
 def environments(request: Request) -> Response:
     """List environments or register an environment version."""
     if request.method == "POST":
         environment = services.environment_create(spec=_body(request), user=request.user)
         return Response(selectors.environment_view(environment), status=status.HTTP_201_CREATED)
-    rows = selectors.environments_list(name=request.query_params.get("name") or None)
+    rows = lists.environment_versions_rows(_list_query(request, lists.ASSET_SORTS))
+    if request.query_params.get("name"):
+        rows = rows.filter(name=request.query_params["name"])
     return _paginated(request, rows, selectors.environment_view)
 
 
@@ -128,23 +149,33 @@ def environment_detail(request: Request, name: str, version: str) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "POST"])
+@requires(POST="endpoint.create")
 def endpoints(request: Request) -> Response:
     """List online endpoints or create one."""
     if request.method == "POST":
         endpoint = services.endpoint_create(spec=_body(request), user=request.user)
         return Response(_endpoint_view(endpoint), status=status.HTTP_201_CREATED)
-    return _paginated(request, selectors.endpoints_list(), _endpoint_view)
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(lists.endpoints_rows(_list_query(request, lists.ENDPOINT_SORTS)), request) or []
+    costs = endpoints_costs_briefs(endpoints=[endpoint.name for endpoint in page])
+    return paginator.get_paginated_response(
+        [{**selectors.endpoint_view(endpoint), "costs": costs[endpoint.name]} for endpoint in page]
+    )
 
 
 @JSON_BODY
 @api_view(["GET", "PATCH", "DELETE"])
+@requires(DELETE="endpoint.delete")
 def endpoint_detail(request: Request, name: str) -> Response:
     """Show, update or delete an online endpoint."""
     endpoint = selectors.endpoint_get(name=name)
     if request.method == "PATCH":
+        changes = _body(request)
+        # Moving traffic or the mirror is an Operator's job; any other change updates the endpoint.
+        enforce(request, "traffic.set" if changes and set(changes) <= TRAFFIC_KEYS else "endpoint.update")
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
         endpoint = services.endpoint_update(
-            endpoint=endpoint, changes=_body(request), user=request.user, if_match=if_match(request), force=force
+            endpoint=endpoint, changes=changes, user=request.user, if_match=if_match(request), force=force
         )
     elif request.method == "DELETE":
         services.version_check(row=endpoint, if_match=if_match(request))
@@ -159,6 +190,7 @@ def _keys(endpoint: Any) -> dict[str, str]:
 
 @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
+@requires("keys.read")
 def endpoint_list_keys(request: Request, name: str) -> Response:
     """The endpoint's primary and secondary keys."""
     return Response(_keys(selectors.endpoint_get(name=name)))
@@ -166,6 +198,7 @@ def endpoint_list_keys(request: Request, name: str) -> Response:
 
 @JSON_BODY
 @api_view(["POST"])
+@requires("keys.regenerate")
 def endpoint_regenerate_keys(request: Request, name: str) -> Response:
     """Replace the primary or the secondary key."""
     body = _body(request)
@@ -179,6 +212,7 @@ def endpoint_regenerate_keys(request: Request, name: str) -> Response:
 
 @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
+@requires("token.issue")
 def endpoint_token(request: Request, name: str) -> Response:
     """A bearer token for an aml_token endpoint."""
     return Response(services.token_issue(endpoint=selectors.endpoint_get(name=name)))
@@ -204,24 +238,29 @@ def endpoint_traffic_changes(request: Request, name: str) -> Response:
 
 @JSON_BODY
 @api_view(["GET", "POST"])
+@requires(POST="deployment.create")
 def deployments(request: Request, name: str) -> Response:
     """List an endpoint's deployments or create one."""
     endpoint = selectors.endpoint_get(name=name)
     if request.method == "POST":
         deployment = services.deployment_create(endpoint=endpoint, spec=_body(request), user=request.user)
         return Response(_deployment_view(deployment), status=status.HTTP_201_CREATED)
-    return _paginated(request, selectors.deployments_list(endpoint=endpoint), _deployment_view)
+    rows = lists.deployments_rows(endpoint=endpoint, query=_list_query(request, lists.DEPLOYMENT_SORTS))
+    costs = deployments_costs_briefs(endpoint=endpoint.name)
+    return _paginated(request, rows, lambda row: {**selectors.deployment_view(row), "costs": costs[row.name]})
 
 
 @JSON_BODY
 @api_view(["GET", "PATCH", "DELETE"])
+@requires(DELETE="deployment.delete")
 def deployment_detail(request: Request, name: str, deployment: str) -> Response:
     """Show, update or delete a deployment."""
     row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)
     if request.method == "PATCH":
-        row = services.deployment_update(
-            deployment=row, changes=_body(request), user=request.user, if_match=if_match(request)
-        )
+        changes = _body(request)
+        # A new instance count alone is a scale (Operator); any other change updates the deployment.
+        enforce(request, "deployment.scale" if set(changes) == {"instance_count"} else "deployment.update")
+        row = services.deployment_update(deployment=row, changes=changes, user=request.user, if_match=if_match(request))
     elif request.method == "DELETE":
         services.version_check(row=row, if_match=if_match(request))
         services.deployment_delete(deployment=row, user=request.user)
@@ -231,6 +270,7 @@ def deployment_detail(request: Request, name: str, deployment: str) -> Response:
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
+@requires("deployment.render")
 def deployment_render(request: Request, name: str, deployment: str) -> Response:
     """The Kubernetes manifests for a deployment spec, as multi-document YAML; nothing is stored or applied."""
     endpoint = selectors.endpoint_get(name=name)
@@ -247,6 +287,7 @@ def deployment_render(request: Request, name: str, deployment: str) -> Response:
     responses=OpenApiTypes.OBJECT,
 )
 @api_view(["GET"])
+@requires("logs.read")
 def deployment_logs(request: Request, name: str, deployment: str) -> Response:
     """The last lines of a deployment's inference-server or storage-initializer log."""
     row = selectors.deployment_get(endpoint=selectors.endpoint_get(name=name), name=deployment)

@@ -7,6 +7,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
+from apps.accounts.permissions import requires
+from apps.accounts.roles import check
 from apps.core.errors import ApplicationError
 from apps.core.htmx import error_status
 from apps.endpoints import services
@@ -22,11 +24,13 @@ def endpoint_consume(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@requires("keys.read")
 def endpoint_keys(request: HttpRequest, name: str) -> HttpResponse:
     """The endpoint's keys, shown on request (never part of the page until asked for)."""
     endpoint = endpoint_or_404(name)
     if request.POST.get("regenerate"):
         try:
+            check(request.user, "keys.regenerate")
             endpoint = services.keys_regenerate(endpoint=endpoint, key_type=request.POST["regenerate"])
         except ApplicationError as exc:
             return render(
@@ -43,6 +47,7 @@ def endpoint_keys(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@requires("token.issue")
 def endpoint_token(request: HttpRequest, name: str) -> HttpResponse:
     """A fresh bearer token for an aml_token endpoint."""
     endpoint = endpoint_or_404(name)

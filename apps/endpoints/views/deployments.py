@@ -5,6 +5,7 @@ deployment to an endpoint, and the price and quota estimate the create forms sho
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -15,6 +16,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.accounts.permissions import requires
+from apps.accounts.roles import check
 from apps.core.errors import ApplicationError
 from apps.core.htmx import error_status, is_htmx, redirect
 from apps.costs import selectors as cost_selectors
@@ -86,13 +89,31 @@ def code_upload(form: DeploymentForm, user: Any) -> Upload:
     return upload_files(files, folder_name="code", unpack=is_archive(files), user=user)
 
 
+# Failures of the step that copies model and code: their story is in the storage initializer's log.
+_INITIALIZER_REASONS = frozenset({"StorageInitializerFailed", "ModelNotFound"})
+_BROKEN_INSTANCE_STATES = frozenset({"CrashLoopBackOff", "Failed", "Unready"})
+
+
+def failure_logs_url(deployment: Deployment, instances: list[Any]) -> str:
+    """The Logs tab at the instance and container that tell why a deployment failed."""
+    broken = [i for i in instances if i.state in _BROKEN_INSTANCE_STATES]
+    instance = (broken or instances or [None])[0]
+    container = "storage-initializer" if deployment.reason in _INITIALIZER_REASONS else "inference-server"
+    query = urlencode(
+        {"deployment": deployment.name, "instance": instance.name if instance else "", "container": container}
+    )
+    return f"{reverse('endpoint-logs', args=[deployment.endpoint.name])}?{query}"
+
+
 def card_context(deployment: Deployment, book: CostBook, instance_types: list[str]) -> dict[str, Any]:
     """What one deployment's card draws."""
+    instances = list(deployment.instances.all())
     return {
         "instance_types": instance_types,
         "deployment": deployment,
         "stages": selectors.deployment_stages(deployment=deployment),
-        "instances": list(deployment.instances.all()),
+        "instances": instances,
+        "logs_url": failure_logs_url(deployment, instances) if deployment.state == ProvisioningState.FAILED else "",
         "busy": deployment.state in selectors.BUSY_STATES or deployment.state == ProvisioningState.DELETING,
         "live": deployment.endpoint.traffic.get(deployment.name, 0),
         "mirrored": deployment.endpoint.mirror_traffic.get(deployment.name, 0),
@@ -126,6 +147,7 @@ def deployment_card(request: HttpRequest, name: str, deployment: str) -> HttpRes
 
 @login_required
 @require_POST
+@requires("deployment.scale")
 def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """Change a deployment's instance count (a scale) or its instance type too (a rolling update)."""
     endpoint = endpoint_or_404(name)
@@ -137,6 +159,7 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
         instance_type = form.cleaned_data["instance_type"] or row.instance_type
         try:
             if instance_type != row.instance_type:
+                check(request.user, "deployment.update")  # a new size is a rolling update, not a scale
                 services.deployment_update(
                     deployment=row,
                     changes={"instance_type": instance_type, "instance_count": count},
@@ -163,6 +186,7 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
 
 @login_required
 @require_POST
+@requires("deployment.delete")
 def deployment_delete(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """Delete a deployment; refused with the reason while it takes live or mirrored traffic."""
     endpoint = endpoint_or_404(name)
@@ -180,10 +204,14 @@ def deployment_delete(request: HttpRequest, name: str, deployment: str) -> HttpR
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires("deployment.create")
 def deployment_create(request: HttpRequest, name: str) -> HttpResponse:
     """Add a deployment to an endpoint (it takes no traffic until you move the slider)."""
     endpoint = endpoint_or_404(name)
-    form = DeploymentForm(request.POST or None, request.FILES or None, initial={"deployment_name": "green"})
+    # Start from what the endpoint serves now, not from whichever model sorts first.
+    model, environment = selectors.endpoint_serving_assets(endpoint=endpoint)
+    initial = {"deployment_name": "green", "model": model, "environment": environment}
+    form = DeploymentForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             with transaction.atomic():

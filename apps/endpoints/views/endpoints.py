@@ -13,43 +13,69 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError
-from apps.core.htmx import redirect, render_page_or_fragment
+from apps.core.htmx import is_htmx, redirect, render_page_or_fragment
 from apps.costs import selectors as cost_selectors
-from apps.endpoints import selectors, services
-from apps.endpoints.forms import EndpointWizardForm
-from apps.endpoints.views.common import endpoint_or_404, form_error, tab_context
+from apps.endpoints import lists, selectors, services
+from apps.endpoints.forms import EndpointEditForm, EndpointWizardForm, format_pairs
+from apps.endpoints.models import ProvisioningState
+from apps.endpoints.views.common import endpoint_or_404, form_error, list_page, tab_context
 from apps.endpoints.views.deployments import DEPLOYMENT_FIELD_MAP, cards_context, code_upload, deployment_form_context
 from apps.rollouts import selectors as rollout_selectors
 
 
 @login_required
 def endpoints_list(request: HttpRequest) -> HttpResponse:
-    """Endpoints with their state, traffic split and cost per day at the current size."""
+    """Endpoints with their state, traffic split and cost per day: searched, filtered, sorted and paged."""
+    page, error = list_page(request, lists.ENDPOINT_SORTS, lists.endpoints_page)
     book = cost_selectors.cost_book()
     rollouts = rollout_selectors.active_by_endpoint()
     rows = []
-    for endpoint in selectors.endpoints_with_deployments():
-        deployments = list(endpoint.deployments.all())
+    for endpoint in page.items:
         rows.append(
             {
                 "endpoint": endpoint,
-                "deployments": deployments,
-                "state": selectors.endpoint_state(deployments),
+                "deployments": list(endpoint.deployments.all()),
+                "state": selectors.endpoint_state(endpoint),
                 "traffic": [(n, p) for n, p in endpoint.traffic.items() if p],
                 "mirror": list(endpoint.mirror_traffic.items()),
                 "costs": book.endpoint(endpoint.name),
                 "rollout": rollouts.get(endpoint.pk),
             }
         )
-    context = {"rows": rows, "section": "endpoints", "currency": settings.STUDIO_CURRENCY}
+    columns = page.columns(
+        ("Name", "name"),
+        ("State", "state"),
+        ("Deployments", ""),
+        ("Traffic", ""),
+        ("Cost per day", ""),
+        ("Auth", ""),
+        ("Created", "created"),
+        ("Updated", "updated"),
+    )
+    context = {
+        "rows": rows,
+        "page": page,
+        "columns": columns,
+        "list_id": "endpoints",
+        "list_error": error,
+        "states": ProvisioningState.values,
+        "compute_filter": True,
+        "section": "endpoints",
+        "currency": settings.STUDIO_CURRENCY,
+    }
     return render_page_or_fragment(
-        request, "endpoints/endpoints_list.html", "endpoints/partials/_endpoints_table.html", context
+        request,
+        "endpoints/endpoints_list.html",
+        "endpoints/partials/_endpoints_table.html",
+        context,
     )
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires("endpoint.create")
 def endpoint_create(request: HttpRequest) -> HttpResponse:
     """The wizard: endpoint, first deployment, review, create; then the endpoint page shows the progress."""
     form = EndpointWizardForm(request.POST or None, request.FILES or None)
@@ -80,12 +106,26 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
     return render(request, "endpoints/endpoint_create.html", context, status=400 if form.errors else 200)
 
 
+def _edit_form(endpoint: Any, data: Any = None) -> EndpointEditForm:
+    return EndpointEditForm(data, initial={"description": endpoint.description, "tags": format_pairs(endpoint.tags)})
+
+
+def _details_context(request: HttpRequest, endpoint: Any, form: EndpointEditForm | None = None) -> dict[str, Any]:
+    context = tab_context(request, endpoint, "details")
+    deployments = context["deployments"]
+    context["cards"] = cards_context(endpoint, deployments)
+    context["attributes"] = selectors.endpoint_attributes(endpoint=endpoint, deployments=deployments)
+    context["edit_form"] = form or _edit_form(endpoint)
+    return context
+
+
 @login_required
 def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
-    """The Details tab: one card per deployment."""
+    """The Details tab: the endpoint's attributes and traffic, then one card per deployment."""
     endpoint = endpoint_or_404(name)
-    context = tab_context(request, endpoint, "details")
-    context["cards"] = cards_context(endpoint, context["deployments"])
+    context = _details_context(request, endpoint)
+    if is_htmx(request) and request.headers.get("HX-Target") == "endpoint-attributes":
+        return render(request, "endpoints/partials/_attributes.html", context)  # its state follows the deployments'
     return render_page_or_fragment(
         request, "endpoints/endpoint_details.html", "endpoints/partials/_deployment_cards.html", context
     )
@@ -93,6 +133,29 @@ def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
+def endpoint_edit(request: HttpRequest, name: str) -> HttpResponse:
+    """Change the endpoint's description and tags (the same service as `online-endpoint update`)."""
+    endpoint = endpoint_or_404(name)
+    form = _edit_form(endpoint, request.POST)
+    if form.is_valid():
+        try:
+            services.endpoint_update(
+                endpoint=endpoint,
+                changes={"description": form.cleaned_data["description"], "tags": form.cleaned_data["tags"]},
+                user=request.user,
+            )
+        except ApplicationError as exc:
+            form_error(form, exc)
+        else:
+            messages.success(request, f"Saved the description and tags of {endpoint.name}.")
+            return redirect(request, reverse("endpoint", args=[endpoint.name]))
+    context = _details_context(request, endpoint, form)
+    return render(request, "endpoints/endpoint_details.html", context, status=400)
+
+
+@login_required
+@require_POST
+@requires("endpoint.delete")
 def endpoint_delete(request: HttpRequest, name: str) -> HttpResponse:
     """Delete the endpoint and all its deployments (their instances stop in the background)."""
     endpoint = endpoint_or_404(name)

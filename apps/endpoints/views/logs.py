@@ -8,6 +8,7 @@ from typing import cast
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError
 from apps.core.htmx import render_page_or_fragment
 from apps.endpoints import selectors
@@ -18,6 +19,7 @@ from apps.endpoints.views.common import deployment_or_404, endpoint_or_404, tab_
 
 
 @login_required
+@requires("logs.read")
 def endpoint_logs(request: HttpRequest, name: str) -> HttpResponse:
     """The Logs tab: deployment, instance, container, lines, search, follow and download."""
     endpoint = endpoint_or_404(name)

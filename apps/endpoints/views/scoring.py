@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_http_methods
 
+from apps.accounts.permissions import requires
 from apps.core.htmx import render_page_or_fragment
 from apps.endpoints import selectors, services
 from apps.endpoints.forms import TestForm
@@ -27,6 +28,7 @@ def _credential(endpoint: Endpoint) -> str:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires(POST="endpoint.test")
 def endpoint_test(request: HttpRequest, name: str) -> HttpResponse:
     """The Test tab: the studio posts the body to the gateway itself (no keys in the browser, no CORS)."""
     endpoint = endpoint_or_404(name)

@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError, NotFound
 from apps.core.htmx import redirect, render_page_or_fragment
 from apps.costs import selectors as cost_selectors
@@ -69,6 +70,7 @@ def _percent(value: Any) -> int:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires(POST="traffic.set")
 def endpoint_traffic(request: HttpRequest, name: str) -> HttpResponse:
     """The Traffic tab: sliders that sum to 100, the mirror, Apply, and the history with revert."""
     endpoint = endpoint_or_404(name)
@@ -120,6 +122,7 @@ def traffic_cost(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@requires("traffic.set")
 def traffic_revert(request: HttpRequest, name: str, change_id: int) -> HttpResponse:
     """Put back the traffic and mirror as they were before one recorded change."""
     endpoint = endpoint_or_404(name)

@@ -146,6 +146,35 @@ def string_map(value: Mapping[str, Any], path: str) -> dict[str, str]:
     return out
 
 
+def bounded_text(limit: int) -> Callable[[Any, str], str]:
+    """A check refusing strings longer than `limit` characters (descriptions)."""
+
+    def check(value: Any, path: str) -> str:
+        text = str(value)
+        if len(text) > limit:
+            raise fail(path, f"is {len(text)} characters long, at most {limit} are accepted")
+        return text
+
+    return check
+
+
+def bounded_map(*, entries: int, key_chars: int, value_chars: int) -> Callable[[Any, str], dict[str, str]]:
+    """`string_map` with at most `entries` keys of bounded length (tags, environment variables)."""
+
+    def check(value: Mapping[str, Any], path: str) -> dict[str, str]:
+        if len(value) > entries:
+            raise fail(path, f"has {len(value)} entries, at most {entries} are accepted")
+        out = string_map(value, path)
+        for key, item in out.items():
+            if len(key) > key_chars:
+                raise fail(path, f"key {key[:40]!r}... is {len(key)} characters long, at most {key_chars}")
+            if len(item) > value_chars:
+                raise fail(f"{path}.{key}", f"is {len(item)} characters long, at most {value_chars} are accepted")
+        return out
+
+    return check
+
+
 def percent_map(value: Mapping[str, Any], path: str) -> dict[str, int]:
     """A mapping of deployment names to whole percentages from 0 to 100."""
     out: dict[str, int] = {}

@@ -10,7 +10,24 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from apps.endpoints.yaml.fields import Field, fail, object_field, percent_map, string_map, validate
+from apps.core.errors import ApplicationError
+from apps.endpoints import requirements
+from apps.endpoints.yaml.fields import (
+    Field,
+    bounded_map,
+    bounded_text,
+    fail,
+    object_field,
+    percent_map,
+    string_map,
+    validate,
+)
+from apps.endpoints.yaml.loader import YamlRefused, load_limited
+
+# Bounds on free-form fields: every routing reload and page carries these rows, so their size is capped.
+MAX_DESCRIPTION_CHARS = 5000
+TAGS = bounded_map(entries=50, key_chars=128, value_chars=256)
+ENVIRONMENT_VARIABLES = bounded_map(entries=200, key_chars=256, value_chars=32 * 1024)
 
 NAME_RE = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*$")
 ASSET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -82,8 +99,8 @@ ROUTE = {"port": Field("int", required=True, minimum=1, maximum=65535), "path": 
 ENDPOINT: dict[str, Field] = {
     "$schema": Field("str"),
     "name": Field("str", required=True, check=check_resource_name),
-    "description": Field("str", default=""),
-    "tags": Field("map", default=dict, check=string_map),
+    "description": Field("str", default="", check=bounded_text(MAX_DESCRIPTION_CHARS)),
+    "tags": Field("map", default=dict, check=TAGS),
     "auth_mode": Field("str", default="key", choices=("key", "aml_token", "aad_token"), check=_auth_mode),
     "compute": Field("str", default=""),
     "traffic": Field("map", default=dict, check=percent_map),
@@ -99,8 +116,8 @@ INLINE_MODEL: dict[str, Field] = {
     "$schema": Field("str"),
     "name": Field("str", check=check_asset_name),
     "version": Field("str", alternatives=("int",), check=check_version),
-    "description": Field("str", default=""),
-    "tags": Field("map", default=dict, check=string_map),
+    "description": Field("str", default="", check=bounded_text(MAX_DESCRIPTION_CHARS)),
+    "tags": Field("map", default=dict, check=TAGS),
     "path": Field("str", required=True),
     "type": Field("str", default="custom_model", choices=("custom_model", "mlflow_model", "triton_model")),
 }
@@ -112,27 +129,40 @@ def _pip_requirements(value: Any, path: str) -> str:
     if isinstance(value, list):
         if not all(isinstance(item, str) for item in value):
             raise fail(path, "expected a list of requirement strings")
-        return "\n".join(value)
-    return str(value)
+        value = "\n".join(value)
+    text = str(value)
+    try:
+        requirements.check(requirements.numbered_lines(text), path)
+    except ValueError as exc:
+        raise ApplicationError(str(exc), field=path) from None
+    return text
 
 
 def _conda_file(value: Any, path: str) -> dict[str, Any]:
     if isinstance(value, str):
-        import yaml as pyyaml
-
         if value.startswith("upload:") or "\n" not in value:
             raise fail(
-                path, f"expected the conda file's contents, got a path {value!r} (the CLI sends the file inline)"
+                path, f"expected the conda file's contents, got a path {value[:200]!r} (the CLI sends the file inline)"
             )
         try:
-            value = pyyaml.safe_load(value)
-        except pyyaml.YAMLError as exc:
-            raise fail(path, f"is not valid YAML: {exc}") from None
+            value = load_limited(value)
+        except YamlRefused as exc:
+            raise fail(path, str(exc)) from None
     if not isinstance(value, Mapping):
         raise fail(path, "expected a conda environment with a dependencies list")
     dependencies = value.get("dependencies", [])
     if not isinstance(dependencies, list):
         raise fail(f"{path}.dependencies", "expected a list")
+    for index, dependency in enumerate(dependencies):
+        if isinstance(dependency, Mapping):
+            pip = dependency.get("pip") or []
+            if not isinstance(pip, list):
+                raise fail(f"{path}.dependencies[{index}].pip", "expected a list of requirement strings")
+            items = [(number, str(item).strip()) for number, item in enumerate(pip, start=1) if str(item).strip()]
+            try:
+                requirements.check(items, f"{path}.dependencies[{index}].pip", unit="item")
+            except ValueError as exc:
+                raise ApplicationError(str(exc), field=path) from None
     return dict(value)
 
 
@@ -140,8 +170,8 @@ INLINE_ENVIRONMENT: dict[str, Field] = {
     "$schema": Field("str"),
     "name": Field("str", check=check_asset_name),
     "version": Field("str", alternatives=("int",), check=check_version),
-    "description": Field("str", default=""),
-    "tags": Field("map", default=dict, check=string_map),
+    "description": Field("str", default="", check=bounded_text(MAX_DESCRIPTION_CHARS)),
+    "tags": Field("map", default=dict, check=TAGS),
     "image": Field("str", default=""),
     "conda_file": Field("object", alternatives=("str",), check=_conda_file),
     "pip_requirements": Field(
@@ -172,8 +202,8 @@ DEPLOYMENT: dict[str, Field] = {
     "$schema": Field("str"),
     "name": Field("str", required=True, check=check_resource_name),
     "endpoint_name": Field("str", check=check_resource_name),
-    "description": Field("str", default=""),
-    "tags": Field("map", default=dict, check=string_map),
+    "description": Field("str", default="", check=bounded_text(MAX_DESCRIPTION_CHARS)),
+    "tags": Field("map", default=dict, check=TAGS),
     "type": Field("str", default="managed", choices=("managed", "kubernetes")),
     "model": Field(
         "str",
@@ -190,7 +220,7 @@ DEPLOYMENT: dict[str, Field] = {
         required=True,
         help="azureml:<name>:<version>, azureml:<name>@latest or an inline environment",
     ),
-    "environment_variables": Field("map", default=dict, check=string_map),
+    "environment_variables": Field("map", default=dict, check=ENVIRONMENT_VARIABLES),
     "instance_type": Field("str"),
     "instance_count": Field("int", minimum=1, maximum=50),
     "app_insights_enabled": Field("bool", default=False),
