@@ -335,5 +335,6 @@ STUDIO_ROLLOUT_GATE_INTERVAL_MS = env_int("STUDIO_ROLLOUT_GATE_INTERVAL_MS", 500
 CELERY_BEAT_SCHEDULE["rollouts-evaluate"] = {
     "task": "apps.rollouts.tasks.rollouts_evaluate",
     "schedule": STUDIO_ROLLOUT_GATE_INTERVAL_MS / 1000,
-    "options": {"expires": STUDIO_ROLLOUT_GATE_INTERVAL_MS / 1000},
+    # Late is still useful (evaluations are idempotent and measure their own clock): expire only after two.
+    "options": {"expires": max(2 * STUDIO_ROLLOUT_GATE_INTERVAL_MS / 1000, 1.0)},
 }

@@ -30,6 +30,7 @@ urlpatterns = [
     path("", include("apps.accounts.urls")),
     path("", include("apps.monitoring.urls")),
     path("", include("apps.costs.urls")),
+    path("", include("apps.rollouts.urls")),
     path("", include("apps.endpoints.urls")),
 ]
 

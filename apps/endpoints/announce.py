@@ -44,7 +44,9 @@ def _endpoint_messages(endpoint_pk: int) -> list[tuple[str, broadcast.Payload]]:
     endpoint = Endpoint.objects.filter(pk=endpoint_pk).first()
     if endpoint is None:
         return []
-    return [(broadcast.endpoint_group(endpoint.name), endpoint_traffic_payload(endpoint))]
+    payload = endpoint_traffic_payload(endpoint)
+    # The studio group too: the endpoint list and every page showing the split redraw it.
+    return [(broadcast.endpoint_group(endpoint.name), payload), (broadcast.STUDIO_GROUP, payload)]
 
 
 def deployment_changed(deployment_pk: int) -> None:

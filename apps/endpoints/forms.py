@@ -143,6 +143,7 @@ class ScaleForm(forms.Form):
 
     instance_type = forms.ChoiceField(required=False, choices=())
     instance_count = forms.IntegerField(min_value=1, max_value=50)
+    version = forms.IntegerField(required=False, min_value=1)  # the deployment's version the card was drawn from
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -173,6 +174,7 @@ class TrafficForm(forms.Form):
     mirror_enabled = forms.BooleanField(required=False, label="Mirror a copy of live traffic")
     mirror_deployment = forms.ChoiceField(required=False, label="Mirror to")
     mirror_percent = forms.IntegerField(required=False, min_value=0, max_value=50, label="Mirror percent")
+    version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, deployments: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

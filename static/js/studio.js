@@ -35,6 +35,11 @@
 
   /* --- deployment state on every open page --- */
   function onStudioMessage(msg) {
+    if (msg.type === "endpoint.traffic" || msg.type === "endpoint.rollout") {
+      refreshLive(msg.type, msg.endpoint);
+      document.body.dataset.lastTraffic = msg.endpoint + ":" + JSON.stringify(msg.traffic || msg.state);
+      return;
+    }
     if (msg.type !== "deployment.state") return;
     document.querySelectorAll('[data-state-of="' + msg.uid + '"]').forEach(function (badge) {
       badge.textContent = msg.state;
@@ -116,22 +121,30 @@
     show(current);
   }
 
-  /* --- traffic sliders kept summing to 100 --- */
+  /* --- the Traffic form: sliders kept summing to 100, number boxes that take 0-100 and are never rewritten
+     while focused, Apply only at a total of 100 (or 0), and a confirmation showing the change and its cost --- */
   function initTraffic(form) {
     if (form.dataset.ready) return;
     form.dataset.ready = "1";
     var rows = Array.prototype.slice.call(form.querySelectorAll("[data-slider-row]"));
+    var apply = form.querySelector("#traffic-apply");
+    function box(row) { return row.querySelector("[data-traffic-number]"); }
+    /* A whole number from 0 to 100, else null: "3020" or "-5" is refused, never capped. */
+    function parse(input) {
+      var text = input.value.trim();
+      if (!/^[0-9]{1,3}$/.test(text)) return null;
+      var value = parseInt(text, 10);
+      return value <= 100 ? value : null;
+    }
     function values() {
-      return rows.map(function (row) {
-        return parseInt(row.querySelector("[data-traffic-number]").value || "0", 10) || 0;
-      });
+      return rows.map(function (row) { var v = parse(box(row)); return v === null ? 0 : v; });
     }
     function set(index, value) {
       var row = rows[index];
-      row.querySelector("[data-traffic-number]").value = value;
+      if (box(row) !== document.activeElement) box(row).value = value;
       row.querySelector("[data-traffic-slider]").value = value;
     }
-    /* Move one deployment to `value` and spread the difference over the others, in proportion. */
+    /* Move one deployment to `value` and spread the difference over the others, in proportion (sliders only). */
     function rebalance(index, value) {
       value = Math.max(0, Math.min(100, value));
       var current = values();
@@ -155,11 +168,24 @@
     }
     /* The total here; the cost line is the server's (one definition of every cost), fetched by htmx. */
     function summarize() {
+      var invalid = rows.filter(function (row) {
+        var ok = parse(box(row)) !== null;
+        box(row).setAttribute("aria-invalid", ok ? "false" : "true");
+        return !ok;
+      });
       var total = values().reduce(function (a, b) { return a + b; }, 0);
       var totalEl = form.querySelector("#traffic-total");
+      var hint = form.querySelector("#traffic-total-hint");
       if (totalEl) totalEl.textContent = String(total);
+      var ready = invalid.length === 0 && (total === 100 || total === 0);
+      if (hint) {
+        hint.textContent = invalid.length ? "each box takes a whole number from 0 to 100"
+          : (ready ? "" : "the total must be 100 (or 0) to apply");
+      }
+      if (apply) apply.disabled = !ready;
     }
     function changed() {
+      form.dataset.dirty = "1";
       summarize();
       var cost = form.querySelector("#traffic-cost");
       if (cost && window.htmx) window.htmx.trigger(cost, "studio:cost");
@@ -168,13 +194,72 @@
       row.querySelector("[data-traffic-slider]").addEventListener("input", function (event) {
         rebalance(index, parseInt(event.target.value, 10));
       });
-      row.querySelector("[data-traffic-number]").addEventListener("change", function (event) {
-        rebalance(index, parseInt(event.target.value || "0", 10));
+      box(row).addEventListener("input", function () {
+        var value = parse(box(row));
+        if (value !== null) row.querySelector("[data-traffic-slider]").value = value;
+        changed();
       });
     });
     form.addEventListener("change", changed);
+    function mirrorText(name, percent) { return name && percent ? "to " + name + " " + percent + " %" : "off"; }
+    function diff() {
+      var lines = [];
+      rows.forEach(function (row, i) {
+        var before = parseInt(box(row).dataset.current || "0", 10);
+        var after = values()[i];
+        if (before !== after) lines.push(row.dataset.deployment + " " + before + " → " + after);
+      });
+      var enabled = form.elements.mirror_enabled && form.elements.mirror_enabled.checked;
+      var name = enabled ? form.elements.mirror_deployment.value : "";
+      var percent = enabled ? parseInt(form.elements.mirror_percent.value || "0", 10) : 0;
+      var before = mirrorText(form.dataset.mirrorCurrent, parseInt(form.dataset.mirrorCurrentPercent || "0", 10));
+      var after = mirrorText(name, percent);
+      if (before !== after) lines.push("mirror " + before + " → " + after);
+      return lines.length ? lines : ["no change"];
+    }
+    var dialog = form.querySelector("#traffic-confirm");
+    form.addEventListener("submit", function (event) {
+      if (form.dataset.confirmed || !dialog || !dialog.showModal) { delete form.dataset.confirmed; return; }
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      var list = dialog.querySelector("#traffic-diff");
+      list.textContent = "";
+      diff().forEach(function (line) { var li = document.createElement("li"); li.textContent = line; list.appendChild(li); });
+      var cost = form.querySelector("[data-cost-effect]");
+      dialog.querySelector("#traffic-confirm-cost").textContent = cost ? cost.textContent : "";
+      dialog.showModal();
+    }, true);
+    if (dialog) {
+      dialog.querySelector("#traffic-confirm-cancel").addEventListener("click", function () { dialog.close(); });
+      dialog.querySelector("#traffic-confirm-apply").addEventListener("click", function () {
+        dialog.close();
+        form.dataset.confirmed = "1";
+        if (form.requestSubmit) form.requestSubmit(apply); else form.submit();
+      });
+    }
     summarize();
   }
+
+  /* --- live pages: what changed elsewhere redraws the parts that show it; a form being edited is not
+     rewritten under the user's hands, it says so instead --- */
+  function refreshLive(type, endpoint) {
+    document.querySelectorAll('[data-refresh-on~="' + type + '"]').forEach(function (el) {
+      if (el.dataset.refreshEndpoint && el.dataset.refreshEndpoint !== endpoint) return;
+      var form = el.dataset.liveForm ? el.querySelector(el.dataset.liveForm) : null;
+      if (form && form.dataset.dirty) {
+        var notice = el.querySelector("#traffic-changed-elsewhere");
+        if (notice) notice.hidden = false;
+        return;
+      }
+      refresh(el);
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-reload-values]");
+    if (!button) return;
+    var panel = button.closest("[data-live-form]");
+    if (panel) refresh(panel);
+  });
 
   /* --- the confirmation dialog (templates/partials/_confirm_dialog.html), never window.confirm() ---
      ask(question, options, onOk): options.title and options.action name the dialog and its button. */
@@ -393,14 +478,7 @@
     init(document);
     var live = document.body.dataset.liveUrl;
     if (live) liveSocket(live, onStudioMessage);
-    var endpointPage = document.querySelector("[data-endpoint-live]");
-    if (endpointPage) {
-      liveSocket("/ws/endpoints/" + encodeURIComponent(endpointPage.dataset.endpointLive) + "/", function (msg) {
-        if (msg.type === "endpoint.traffic") {
-          document.querySelectorAll('[data-refresh-on~="endpoint.traffic"]').forEach(refresh);
-        }
-      });
-    }
+    // Traffic, rollouts and deployment states all arrive on the studio socket (the endpoint list shows them too).
     document.body.addEventListener("htmx:afterSettle", function (event) { init(event.target.ownerDocument || document); });
   });
 })();

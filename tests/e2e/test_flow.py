@@ -168,6 +168,10 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     page.locator("[data-cost-effect]", has_text="After this change").wait_for(state="hidden")
     session.shot("endpoint-traffic-before-apply")
     page.get_by_role("button", name="Apply").click()
+    # Apply asks first, showing the change and its cost.
+    diff = page.locator("#traffic-diff").inner_text()
+    assert "blue 100 → 90" in diff and "green 0 → 10" in diff and "mirror off → to shadow 10 %" in diff
+    page.locator("#traffic-confirm-apply").click()
     page.locator("#messages").filter(has_text="Traffic applied.").wait_for()
     newest = page.locator("#traffic-history tbody tr").first
     assert "blue=90 green=10 shadow=0" in newest.inner_text() and "mirror shadow=10" in newest.inner_text()

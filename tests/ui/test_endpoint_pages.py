@@ -167,7 +167,7 @@ def test_traffic_that_does_not_sum_to_100_is_a_form_error(browser: Client, post:
     response = post("/endpoints/ep1/traffic/", {"traffic_blue": "90", "traffic_green": "5"}, htmx=True)
     assert response.status_code == 200
     html = response.content.decode()
-    assert html.startswith('<div id="traffic-panel">')  # the fragment, swapped in place
+    assert html.startswith('<div id="traffic-panel" ')  # the fragment, swapped in place
     assert "traffic: must sum to 0 or 100, got 95 (blue=90 green=5)" in html
     assert Endpoint.objects.get(name="ep1").traffic == {"blue": 100, "green": 0}
 

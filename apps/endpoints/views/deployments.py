@@ -164,6 +164,7 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
                     deployment=row,
                     changes={"instance_type": instance_type, "instance_count": count},
                     user=request.user,
+                    if_match=form.cleaned_data.get("version"),
                 )
             else:
                 services.deployment_scale(
@@ -171,7 +172,10 @@ def deployment_scale(request: HttpRequest, name: str, deployment: str) -> HttpRe
                     instance_count=count,
                     reason=f"set to {count} in the studio by {request.user.get_username()}",
                     user=request.user,
+                    if_match=form.cleaned_data.get("version"),
                 )
+        except services.PreconditionFailed as exc:
+            error = f"Not applied: {exc.message}. The card now shows the current size."
         except ApplicationError as exc:
             error = exc.message
     else:

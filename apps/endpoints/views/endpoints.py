@@ -22,6 +22,7 @@ from apps.endpoints.forms import EndpointEditForm, EndpointWizardForm, format_pa
 from apps.endpoints.models import ProvisioningState
 from apps.endpoints.views.common import endpoint_or_404, form_error, list_page, tab_context
 from apps.endpoints.views.deployments import DEPLOYMENT_FIELD_MAP, cards_context, code_upload, deployment_form_context
+from apps.rollouts import selectors as rollout_selectors
 
 
 @login_required
@@ -29,6 +30,7 @@ def endpoints_list(request: HttpRequest) -> HttpResponse:
     """Endpoints with their state, traffic split and cost per day: searched, filtered, sorted and paged."""
     page, error = list_page(request, lists.ENDPOINT_SORTS, lists.endpoints_page)
     book = cost_selectors.cost_book()
+    rollouts = rollout_selectors.active_by_endpoint()
     rows = []
     for endpoint in page.items:
         rows.append(
@@ -39,6 +41,7 @@ def endpoints_list(request: HttpRequest) -> HttpResponse:
                 "traffic": [(n, p) for n, p in endpoint.traffic.items() if p],
                 "mirror": list(endpoint.mirror_traffic.items()),
                 "costs": book.endpoint(endpoint.name),
+                "rollout": rollouts.get(endpoint.pk),
             }
         )
     columns = page.columns(

@@ -22,6 +22,7 @@ from apps.endpoints import selectors, services
 from apps.endpoints.forms import TrafficForm
 from apps.endpoints.models import Deployment, Endpoint, ProvisioningState
 from apps.endpoints.views.common import endpoint_or_404, form_error, tab_context
+from apps.rollouts.views import rollout_context
 
 
 def _routable(deployments: list[Deployment]) -> list[Deployment]:
@@ -40,13 +41,17 @@ def _traffic_context(request: HttpRequest, endpoint: Endpoint, form: TrafficForm
                 "mirror_enabled": bool(mirror_percent),
                 "mirror_deployment": mirror_name,
                 "mirror_percent": mirror_percent or 10,
+                "version": endpoint.version,
             }
         )
         form = TrafficForm(initial=initial, deployments=names)
     context["form"] = form
     context["sliders"] = [
-        {"deployment": d, "field": form[f"traffic_{d.name}"]} for d in _routable(context["deployments"])
+        {"deployment": d, "field": form[f"traffic_{d.name}"], "current": endpoint.traffic.get(d.name, 0)}
+        for d in _routable(context["deployments"])
     ]
+    context["mirror_current"] = next(iter(endpoint.mirror_traffic.items()), ("", 0))
+    context.update(rollout_context(request, endpoint))
     split = {n: _percent(form[f"traffic_{n}"].value()) for n in names}
     mirror_to = str(form["mirror_deployment"].value() or "") if form["mirror_enabled"].value() else ""
     context["effect"] = cost_selectors.split_cost_effect(
@@ -76,8 +81,18 @@ def endpoint_traffic(request: HttpRequest, name: str) -> HttpResponse:
         if form.is_valid():
             try:
                 endpoint = services.traffic_set(
-                    endpoint=endpoint, traffic=form.traffic(), mirror_traffic=form.mirror(), user=request.user
+                    endpoint=endpoint,
+                    traffic=form.traffic(),
+                    mirror_traffic=form.mirror(),
+                    user=request.user,
+                    if_match=form.cleaned_data.get("version"),
                 )
+            except services.PreconditionFailed as exc:
+                # Drawn from an older version: show what is there now, never overwrite it.
+                endpoint.refresh_from_db()
+                context = _traffic_context(request, endpoint)
+                context["stale"] = f"Not applied: {exc.message}. The form now shows the current values."
+                return render_page_or_fragment(request, page, fragment, context, status=412)
             except ApplicationError as exc:
                 form_error(form, exc, {"traffic": "__all__", "mirror_traffic": "mirror_percent"})
             else:

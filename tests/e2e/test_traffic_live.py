@@ -1,0 +1,119 @@
+"""The Traffic tab in a real browser against a real `studio up`: a change made with the CLI reaches an open
+Traffic tab and the endpoint list without a reload; a tab being edited is not rewritten, and its stale Apply
+is refused and shows the current split."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import STUDIO, Session, Studio
+
+pytestmark = pytest.mark.e2e
+
+ENDPOINT = "live-ep"
+SCORE_PY = "def init():\n    pass\n\ndef run(raw_data):\n    return {'ok': True}\n"
+
+
+def cli(studio: Studio, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("STUDIO_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env["STUDIO_HOME"] = str(studio.home)
+    done = subprocess.run([STUDIO, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture
+def endpoint(studio: Studio, tmp_path: Path) -> Any:
+    """live-ep with blue at 90 % and green at 10 % (their instances need not be up for the split)."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "score.py").write_text(SCORE_PY)
+    cli(studio, "online-endpoint", "create", "-n", ENDPOINT)
+    for name in ("blue", "green"):
+        (tmp_path / f"{name}.yml").write_text(
+            f"name: {name}\nendpoint_name: {ENDPOINT}\n"
+            "code_configuration:\n  code: ./code/\n  scoring_script: score.py\n"
+            "environment:\n  image: python:3.11\ninstance_type: Standard_DS1_v2\ninstance_count: 1\n"
+        )
+        cli(studio, "online-deployment", "create", "-f", f"{name}.yml", "--no-wait", cwd=tmp_path)
+    cli(studio, "online-endpoint", "update", "-n", ENDPOINT, "--traffic", "blue=90 green=10")
+    yield ENDPOINT
+    cli(studio, "online-endpoint", "delete", "-n", ENDPOINT, "--yes")
+
+
+def boxes(page: Any) -> tuple[str, str]:
+    return (
+        page.locator('[data-traffic-number="blue"]').input_value(),
+        page.locator('[data-traffic-number="green"]').input_value(),
+    )
+
+
+def test_a_cli_change_reaches_an_open_traffic_tab_and_the_endpoint_list_within_a_second(
+    session: Session, endpoint: str
+) -> None:
+    page = session.page
+    session.goto(f"/endpoints/{endpoint}/traffic/")
+    listing = page.context.new_page()
+    listing.on("console", lambda msg: session.console_errors.append(msg.text) if msg.type == "error" else None)
+    listing.goto(session.studio.url + "/endpoints/")
+    row = listing.locator("#endpoints-table tbody tr", has_text=endpoint)
+    assert "blue 90 %" in row.inner_text()
+    page.evaluate("window.__sameDocument = true")
+    assert boxes(page) == ("90", "10")
+
+    cli(session.studio, "online-endpoint", "update", "-n", endpoint, "--traffic", "blue=50 green=50")
+
+    page.wait_for_function(
+        "() => document.querySelector('[data-traffic-number=\"blue\"]').value === '50'", timeout=1000
+    )
+    row.filter(has_text="blue 50 %").wait_for(timeout=1000)
+    assert boxes(page) == ("50", "50")
+    assert page.evaluate("window.__sameDocument === true")  # redrawn in place, not reloaded
+    assert "blue=90 green=10" in page.locator("#traffic-history tbody tr").first.inner_text()
+    listing.close()
+
+
+def test_a_stale_traffic_tab_is_not_rewritten_and_its_apply_is_refused_showing_the_current_split(
+    session: Session, endpoint: str
+) -> None:
+    page = session.page
+    session.goto(f"/endpoints/{endpoint}/traffic/")
+    # The user edits: typing in green's box never rewrites blue's, and Apply waits for a total of 100.
+    green = page.locator('[data-traffic-number="green"]')
+    green.fill("3020")
+    assert page.locator("#traffic-apply").is_disabled()
+    assert page.locator("#traffic-total-hint").inner_text() == "each box takes a whole number from 0 to 100"
+    green.fill("30")
+    assert boxes(page) == ("90", "30") and page.locator("#traffic-total").inner_text() == "120"
+    assert page.locator("#traffic-apply").is_disabled()
+    page.locator('[data-traffic-number="blue"]').fill("70")
+    assert page.locator("#traffic-apply").is_enabled()
+
+    # Meanwhile someone else changes the split: the form being edited says so instead of changing.
+    cli(session.studio, "online-endpoint", "update", "-n", endpoint, "--traffic", "blue=20 green=80")
+    page.locator("#traffic-changed-elsewhere").wait_for(state="visible", timeout=1000)
+    assert boxes(page) == ("70", "30")
+
+    page.locator("#traffic-apply").click()
+    dialog = page.locator("#traffic-confirm")
+    assert dialog.is_visible()
+    diff = page.locator("#traffic-diff").inner_text()
+    assert "blue 90 → 70" in diff and "green 10 → 30" in diff
+    assert "moving traffic changes no bill" in page.locator("#traffic-confirm-cost").inner_text()
+    session.shot("traffic-confirm")
+    page.locator("#traffic-confirm-apply").click()
+
+    stale = page.locator("#traffic-stale")
+    stale.wait_for()
+    assert "Not applied: online endpoint 'live-ep' changed since version" in stale.inner_text()
+    assert "blue=90 green=10 → blue=20 green=80 by admin" in stale.inner_text()
+    assert boxes(page) == ("20", "80")
+    shown = cli(session.studio, "online-endpoint", "show", "-n", endpoint, "--query", "traffic").stdout
+    assert '"blue": 20' in shown and '"green": 80' in shown
+    session.shot("traffic-stale")
