@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError
 from apps.core.htmx import error_status, redirect
 from apps.costs import autoscale, selectors, services
@@ -94,6 +95,7 @@ def _setting_text(setting: object) -> str:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires(POST="autoscale.set")
 def deployment_autoscale(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """A deployment's autoscale: its rules and schedule profiles, the last decisions and why, the instance count
     over time; the setting can be edited as YAML (checked by the same service as the API and the CLI)."""

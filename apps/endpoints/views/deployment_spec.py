@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError
 from apps.core.htmx import error_status, redirect
 from apps.endpoints import selectors, services
@@ -80,6 +81,7 @@ def endpoint_yaml_download(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires(POST="deployment.update")
 def deployment_edit(request: HttpRequest, name: str, deployment: str) -> HttpResponse:
     """Edit every updatable field: "Review changes" shows the diff of the YAML, "Apply" starts a rolling update."""
     endpoint = endpoint_or_404(name)
@@ -100,7 +102,9 @@ def deployment_edit(request: HttpRequest, name: str, deployment: str) -> HttpRes
             changes = form.changes(code_ref)
             if action == "apply":
                 with transaction.atomic():
-                    updated = services.deployment_update(deployment=row, changes=changes, user=request.user)
+                    updated = services.deployment_update(
+                        deployment=row, changes=changes, user=request.user, if_match=form.cleaned_data["version"]
+                    )
                 if updated.generation == row.generation:
                     messages.info(request, f"Nothing changed in deployment {row.name}.")
                 else:
@@ -110,7 +114,9 @@ def deployment_edit(request: HttpRequest, name: str, deployment: str) -> HttpRes
                         "new instances start before the old ones stop.",
                     )
                 return redirect(request, reverse("endpoint", args=[endpoint.name]))
-            before, after = services.deployment_update_preview(deployment=row, changes=changes, user=request.user)
+            before, after = services.deployment_update_preview(
+                deployment=row, changes=changes, user=request.user, if_match=form.cleaned_data["version"]
+            )
             diff = yaml_text.diff(before, after, name=f"{row.name}.yml")
         except ApplicationError as exc:
             form_error(form, exc, EDIT_FIELD_MAP)

@@ -21,6 +21,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError
 from apps.core.htmx import error_status, redirect
 from apps.endpoints import services
@@ -126,6 +127,7 @@ def _create_deployment(endpoint: Endpoint, file: UploadedFile, files: list[Uploa
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires(POST="endpoint.create")
 def endpoint_create_yaml(request: HttpRequest) -> HttpResponse:
     """Create an endpoint (and its first deployment) from the YAML files `az ml` / `studio` would take."""
     form = EndpointYamlForm(request.POST or None, request.FILES or None)
@@ -161,6 +163,7 @@ def endpoint_create_yaml(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@requires(POST="deployment.create")
 def deployment_create_yaml(request: HttpRequest, name: str) -> HttpResponse:
     """Add a deployment to the endpoint from its YAML file (it takes no traffic until you give it some)."""
     endpoint = endpoint_or_404(name)
