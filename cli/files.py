@@ -204,19 +204,23 @@ class Uploader:
         return str(answer["id"])
 
     def conda_file(self, container: dict[str, Any], key: str) -> None:
-        """Replace a conda file's path with its parsed contents (the server takes it inline)."""
+        """Replace a conda file's path with its text, checked here first (the server takes it inline and keeps
+        the text as typed)."""
         local = self.local(container.get("conda_file"), key)
         if local is None:
             return
         if not local.is_file():
             raise CliError(f"{self._where(key)}: {container['conda_file']} is a folder; expected a conda YAML file")
         try:
-            content = yaml.safe_load(local.read_text())
+            text = local.read_text()
+            content = yaml.safe_load(text)
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"{self._where(key)}: cannot read {local} ({exc})") from None
         except yaml.YAMLError as exc:
             raise CliError(f"{self._where(key)}: {local} is not valid YAML ({' '.join(str(exc).split())})") from None
-        container["conda_file"] = json.loads(json.dumps(content, default=str))
+        if not isinstance(content, dict):
+            raise CliError(f"{self._where(key)}: {local} is not a conda environment (expected a mapping)")
+        container["conda_file"] = text if text.endswith("\n") else text + "\n"
 
     def environment(self, env: Any, prefix: str = "") -> None:
         """Resolve an environment document's conda_file and build.path."""

@@ -129,6 +129,12 @@ def build_parser() -> Parser:
     up.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=8000, help="the studio's port (default 8000)")
     up.add_argument("--gateway-port", type=int, default=8001, help="the scoring gateway's port (default 8001)")
+    up.add_argument(
+        "--https-port", type=int, help="the studio's HTTPS port (default 8443 beside 8000, else a free one)"
+    )
+    up.add_argument("--gateway-https-port", type=int, help="the gateway's HTTPS port (default 8444 beside 8001)")
+    groups.add_parser("sdk-env", help="print what a notebook needs to use Azure's Python SDK (azure-ai-ml) here")
+
     down = groups.add_parser("down", help="stop what keeps serving after `studio up` stopped (the gateway)")
     down.add_argument("--instances", action="store_true", help="stop the deployment instances too")
 
@@ -369,11 +375,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.group == "up":
             from cli import up  # the only verb that needs Django
 
-            return up.run(host=args.host, port=args.port, gateway_port=args.gateway_port)
+            return up.run(
+                host=args.host,
+                port=args.port,
+                gateway_port=args.gateway_port,
+                https_port=args.https_port,
+                gateway_https_port=args.gateway_https_port,
+            )
         if args.group == "down":
             from cli import up
 
             return up.down(instances=args.instances)
+        if args.group == "sdk-env":
+            from cli import sdk_env
+
+            print(sdk_env.text())
+            return 0
         studio = Studio(resolve(url=args.studio_url, token=args.token))
         try:
             result = args.func(args, studio)

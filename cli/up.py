@@ -32,6 +32,7 @@ import psutil
 
 from apps.core.processes import die_with_parent
 from apps.core.redis_server import EmbeddedRedis
+from cli import tls
 from cli.config import read_config_file, studio_home, write_config_file
 from cli.errors import CliError
 from cli.supervision import Policy, after_exit, describe_exit
@@ -368,9 +369,13 @@ def _children(*, host: str, port: int, home: Path) -> list[tuple[str, list[str]]
     return [("web server", web), ("worker", worker), ("beat", beat)]
 
 
+def _gateway_argv(host: str, port: int) -> list[str]:
+    return [sys.executable, "-P", "-m", "gateway", "--host", host, "--port", str(port)]
+
+
 def _gateway(stack: Stack, *, host: str, port: int, home: Path) -> Child:
     """The gateway runs detached: adopt the one still serving from a previous `studio up`, or start one."""
-    argv = [sys.executable, "-P", "-m", "gateway", "--host", host, "--port", str(port)]
+    argv = _gateway_argv(host, port)
     state = home / "run" / "gateway.json"
     log = home / "logs" / "gateway.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -477,7 +482,9 @@ def _redis(stack: Stack, home: Path) -> Child:
         raise CliError(f"the embedded Redis did not start: {exc}") from None
 
 
-def run(*, host: str, port: int, gateway_port: int) -> int:
+def run(
+    *, host: str, port: int, gateway_port: int, https_port: int | None = None, gateway_https_port: int | None = None
+) -> int:
     """Run the embedded stack until Ctrl-C (exit 0) or until a child keeps failing at start (exit 1)."""
     home = studio_home().resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -489,6 +496,14 @@ def run(*, host: str, port: int, gateway_port: int) -> int:
     gateway_url = f"http://{_url_host(host)}:{gateway_port}"
     os.environ.setdefault("STUDIO_PUBLIC_URL", public_url)
     os.environ.setdefault("STUDIO_GATEWAY_URL", gateway_url)
+    https = tls.plan_https(
+        home, host=host, url_host=_url_host(host), port=port, gateway_port=gateway_port,
+        https=https_port, gateway_https=gateway_https_port,
+    )  # fmt: skip
+    for name, number in https.ports.items():
+        if not _port_free(host, number):
+            raise CliError(f"the {name}'s HTTPS port {number} on {host} is already in use; choose another")
+    os.environ.setdefault("STUDIO_GATEWAY_HTTPS_URL", https.gateway_url)
     if host not in ("127.0.0.1", "localhost", "::1") and "STUDIO_ALLOWED_HOSTS" not in os.environ:
         os.environ["STUDIO_ALLOWED_HOSTS"] = "*" if host in ("0.0.0.0", "::") else f"127.0.0.1,localhost,{host}"
     os.environ["PYTHONUNBUFFERED"] = "1"
@@ -507,11 +522,14 @@ def run(*, host: str, port: int, gateway_port: int) -> int:
             stack.redis = _redis(stack, home)
         admin = _prepare_database(home, public_url)
         stack.gateway = stack.add(_gateway(stack, host=host, port=gateway_port, home=home))
-        for name, argv in _children(host=host, port=port, home=home):
+        children = _children(host=host, port=port, home=home)
+        # HTTPS (cli/tls.py): the web server and the gateway again on their HTTPS ports, supervised like the rest.
+        plain = [("web", dict(children)["web server"]), ("gateway", _gateway_argv(host, gateway_port))]
+        for name, argv in children + https.children(plain):
             stack.start(name, argv)
         _wait_for_web(stack, public_url)
         if not stack.stop_requested.is_set():
-            _banner(public_url, gateway_url, admin, home)
+            _banner(public_url, gateway_url, admin, home, https.banner())
         while not stack.stop_requested.wait(0.2):
             reason = stack.supervise_once(time.monotonic())
             if reason is not None:
@@ -536,7 +554,7 @@ def run(*, host: str, port: int, gateway_port: int) -> int:
     return code
 
 
-def _banner(public_url: str, gateway_url: str, admin: dict[str, str], home: Path) -> None:
+def _banner(public_url: str, gateway_url: str, admin: dict[str, str], home: Path, extra: list[str]) -> None:
     password = admin["password"] or ""
     say("")
     say(f"  Studio is up:  {public_url}")
@@ -544,5 +562,7 @@ def _banner(public_url: str, gateway_url: str, admin: dict[str, str], home: Path
     say(f"  Admin:         {admin['user']}" + (f" / {password}" if password else "") + f"  {admin['password_note']}")
     say(f"  CLI config:    {admin['config']}  (try: studio online-endpoint list)")
     say(f"  Data:          {home}")
+    for line in extra:
+        say(line)
     say("  Press Ctrl-C to stop. The gateway and the instances keep serving; `studio down` stops them too.")
     say("")

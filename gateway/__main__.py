@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8001, help="port to listen on (default 8001)")
     parser.add_argument("--workers", type=int, default=1, help="gateway processes sharing the port (default 1)")
+    parser.add_argument("--ssl-keyfile", help="serve HTTPS with this private key (PEM)")
+    parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     if args.workers < 1:
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         server_header=False,
         proxy_headers=False,  # the gateway never looks at the client's address; skip the middleware per request
         log_level=args.log_level,
+        ssl_keyfile=args.ssl_keyfile,
+        ssl_certfile=args.ssl_certfile,
     )
     return 0
 

@@ -346,7 +346,7 @@ class Gateway:
             return error_answer(429, "TooManyRequests", message), Upstream()
         self.deployment_in_flight[key] += 1
         try:
-            upstream = await self._forward(deployment, method, "/score", query, forwarded, body)
+            upstream = await self._forward(deployment, method, deployment.scoring_path, query, forwarded, body)
         finally:
             self.deployment_in_flight[key] -= 1
         return self._client_answer(deployment, upstream), upstream
@@ -465,7 +465,7 @@ class Gateway:
     ) -> None:
         started = time.perf_counter()
         try:
-            upstream = await self._forward(shadow, method, "/score", query, forwarded, body)
+            upstream = await self._forward(shadow, method, shadow.scoring_path, query, forwarded, body)
             answer = self._client_answer(shadow, upstream)
             self._count(
                 table.name, shadow.name, answer, started, upstream, upstream.upstream_ms, len(body), mirrored=True

@@ -14,6 +14,7 @@ from gateway.wire import EndpointRow
 
 DEFAULT_TIMEOUT_MS = 5000  # Azure's request_settings.request_timeout_ms default
 DEFAULT_MAX_CONCURRENT = 1  # Azure's request_settings.max_concurrent_requests_per_instance default
+DEFAULT_SCORING_PATH = "/score"  # the runtime's (azmlinfsrv's) scoring route
 NO_WEIGHT_MESSAGE = (
     "No valid deployments to route to. Please check that the endpoint has at least one deployment "
     "with positive weight values or use a deployment specific header to route."
@@ -30,6 +31,7 @@ class DeploymentRoute:
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
     # {base URL: the instance's secret header value}; kept out of repr like the keys.
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    scoring_path: str = DEFAULT_SCORING_PATH  # where the instance scores: a custom container's scoring_route
 
     @property
     def in_flight_limit(self) -> int:
@@ -68,6 +70,7 @@ def table_from_rows(rows: Sequence[EndpointRow]) -> dict[str, EndpointTable]:
                 timeout_ms=int(settings.get("request_timeout_ms") or DEFAULT_TIMEOUT_MS),
                 max_concurrent=int(settings.get("max_concurrent_requests_per_instance") or DEFAULT_MAX_CONCURRENT),
                 secrets={url: secret.encode() for url, secret in deployment.get("instance_secrets", {}).items()},
+                scoring_path=deployment.get("scoring_path") or DEFAULT_SCORING_PATH,
             )
         weights = tuple(
             (name, int(percent))

@@ -138,7 +138,22 @@ def percentile(histogram: Mapping[int, int] | Mapping[str, int], q: float) -> fl
     return bucket_upper_ms(items[-1][0])
 
 
-# --- routing rows ---
+# --- routing rows and their change feed (apps/core/notify.py publishes, gateway/config.py listens) ---
+
+ROUTING_VERSION_KEY = redis_key("routing:version")  # the sequence number of the last change
+ROUTING_VERSIONS_KEY = redis_key("routing:versions")  # hash: endpoint name -> sequence number of its last change
+ROUTING_CHANNEL = redis_key("routing:changes")  # pub/sub messages "<seq> <endpoint> <endpoint> ..."
+ROUTING_ALL = "*"  # in a message: reload every endpoint
+
+
+def parse_routing_message(data: bytes | str) -> tuple[int, frozenset[str]] | None:
+    """(sequence, endpoint names) of a change-feed message; None when it is not one."""
+    text = data.decode() if isinstance(data, bytes) else data
+    seq, _, rest = text.partition(" ")
+    try:
+        return int(seq), frozenset(rest.split())
+    except ValueError:
+        return None
 
 
 class DeploymentRow(TypedDict):
@@ -148,6 +163,7 @@ class DeploymentRow(TypedDict):
     # {base URL: secret} the gateway sends as INSTANCE_SECRET_HEADER; an instance started with a secret answers
     # nothing else but its liveness probe, so a local process cannot score without the endpoint's key.
     instance_secrets: NotRequired[dict[str, str]]
+    scoring_path: str  # the custom container's inference_config.scoring_route.path; "/score" for the runtime
 
 
 class EndpointRow(TypedDict):

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "apps.monitoring",
     "apps.costs",
     "apps.rollouts",
+    "apps.arm",
 ]
 
 MIDDLEWARE = [
@@ -77,6 +79,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "studio.urls"
+# Form fields render through templates/forms/field.html: label above, field, help below, error under it.
+FORM_RENDERER = "apps.core.forms.StudioFormRenderer"
 ASGI_APPLICATION = "studio.asgi.application"
 WSGI_APPLICATION = None
 
@@ -253,8 +257,12 @@ STUDIO_RESTART_BACKOFF_MS = env_int("STUDIO_RESTART_BACKOFF_MS", 1000, minimum=1
 STUDIO_CRASHLOOP_RESTARTS = env_int("STUDIO_CRASHLOOP_RESTARTS", 3, minimum=1)
 STUDIO_PUBLIC_URL = env_str("STUDIO_PUBLIC_URL", "http://127.0.0.1:8000")
 STUDIO_GATEWAY_URL = env_str("STUDIO_GATEWAY_URL", "http://127.0.0.1:8001")
+# The gateway's HTTPS address (set by `studio up`): the scoring URIs the Azure-shaped API gives Azure's SDK.
+STUDIO_GATEWAY_HTTPS_URL = env_str("STUDIO_GATEWAY_HTTPS_URL", "")
 STUDIO_CORE_QUOTA = env_int("STUDIO_CORE_QUOTA", 100, minimum=0)
 STUDIO_TOKEN_LIFETIME_S = env_int("STUDIO_TOKEN_LIFETIME_S", 24 * 3600, minimum=60)
+# How long a blob-upload SAS the Azure-shaped API hands out stays valid (apps/arm/sas.py).
+STUDIO_SAS_LIFETIME_S = env_int("STUDIO_SAS_LIFETIME_S", 30 * 60, minimum=1)
 STUDIO_CURRENCY = env_str("STUDIO_CURRENCY", "USD")
 # Deployments run in a namespace of their own, never the studio's (the studio's Role there cannot touch its objects).
 STUDIO_KUBE_NAMESPACE = env_str("STUDIO_KUBE_NAMESPACE", "studio-workloads")

@@ -9,11 +9,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.core.health import healthz, livez
+from apps.core.views import styleguide
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz, name="healthz"),
+    path("styleguide/", styleguide, name="styleguide"),
     path("livez", livez, name="livez"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.endpoints.api.urls")),
@@ -21,6 +23,7 @@ urlpatterns = [
     path("api/v1/", include("apps.costs.api_urls")),
     path("api/v1/", include("apps.rollouts.api_urls")),
     path("api/v1/", include("apps.accounts.api_urls")),
+    path("azure/", include("apps.arm.api.urls")),  # the Azure Resource Manager shape azure-ai-ml speaks
     # Behind sign-in; the split view serves Swagger UI's start-up script as a file, so no inline script.
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),

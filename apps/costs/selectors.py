@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -401,6 +401,30 @@ def endpoint_costs_brief(*, endpoint: str, now: datetime | None = None) -> dict[
         "last_24h": money(day["cost"]),
         "mirrored_share_24h": None if day["mirrored_share"] is None else round(float(day["mirrored_share"]), 4),
     }
+
+
+def endpoints_costs_briefs(*, endpoints: Collection[str], now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """`endpoint_costs_brief` for a page of endpoints in a fixed number of queries (lists: API and pages)."""
+    now = now or timezone.now()
+    book = cost_book(now=now)
+    day = costs_summary(start=now - timedelta(hours=24), end=now, now=now)
+    last_24h = {row["endpoint"]: row for row in day["endpoints"]}
+    briefs: dict[str, dict[str, Any]] = {}
+    for name in endpoints:
+        row = last_24h.get(name)
+        share = row["mirrored_share"] if row else None
+        briefs[name] = {
+            **cost_figures_view(book.endpoint(name), currency=book.currency),
+            "last_24h": money(row["cost"] if row else Decimal(0)),
+            "mirrored_share_24h": None if share is None else round(float(share), 4),
+        }
+    return briefs
+
+
+def deployments_costs_briefs(*, endpoint: str, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """`deployment_costs_brief` for every deployment of the endpoint at once (one cost book)."""
+    book = cost_book(endpoint=endpoint, now=now)
+    return {name: cost_figures_view(book.deployment(ep, name), currency=book.currency) for ep, name in book.deployments}
 
 
 def deployment_costs_brief(*, endpoint: str, deployment: str, now: datetime | None = None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The costs pages: the global Costs page and an endpoint's Costs tab.
 
 Every figure comes from apps.costs.selectors.cost_book (the one definition the API and the CLI show
-too) and is rounded once, in the template (`cents`).
+too) and is rounded once, in the template (`money`).
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ def costs_index(request: HttpRequest) -> HttpResponse:
     ]
     context = {
         "rows": rows,
+        "deployment_rows": [
+            {"endpoint": endpoint, "deployment": name, "costs": figures}
+            for (endpoint, name), figures in sorted(book.deployments.items())
+        ],
+        "month": book.month,
         "total": book.total,
         "section": "costs",
         "currency": book.currency,

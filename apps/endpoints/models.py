@@ -57,11 +57,13 @@ class Model(BaseModel):
     is_folder = models.BooleanField(default=True)
     size = models.BigIntegerField(default=0)
     file_count = models.PositiveIntegerField(default=0)
+    anonymous = models.BooleanField(default=False, help_text="Registered inline by a deployment without a name.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["name", "version"], name="model_name_version_unique")]
         ordering = ["name", "-version"]
+        indexes = [models.Index(fields=["anonymous", "name"], name="model_list_idx")]
 
     @property
     def root(self) -> Path:
@@ -85,6 +87,7 @@ class Environment(BaseModel):
     tags = models.JSONField(default=dict, blank=True)
     image = models.CharField(max_length=512, blank=True)
     conda_file = models.JSONField(null=True, blank=True, help_text="The parsed conda YAML.")
+    conda_text = models.TextField(blank=True, default="", help_text="The conda YAML as it was typed or uploaded.")
     pip_requirements = models.TextField(blank=True, help_text="requirements.txt lines.")
     inference_config = models.JSONField(null=True, blank=True)
     anonymous = models.BooleanField(default=False, help_text="Created inline by a deployment.")
@@ -93,6 +96,7 @@ class Environment(BaseModel):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["name", "version"], name="environment_name_version_unique")]
         ordering = ["name", "-created_at"]
+        indexes = [models.Index(fields=["anonymous", "name"], name="environment_list_idx")]
 
     @property
     def build_spec(self) -> dict[str, Any]:
@@ -164,6 +168,10 @@ class Endpoint(Versioned, BaseModel):
 
     class Meta:
         ordering = ["name"]
+        indexes = [
+            models.Index(fields=["provisioning_state", "name"], name="endpoint_state_idx"),
+            models.Index(fields=["updated_at"], name="endpoint_updated_idx"),
+        ]
 
     @property
     def scoring_uri(self) -> str:
@@ -218,6 +226,7 @@ class Deployment(Versioned, BaseModel):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["endpoint", "name"], name="deployment_endpoint_name_unique")]
         ordering = ["endpoint__name", "name"]
+        indexes = [models.Index(fields=["state"], name="deployment_state_idx")]
 
     @property
     def code_root(self) -> Path | None:
@@ -301,6 +310,7 @@ class Instance(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["deployment", "name"], name="instance_deployment_name_unique")]
         ordering = ["deployment_id", "name"]
+        indexes = [models.Index(fields=["ready", "deployment"], name="instance_ready_idx")]  # routing rows
 
     def __str__(self) -> str:
         return f"{self.deployment_id}/{self.name}"

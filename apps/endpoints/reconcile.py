@@ -219,7 +219,7 @@ def instances_sync(*, deployment: Deployment, observed: Observed) -> int:
         ready = observed.ready_count
         Deployment.objects.filter(pk=deployment.pk).exclude(ready_instances=ready).update(ready_instances=ready)
         if changed:
-            routing_changed()
+            routing_changed(deployment.endpoint.name)
     return ready
 
 
@@ -387,7 +387,7 @@ def delete(pk: int, *, backend: Backend | None = None) -> bool:
                 and not endpoint.deployments.exists()
             ):
                 endpoint.delete()
-            routing_changed()
+            routing_changed(deployment.endpoint.name)
     return True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,6 +86,11 @@ def deployments_list(*, endpoint: Endpoint) -> QuerySet[Deployment]:
 def endpoint_exists(*, name: str) -> bool:
     """Whether an endpoint has that name (a websocket asks before it joins the endpoint's group)."""
     return Endpoint.objects.filter(name=name).exists()
+
+
+def endpoint_find(*, name: str) -> Endpoint | None:
+    """The endpoint with that name, or None."""
+    return Endpoint.objects.filter(name=name).first()
 
 
 def deployment_find(*, endpoint: str, name: str) -> Deployment | None:
@@ -188,13 +194,13 @@ def endpoints_with_deployments() -> list[Endpoint]:
     return list(endpoints_list().prefetch_related("deployments"))
 
 
-def endpoint_state(deployments: list[Deployment]) -> str:
-    """One word for an endpoint from its deployments' states: a failure first, then work in progress."""
-    states = {d.state for d in deployments}
-    for state in (ProvisioningState.FAILED, *BUSY_STATES, ProvisioningState.DELETING):
-        if state in states:
-            return state
-    return ProvisioningState.SUCCEEDED if deployments else "No deployments"
+def endpoint_state(endpoint: Endpoint) -> str:
+    """The endpoint's state: the one word the list, its page, the API and the CLI show.
+
+    It is the endpoint's own provisioning state, as Azure reports it: a failed deployment (serving or not) is
+    shown on that deployment, never as a failure of an endpoint whose other deployments serve.
+    """
+    return endpoint.provisioning_state
 
 
 def endpoint_attributes(*, endpoint: Endpoint, deployments: list[Deployment]) -> dict[str, Any]:
@@ -205,7 +211,7 @@ def endpoint_attributes(*, endpoint: Endpoint, deployments: list[Deployment]) ->
         for name, percent in sorted((endpoint.traffic or {}).items(), key=lambda pair: (-pair[1], pair[0]))
     ]
     return {
-        "state": endpoint_state(deployments),
+        "state": endpoint_state(endpoint),
         "description": endpoint.description,
         "tags": endpoint.tags or {},
         "auth_mode": endpoint.auth_mode,
@@ -335,7 +341,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "public_network_access": endpoint.public_network_access,
         "local": endpoint.local,
         "location": "local" if endpoint.local else None,  # as `az ml online-endpoint show --local` says it
-        "provisioning_state": endpoint.provisioning_state,
+        "provisioning_state": endpoint_state(endpoint),
         "scoring_uri": endpoint.scoring_uri,
         "openapi_uri": endpoint.openapi_uri,
         "swagger_uri": endpoint.openapi_uri,
@@ -450,42 +456,68 @@ def event_view(event: DeploymentEvent) -> dict[str, Any]:
     }
 
 
-def routing_rows() -> list[EndpointRow]:
-    """Every endpoint with its keys, traffic, mirror and ready instances: what the gateway routes by."""
+def routing_rows(*, names: Collection[str] | None = None) -> list[EndpointRow]:
+    """The endpoints (all, or those named) with keys, traffic, mirror and ready instances: what the gateway routes by.
+
+    Three queries whatever the number of endpoints, and only the columns routing needs (no descriptions,
+    tags or specs), so a gateway holding thousands of routes stays small and a one-endpoint reload is cheap.
+    """
+    endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING)
+    deployments = Deployment.objects.exclude(state=ProvisioningState.DELETING).exclude(
+        endpoint__provisioning_state=ProvisioningState.DELETING
+    )
+    ready = Instance.objects.filter(ready=True).exclude(address="")
+    if names is not None:
+        endpoints = endpoints.filter(name__in=list(names))
+        deployments = deployments.filter(endpoint__name__in=list(names))
+        ready = ready.filter(deployment__endpoint__name__in=list(names))
     instances: dict[int, list[str]] = {}
     secrets: dict[int, dict[str, str]] = {}
-    ready = Instance.objects.filter(ready=True).exclude(address="").order_by("deployment_id", "name")
-    for deployment_id, uid, name, address in ready.values_list("deployment_id", "deployment__uid", "name", "address"):
+    ready_columns = ("deployment_id", "deployment__uid", "name", "address")
+    for deployment_id, uid, name, address in ready.order_by("deployment_id", "name").values_list(*ready_columns):
         base = address.rstrip("/")
         instances.setdefault(deployment_id, []).append(base)
         port = urlsplit(base).port
-        if port:
+        if port:  # the header the instance insists on (isolation: only the gateway may score)
             secrets.setdefault(deployment_id, {})[base] = instance_secret(
                 settings.SECRET_KEY, deployment_uid=str(uid), instance=name, port=port
             )
-    rows: list[EndpointRow] = []
-    endpoints = Endpoint.objects.exclude(provisioning_state=ProvisioningState.DELETING).prefetch_related("deployments")
-    for endpoint in endpoints:
-        deployments = [
+    by_endpoint: dict[int, list[DeploymentRow]] = {}
+    columns = ("pk", "endpoint_id", "name", "request_settings", "environment__inference_config")
+    for pk, endpoint_id, name, request_settings, inference_config in deployments.order_by("name").values_list(*columns):
+        by_endpoint.setdefault(endpoint_id, []).append(
             DeploymentRow(
-                name=deployment.name,
-                instances=instances.get(deployment.pk, []),
-                instance_secrets=secrets.get(deployment.pk, {}),
-                request_settings=dict(deployment.request_settings or {}),
+                name=name,
+                instances=instances.get(pk, []),
+                instance_secrets=secrets.get(pk, {}),
+                request_settings=dict(request_settings or {}),
+                scoring_path=_scoring_path(inference_config),
             )
-            for deployment in endpoint.deployments.all()
-            if deployment.state != ProvisioningState.DELETING
-        ]
+        )
+    rows: list[EndpointRow] = []
+    fields = ("pk", "name", "auth_mode", "primary_key", "secondary_key", "token_secret", "traffic", "mirror_traffic")
+    for pk, name, auth_mode, primary, secondary, token_secret, traffic, mirror, local in endpoints.values_list(
+        *fields, "local"
+    ):
         rows.append(
             EndpointRow(
-                name=endpoint.name,
-                auth_mode=endpoint.auth_mode,
-                keys=[key for key in (endpoint.primary_key, endpoint.secondary_key) if key],
-                token_secret=endpoint.token_secret,
-                traffic=dict(endpoint.traffic or {}),
-                mirror_traffic=dict(endpoint.mirror_traffic or {}),
-                deployments=deployments,
-                local=endpoint.local,
+                name=name,
+                auth_mode=auth_mode,
+                keys=[key for key in (primary, secondary) if key],
+                token_secret=token_secret,
+                traffic=dict(traffic or {}),
+                mirror_traffic=dict(mirror or {}),
+                deployments=by_endpoint.get(pk, []),
+                local=local,
             )
         )
     return rows
+
+
+def _scoring_path(inference_config: object) -> str:
+    """A custom container's scoring path (`inference_config.scoring_route.path`); the runtime's `/score` otherwise."""
+    route = inference_config.get("scoring_route") if isinstance(inference_config, dict) else None
+    path = str(route.get("path") or "") if isinstance(route, dict) else ""
+    if not path:
+        return "/score"
+    return path if path.startswith("/") else f"/{path}"

@@ -135,6 +135,27 @@ def upload_create(*, stream: storage.Readable, kind: str, name: str, user: User 
     return upload
 
 
+def upload_adopt(*, source: Path, name: str, user: User = None) -> Upload:
+    """Store a file or folder already on the studio's disk (a blob upload) as an upload, moving it in."""
+    name = name.strip()
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ApplicationError(f"name: expected a plain file or folder name, got {name!r}", field="name")
+    kind = Upload.Kind.FOLDER if source.is_dir() else Upload.Kind.FILE
+    upload = Upload(name=name, kind=kind, created_by=_actor(user))
+    upload.root.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.move(source, upload.path)
+        upload.sha256, upload.size, upload.file_count = storage.tree_digest(upload.path)
+        if upload.size > settings.STUDIO_MAX_UPLOAD_BYTES:
+            raise ApplicationError(f"file: larger than {settings.STUDIO_MAX_UPLOAD_BYTES} bytes", field="file")
+        upload.full_clean()
+        upload.save()
+    except BaseException:
+        shutil.rmtree(upload.root, ignore_errors=True)
+        raise
+    return upload
+
+
 def _upload_from_ref(ref: str, *, field: str) -> Upload:
     if not ref.startswith("upload:"):
         raise ApplicationError(
@@ -160,7 +181,7 @@ def model_create(*, spec: dict[str, Any], user: User = None) -> Model:
     return _model_register(spec, user=user)
 
 
-def _model_register(spec: dict[str, Any], *, user: User) -> Model:
+def _model_register(spec: dict[str, Any], *, user: User, anonymous: bool = False) -> Model:
     upload = _upload_from_ref(spec["path"], field="path")
     name = spec["name"]
     if spec.get("version") is not None:
@@ -183,6 +204,7 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
         is_folder=upload.kind == Upload.Kind.FOLDER,
         size=upload.size,
         file_count=upload.file_count,
+        anonymous=anonymous,
         created_by=_actor(user),
     )
     model.full_clean()
@@ -201,6 +223,8 @@ def _model_register(spec: dict[str, Any], *, user: User) -> Model:
 @transaction.atomic
 def environment_create(*, spec: dict[str, Any], user: User = None, inline: bool = False) -> Environment:
     """Register an environment version (or find the identical one); inline ones get a hash version."""
+    raw_conda = spec.get("conda_file")
+    typed = raw_conda if isinstance(raw_conda, str) else ""
     spec = validate_environment(spec, inline=inline)
     fields = {
         "image": spec["image"],
@@ -239,6 +263,7 @@ def environment_create(*, spec: dict[str, Any], user: User = None, inline: bool 
         ]
         probe.version = str(max(numeric, default=0) + 1)
     probe.created_by = _actor(user)
+    probe.conda_text = typed
     probe.full_clean()
     probe.save()
     if not anonymous:
@@ -320,6 +345,7 @@ def endpoint_create(*, spec: dict[str, Any], user: User = None) -> Endpoint:
     endpoint.save()
     after = {key: spec[key] for key in ("auth_mode", "description", "tags", "local")}
     record("endpoint.create", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", after=after, user=user)
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -363,6 +389,8 @@ def endpoint_update(
         note = _traffic_apply(endpoint, spec["traffic"], spec["mirror_traffic"], user=user, force=force, origin=origin)
         if note:
             notes.append(note)
+    if spec["auth_mode"] != endpoint.auth_mode:
+        routing_changed(endpoint.name)
     before, after = {}, {}
     for key in ("description", "tags", "auth_mode", "public_network_access"):
         if getattr(endpoint, key) != spec[key]:
@@ -425,7 +453,7 @@ def _traffic_apply(
     note = f"traffic {_split_text(endpoint.traffic, endpoint.mirror_traffic)} → {_split_text(traffic, mirror)}"
     endpoint.traffic = traffic
     endpoint.mirror_traffic = mirror
-    routing_changed()
+    routing_changed(endpoint.name)
     announce.endpoint_changed(endpoint.pk)
     return note
 
@@ -464,7 +492,7 @@ def keys_regenerate(*, endpoint: Endpoint, key_type: str, key_value: str | None 
     _version_bump(endpoint, user=None, note=f"the {kind} key was regenerated")
     endpoint.save(update_fields=[f"{kind}_key", "version", "changed_by", "change_note", "updated_at"])
     record("keys.regenerate", endpoint=endpoint.name, target=f"{kind} key of endpoint {endpoint.name}")
-    routing_changed()
+    routing_changed(endpoint.name)
     return endpoint
 
 
@@ -493,6 +521,7 @@ def endpoint_delete(*, endpoint: Endpoint, user: User = None) -> None:
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     deployments = list(endpoint.deployments.all())
     record("endpoint.delete", endpoint=endpoint.name, target=f"endpoint {endpoint.name}", user=user)
+    routing_changed(endpoint.name)
     if not deployments:
         endpoint.delete()
         return
@@ -519,9 +548,10 @@ def _resolve(endpoint: Endpoint, spec: dict[str, Any], *, user: User, deployment
             raise fail("model", exc.message) from None
     elif isinstance(model_ref, dict):
         inline = validate(model_ref, INLINE_MODEL, path="model")
+        anonymous = not inline.get("name")
         inline["name"] = inline.get("name") or f"{endpoint.name}-{deployment_name}-model"
         try:
-            resolved["model"] = _model_register(inline, user=user)
+            resolved["model"] = _model_register(inline, user=user, anonymous=anonymous)
         except ApplicationError as exc:
             raise fail("model", exc.message) from None
     else:
@@ -664,6 +694,7 @@ def deployment_create(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
     if name not in endpoint.traffic and not endpoint.local:  # a local endpoint has no traffic rules
         Endpoint.objects.filter(pk=endpoint.pk).update(traffic={**endpoint.traffic, name: 0})
         announce.endpoint_changed(endpoint.pk)
+    routing_changed(endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
@@ -724,6 +755,8 @@ def deployment_update(
         reason=deployment.state,
         message=f"generation {deployment.generation}: changed {', '.join(sorted(changed))}",
     )
+    if "request_settings" in changed:
+        routing_changed(deployment.endpoint.name)
     _queue_reconcile(deployment)
     return deployment
 
@@ -784,7 +817,7 @@ def deployment_render(*, endpoint: Endpoint, spec: dict[str, Any], user: User = 
 def _deployment_mark_deleting(deployment: Deployment) -> None:
     Deployment.objects.filter(pk=deployment.pk).update(state=ProvisioningState.DELETING, reason="", message="")
     event_record(deployment=deployment, reason="Deleting", message="instances are being stopped")
-    routing_changed()
+    routing_changed(deployment.endpoint.name)
     queue.delete_after_commit(deployment.pk)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import shutil
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -62,8 +64,39 @@ def check_entries(entries: list[tuple[str, bool]]) -> dict[str, PurePosixPath | 
     return paths
 
 
+def _archive_kind(archive: Path) -> str:
+    """zip, gzip or other, from the file's first bytes (a corrupt zip still starts like one)."""
+    with open(archive, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(b"PK"):
+        return "zip"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    return "other"
+
+
+def _corrupt(kind: str, error: BaseException) -> ApplicationError:
+    detail = " ".join(str(error).split()) or type(error).__name__
+    return ApplicationError(f"file: the {kind} archive is corrupt or truncated ({detail})", field="file")
+
+
 def extract_archive(archive: Path, dest: Path) -> None:
-    """Unpack a zip or tar archive into dest, refusing path traversal, links and device files."""
+    """Unpack a zip or tar archive into dest, refusing path traversal, links and device files; a damaged
+    archive is named corrupt."""
+    kind = _archive_kind(archive)
+    if kind == "zip" and not zipfile.is_zipfile(archive):
+        raise _corrupt(".zip", zipfile.BadZipFile("no central directory: the file was cut short"))
+    try:
+        _extract(archive, dest)
+    except (zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile) as error:
+        raise _corrupt(".zip" if kind == "zip" else ".tar.gz", error) from None
+    except tarfile.TarError as error:
+        if kind == "gzip":
+            raise _corrupt(".tar.gz", error) from None
+        raise ApplicationError("file: a folder upload must be a .zip or .tar.gz archive", field="file") from None
+
+
+def _extract(archive: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     limit = settings.STUDIO_MAX_UPLOAD_BYTES
     total = 0
@@ -89,32 +122,29 @@ def extract_archive(archive: Path, dest: Path) -> None:
                 with zf.open(info) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
         return
-    try:
-        with tarfile.open(archive) as tf:
-            infos = tf.getmembers()
-            paths = check_entries([(info.name, info.isdir()) for info in infos])
-            for member_info in infos:
-                member = paths[member_info.name]
-                if not (member_info.isfile() or member_info.isdir()):
-                    raise ApplicationError(
-                        f"file: the archive entry {member_info.name!r} is not a regular file or folder", field="file"
-                    )
-                total += member_info.size
-                if total > limit:
-                    raise ApplicationError(f"file: the archive unpacks to more than {limit} bytes", field="file")
-                if member is None:
-                    continue
-                target = dest / member
-                if member_info.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                extracted = tf.extractfile(member_info)
-                assert extracted is not None
-                with extracted as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-    except tarfile.TarError:
-        raise ApplicationError("file: a folder upload must be a .zip or .tar.gz archive", field="file") from None
+    with tarfile.open(archive) as tf:
+        infos = tf.getmembers()
+        paths = check_entries([(info.name, info.isdir()) for info in infos])
+        for member_info in infos:
+            member = paths[member_info.name]
+            if not (member_info.isfile() or member_info.isdir()):
+                raise ApplicationError(
+                    f"file: the archive entry {member_info.name!r} is not a regular file or folder", field="file"
+                )
+            total += member_info.size
+            if total > limit:
+                raise ApplicationError(f"file: the archive unpacks to more than {limit} bytes", field="file")
+            if member is None:
+                continue
+            target = dest / member
+            if member_info.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            extracted = tf.extractfile(member_info)
+            assert extracted is not None
+            with extracted as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
 
 
 class Readable(Protocol):

@@ -13,13 +13,12 @@ from typing import Any
 
 from django.utils import timezone
 
-from apps.monitoring.selectors import chart_grain, rollup_columns
+from apps.monitoring.selectors import chart_grain, rollup_columns, usage_columns
 
 PERCENTILES = ("p50", "p90", "p95", "p99")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 # Deployment colours stay the same on every chart of a page.
 PALETTE = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf")
-DASH = {"p50": "dot", "p90": "dashdot", "p95": "solid", "p99": "dash"}
 # Gateways count requests refused before a deployment was chosen (401, 404) under the name "".
 UNROUTED = "(not routed)"
 
@@ -29,75 +28,90 @@ def _name(deployment: str) -> str:
 
 
 def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
+    """A chart's layout. The legend sits above the plot and the time axis has no title (the page says times
+    are UTC), so at no width can a legend row meet an axis title; the page shows the title as the card's
+    heading."""
     layout = {
         "title": {"text": title},
-        "xaxis": {"type": "date", "title": {"text": "time (UTC)"}},
-        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
-        "legend": {"orientation": "h"},
-        "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+        "xaxis": {"type": "date", "automargin": True},
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero", "automargin": True},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
+        "margin": {"l": 50, "r": 16, "t": 16, "b": 36},
+        "showlegend": True,
         "uirevision": "keep",
     }
     layout.update(extra)
     return layout
 
 
-def latency_figure(columns: dict[str, dict[str, list[Any]]], *, percentiles: tuple[str, ...] = PERCENTILES) -> dict:
-    """Request latency percentiles per deployment (RequestLatency_P50..P99), one line each."""
-    data = []
-    for index, (deployment, column) in enumerate(sorted(columns.items())):
-        x = column["x"]
-        for name in percentiles:
-            data.append(
-                {
-                    "type": "scattergl",
-                    "mode": "lines",
-                    "name": f"{_name(deployment)} {name}",
-                    "legendgroup": _name(deployment),
-                    "x": x,
-                    "y": column[name],
-                    "line": {"color": PALETTE[index % len(PALETTE)], "dash": DASH[name], "width": 1.5},
-                    "connectgaps": False,
-                }
-            )
-    return {"data": data, "layout": _layout("Request latency", "ms")}
+def _minute(ts: str) -> str:
+    return datetime.fromisoformat(ts).replace(second=0, microsecond=0).isoformat()
+
+
+def per_minute(x: list[str], counts: list[Any], *, grain: int) -> tuple[list[str], list[float]]:
+    """Counts per bucket as a per-minute rate that is true whatever the bucket size: buckets shorter than a
+    minute are summed into whole minutes (one error in a 10 s bucket is one a minute, not six), longer ones
+    are averaged over their minutes."""
+    if grain >= 60:
+        return x, [float(count or 0) * 60 / grain for count in counts]
+    minutes: dict[str, float] = {}
+    for ts, count in zip(x, counts, strict=True):
+        key = _minute(ts)
+        minutes[key] = minutes.get(key, 0.0) + float(count or 0)
+    return list(minutes), list(minutes.values())
+
+
+def _line(deployment: str, index: int, x: list[Any], y: list[Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "scattergl",
+        "mode": "lines",
+        "name": _name(deployment),
+        "x": x,
+        "y": y,
+        "line": {"color": PALETTE[index % len(PALETTE)], "width": 1.5},
+        "connectgaps": False,
+        **extra,
+    }
+
+
+def latency_figure(columns: dict[str, dict[str, list[Any]]], *, percentile: str = "p95") -> dict:
+    """Request latency at one percentile (RequestLatency_P50..P99), one line per deployment."""
+    if percentile not in PERCENTILES:
+        percentile = "p95"
+    data = [
+        _line(deployment, index, column["x"], column[percentile])
+        for index, (deployment, column) in enumerate(sorted(columns.items()))
+    ]
+    return {"data": data, "layout": _layout(f"Request latency ({percentile})", "ms")}
 
 
 def requests_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int) -> dict:
-    """RequestsPerMinute per deployment, stacked."""
-    scale = 60 / grain
-    data = [
-        {
-            "type": "scattergl",
-            "mode": "lines",
-            "name": _name(deployment),
-            "x": column["x"],
-            "y": [count * scale for count in column["requests"]],
-            "stackgroup": "requests",
-            "line": {"color": PALETTE[index % len(PALETTE)], "width": 1},
-        }
-        for index, (deployment, column) in enumerate(sorted(columns.items()))
-    ]
+    """RequestsPerMinute, one line per deployment."""
+    data = []
+    for index, (deployment, column) in enumerate(sorted(columns.items())):
+        x, y = per_minute(column["x"], column["requests"], grain=grain)
+        data.append(_line(deployment, index, x, y))
     return {"data": data, "layout": _layout("Requests per minute", "requests / min")}
 
 
 def errors_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int) -> dict:
-    """4xx and 5xx per minute per deployment (RequestsPerMinute by statusCodeClass)."""
-    scale = 60 / grain
+    """4xx and 5xx answers per minute, one line per deployment."""
     data = []
     for index, (deployment, column) in enumerate(sorted(columns.items())):
-        for status_class, dash in (("4xx", "dot"), ("5xx", "solid")):
-            data.append(
-                {
-                    "type": "scattergl",
-                    "mode": "lines",
-                    "name": f"{_name(deployment)} {status_class}",
-                    "legendgroup": _name(deployment),
-                    "x": column["x"],
-                    "y": [count * scale for count in column[status_class]],
-                    "line": {"color": PALETTE[index % len(PALETTE)], "dash": dash, "width": 1.5},
-                }
-            )
-    return {"data": data, "layout": _layout("Errors per minute", "responses / min")}
+        errors = [(a or 0) + (b or 0) for a, b in zip(column["4xx"], column["5xx"], strict=True)]
+        x, y = per_minute(column["x"], errors, grain=grain)
+        data.append(_line(deployment, index, x, y))
+    return {"data": data, "layout": _layout("Errors per minute (4xx and 5xx)", "errors / min")}
+
+
+def usage_figure(columns: dict[str, dict[str, list[Any]]], *, metric: str, title: str, y_title: str) -> dict:
+    """One instance metric (CPU, memory or disk), the mean over a deployment's instances, one line each."""
+    data = [
+        _line(deployment, index, column["x"], column[metric])
+        for index, (deployment, column) in enumerate(sorted(columns.items()))
+        if any(value is not None for value in column[metric])
+    ]
+    return {"data": data, "layout": _layout(title, y_title)}
 
 
 def cost_figure(per_deployment_per_day: dict[str, list[tuple[str, Decimal]]], *, currency: str) -> dict:
@@ -113,38 +127,80 @@ def cost_figure(per_deployment_per_day: dict[str, list[tuple[str, Decimal]]], *,
         for index, (deployment, days) in enumerate(sorted(per_deployment_per_day.items()))
     ]
     layout = _layout("Cost per day", currency, barmode="stack")
-    layout["xaxis"] = {"type": "category", "title": {"text": "day (UTC)"}}
+    layout["xaxis"] = {"type": "category", "automargin": True}
     return {"data": data, "layout": layout}
 
 
 def endpoint_figures(
-    *, endpoint: str, minutes: int = 60, now: datetime | None = None, mirrored: bool = False
+    *,
+    endpoint: str,
+    minutes: int = 60,
+    now: datetime | None = None,
+    mirrored: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    percentile: str = "p95",
 ) -> dict[str, dict]:
-    """Latency, requests and errors per deployment over the last `minutes` (live or mirrored requests)."""
+    """Latency, requests and errors per deployment over [start, end) (default: the last `minutes`), live or
+    mirrored requests."""
     now = now or timezone.now()
-    start = now - timedelta(minutes=minutes)
-    grain = chart_grain(start=start, end=now, now=now)
-    columns = rollup_columns(endpoint=endpoint, start=start, end=now, grain=grain, mirrored=mirrored)
-    return {
-        "latency": latency_figure(columns),
-        "requests": requests_figure(columns, grain=grain),
-        "errors": errors_figure(columns, grain=grain),
+    end = end or now
+    start = start or end - timedelta(minutes=minutes)
+    grain = chart_grain(start=start, end=end, now=now)
+    columns = rollup_columns(endpoint=endpoint, start=start, end=end, grain=grain, mirrored=mirrored)
+    return _spanning(
+        {
+            "latency": latency_figure(columns, percentile=percentile),
+            "requests": requests_figure(columns, grain=grain),
+            "errors": errors_figure(columns, grain=grain),
+        },
+        start,
+        end,
+    )
+
+
+def _spanning(figures: dict[str, dict], start: datetime, end: datetime) -> dict[str, dict]:
+    """The time axis spans the range asked for, so a few points sit where they happened in it."""
+    for figure in figures.values():
+        figure["layout"]["xaxis"]["range"] = [start.isoformat(), end.isoformat()]
+    return figures
+
+
+def usage_figures(*, endpoint: str, start: datetime, end: datetime, now: datetime | None = None) -> dict[str, dict]:
+    """CPU, memory and disk per deployment over [start, end), from the backend's instance samples."""
+    grain = max(chart_grain(start=start, end=end, now=now), 60)
+    columns = usage_columns(endpoint=endpoint, start=start, end=end, grain=grain)
+    figures = {
+        "cpu": usage_figure(columns, metric="cpu_percent", title="CPU", y_title="% of vCPUs"),
+        "memory": usage_figure(columns, metric="memory_percent", title="Memory", y_title="% of memory"),
+        "disk": usage_figure(columns, metric="disk_mib", title="Disk used", y_title="MiB"),
     }
+    return _spanning({key: figure for key, figure in figures.items() if _has_points(figure)}, start, end)
 
 
 def _has_points(figure: dict[str, Any]) -> bool:
     return any(trace.get("x") for trace in figure.get("data", []))
 
 
-def monitoring_figures(*, endpoint: str, now: datetime | None = None) -> dict[str, dict] | None:
-    """The Monitoring tab's figures: live latency, requests and errors, and the mirrored copies' drawn
-    apart; None while nothing was recorded."""
+def monitoring_figures(
+    *,
+    endpoint: str,
+    now: datetime | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    percentile: str = "p95",
+) -> dict[str, dict] | None:
+    """The Monitoring tab's figures over [start, end) (default: the last hour): live latency, requests and
+    errors, CPU, memory and disk, and the mirrored copies' drawn apart; None while nothing was recorded."""
     now = now or timezone.now()
-    live = endpoint_figures(endpoint=endpoint, now=now)
-    mirrored = endpoint_figures(endpoint=endpoint, now=now, mirrored=True)
+    end = end or now
+    start = start or end - timedelta(hours=1)
+    live = endpoint_figures(endpoint=endpoint, now=now, start=start, end=end, percentile=percentile)
+    mirrored = endpoint_figures(endpoint=endpoint, now=now, start=start, end=end, percentile=percentile, mirrored=True)
     figures: dict[str, dict] = {}
     if any(_has_points(figure) for figure in live.values()):
         figures.update(live)
+    figures.update(usage_figures(endpoint=endpoint, start=start, end=end, now=now))
     for key, figure in mirrored.items():
         if key != "errors" and _has_points(figure):
             title = figure.get("layout", {}).get("title", {})
@@ -169,3 +225,9 @@ def instance_count_figure(points: list[tuple[datetime, int]]) -> dict:
     layout = _layout("Instances over time", "instances")
     layout["showlegend"] = False
     return {"data": data, "layout": layout}
+
+
+def overview_figures(*, endpoint: str, start: datetime, end: datetime, now: datetime | None = None) -> dict[str, dict]:
+    """The global Monitoring page's two small charts of one endpoint: requests per minute and p95 latency."""
+    figures = endpoint_figures(endpoint=endpoint, start=start, end=end, now=now)
+    return {key: figures[key] for key in ("requests", "latency") if _has_points(figures[key])}

@@ -96,7 +96,7 @@ class MirrorPair(models.Model):
 
 
 class InstanceSample(models.Model):
-    """CPU and memory of one instance at one moment, as the backend measured them."""
+    """CPU, memory and disk of one instance at one moment, as the backend measured them."""
 
     ts = models.DateTimeField()
     endpoint = models.CharField(max_length=32)
@@ -107,6 +107,7 @@ class InstanceSample(models.Model):
     cpu_percent = models.FloatField(null=True, blank=True, help_text="Of the instance type's vCPUs.")
     memory_bytes = models.BigIntegerField(default=0)
     memory_percent = models.FloatField(null=True, blank=True, help_text="Of the instance type's memory.")
+    disk_bytes = models.BigIntegerField(null=True, blank=True, help_text="What the instance's folder holds.")
 
     class Meta:
         ordering = ["ts", "id"]

@@ -318,3 +318,25 @@ def rollup_columns(
             for name, value in zip(names[1:], values, strict=True):
                 column[name].append(value)
     return columns
+
+
+def usage_columns(*, endpoint: str, start: datetime, end: datetime, grain: int) -> dict[str, dict[str, list[Any]]]:
+    """Per deployment, the mean over its instances of CPU %, memory % and disk MiB in each `grain`-second
+    bucket of [start, end): x (ISO 8601 text), cpu_percent, memory_percent, disk_mib."""
+    rows = InstanceSample.objects.filter(endpoint=endpoint, ts__gte=start, ts__lt=end).order_by("ts")
+    sums: dict[str, dict[datetime, list[list[float]]]] = {}
+    fields = ("deployment", "ts", "cpu_percent", "memory_percent", "disk_bytes")
+    for deployment, ts, *values in rows.values_list(*fields).iterator(5000):
+        epoch = int(ts.timestamp()) // grain * grain
+        bucket = sums.setdefault(deployment, {}).setdefault(datetime.fromtimestamp(epoch, UTC), [[], [], []])
+        for index, value in enumerate(values):
+            if value is not None:
+                bucket[index].append(float(value) / (1024 * 1024) if index == 2 else float(value))
+    columns: dict[str, dict[str, list[Any]]] = {}
+    for deployment, buckets in sums.items():
+        column = columns[deployment] = {"x": [], "cpu_percent": [], "memory_percent": [], "disk_mib": []}
+        for ts in sorted(buckets):
+            column["x"].append(ts.isoformat())
+            for name, values in zip(("cpu_percent", "memory_percent", "disk_mib"), buckets[ts], strict=True):
+                column[name].append(round(sum(values) / len(values), 2) if values else None)
+    return columns

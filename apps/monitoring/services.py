@@ -288,6 +288,7 @@ def instance_sample_record(
     memory_gib: float,
     at: datetime | None = None,
     cpu_cores: float | None = None,
+    disk_bytes: int | None = None,
 ) -> InstanceSample:
     """Store one CPU/memory reading; CPU % from the CPU time used since the previous reading.
 
@@ -306,6 +307,7 @@ def instance_sample_record(
             cpu_percent=round(100 * cpu_cores / max(1, vcpus), 2),
             memory_bytes=memory_bytes,
             memory_percent=round(100 * memory_bytes / (memory_gib * 1024**3), 2) if memory_gib else None,
+            disk_bytes=disk_bytes,
         )
     previous = (
         InstanceSample.objects.filter(endpoint=endpoint, deployment=deployment, instance=instance)
@@ -327,6 +329,7 @@ def instance_sample_record(
         cpu_percent=cpu_percent,
         memory_bytes=memory_bytes,
         memory_percent=memory_percent,
+        disk_bytes=disk_bytes,
     )
 
 
@@ -372,6 +375,7 @@ def instances_sample(*, at: datetime | None = None) -> int:
                 cpu_seconds=reading.cpu_seconds or 0.0,
                 cpu_cores=reading.cpu_cores,
                 memory_bytes=reading.memory_bytes,
+                disk_bytes=reading.disk_bytes,
                 vcpus=spec.instance_type.vcpus,
                 memory_gib=spec.instance_type.memory_gib,
                 at=at,

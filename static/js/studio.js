@@ -176,10 +176,61 @@
     summarize();
   }
 
-  /* --- forms that ask first (plain forms; htmx ones use hx-confirm) --- */
+  /* --- the confirmation dialog (templates/partials/_confirm_dialog.html), never window.confirm() ---
+     ask(question, options, onOk): options.title and options.action name the dialog and its button. */
+  function ask(question, options, onOk) {
+    var dialog = document.getElementById("confirm-dialog");
+    if (!dialog || typeof dialog.showModal !== "function") { onOk(); return; }
+    dialog.querySelector("#confirm-title").textContent = options.title || "Are you sure?";
+    dialog.querySelector("#confirm-message").textContent = question;
+    dialog.querySelector("#confirm-ok").textContent = options.action || "Confirm";
+    dialog.returnValue = "";
+    var closed = function () {
+      dialog.removeEventListener("close", closed);
+      if (dialog.returnValue === "ok") onOk();
+    };
+    dialog.addEventListener("close", closed);
+    dialog.showModal();
+  }
+  function confirmOptions(el) {
+    var source = el.closest("[data-confirm-action], [data-confirm-title]") || el;
+    return { title: source.dataset.confirmTitle, action: source.dataset.confirmAction };
+  }
+  /* Plain forms that ask first: data-confirm="question". */
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+    if (!form.dataset || !form.dataset.confirm || form.dataset.confirmed) return;
+    event.preventDefault();
+    var submitter = event.submitter;
+    ask(form.dataset.confirm, confirmOptions(form), function () {
+      form.dataset.confirmed = "1";
+      if (form.requestSubmit) form.requestSubmit(submitter || undefined); else form.submit();
+      delete form.dataset.confirmed;
+    });
+  });
+  /* htmx's hx-confirm goes through the same dialog. */
+  document.addEventListener("htmx:confirm", function (event) {
+    if (!event.detail || !event.detail.question) return;
+    event.preventDefault();
+    ask(event.detail.question, confirmOptions(event.detail.elt), function () { event.detail.issueRequest(true); });
+  });
+
+  /* --- toasts: success and info go after a few seconds, errors stay until closed --- */
+  var TOAST_MS = 6000;
+  function dismiss(toast) {
+    toast.classList.add("leaving");
+    setTimeout(function () { if (toast.parentNode) toast.parentNode.removeChild(toast); }, 300);
+  }
+  function initToasts(root) {
+    root.querySelectorAll("[data-toast]").forEach(function (toast) {
+      if (toast.dataset.ready) return;
+      toast.dataset.ready = "1";
+      if (!("toastSticky" in toast.dataset)) setTimeout(function () { dismiss(toast); }, TOAST_MS);
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var close = event.target.closest("[data-toast-close]");
+    if (close) dismiss(close.closest("[data-toast]"));
   });
 
   /* --- copy buttons --- */
@@ -209,45 +260,73 @@
   }
 
   /* --- live charts --- */
+  /* The chart follows the page's colours (light or dark) and its card's height. */
+  function themed(layout, div) {
+    var css = getComputedStyle(document.documentElement);
+    var fg = css.getPropertyValue("--fg").trim() || "#1b1f24";
+    var line = css.getPropertyValue("--line").trim() || "#d0d7de";
+    layout.height = Math.max(200, div.clientHeight - 16);
+    layout.paper_bgcolor = "rgba(0,0,0,0)";
+    layout.plot_bgcolor = "rgba(0,0,0,0)";
+    layout.font = Object.assign({}, layout.font || {}, { color: fg });
+    Object.keys(layout).forEach(function (key) {
+      if (/^[xy]axis\d*$/.test(key)) layout[key] = Object.assign({}, layout[key], { gridcolor: line, zerolinecolor: line });
+    });
+    if (layout.legend) layout.legend = Object.assign({}, layout.legend, { bgcolor: "rgba(0,0,0,0)" });
+    return layout;
+  }
   function initCharts(panel) {
     if (panel.dataset.ready) return;
     panel.dataset.ready = "1";
     var container = panel.querySelector("#charts");
     var empty = panel.querySelector("#charts-empty");
     var status = panel.querySelector("#charts-status");
+    var size = panel.dataset.chartClass || "";
+    /* Each chart is a card: its title an HTML heading (never inside the plot, where it could meet the legend). */
+    function card(key, fig) {
+      var id = "chart-" + key;
+      var div = document.getElementById(id);
+      if (div) return div;
+      var title = fig.layout && fig.layout.title;
+      var text = (title && (title.text || title)) || key;
+      var figure = document.createElement("figure");
+      figure.className = "card chart-card";
+      var caption = document.createElement("figcaption");
+      caption.textContent = text;
+      div = document.createElement("div");
+      div.id = id;
+      div.className = "chart " + size;
+      figure.appendChild(caption);
+      figure.appendChild(div);
+      container.appendChild(figure);
+      return div;
+    }
     function draw(figures) {
       if (!figures || !Object.keys(figures).length) { if (empty) empty.hidden = false; return; }
       if (empty) empty.hidden = true;
       Object.keys(figures).forEach(function (key) {
-        var id = "chart-" + key;
-        var div = document.getElementById(id);
-        if (!div) {
-          div = document.createElement("div");
-          div.id = id;
-          div.className = "chart card";
-          div.setAttribute("role", "figure");
-          var title = figures[key].layout && figures[key].layout.title;
-          div.setAttribute("aria-label", (title && (title.text || title)) || key);
-          container.appendChild(div);
-        }
         var fig = figures[key];
+        var div = card(key, fig);
         // Plain SVG traces: WebGL is not everywhere (headless browsers, old GPUs) and the series are short.
         (fig.data || []).forEach(function (trace) {
           if (trace.type === "scattergl") trace.type = "scatter";
           // A lone point of a line is invisible: draw it as a marker until a second one arrives.
           if (trace.mode === "lines" && (trace.x || []).length < 2) trace.mode = "lines+markers";
         });
-        fig.layout = Object.assign({}, fig.layout || {}, { autosize: true, height: 420 });
-        if (window.Plotly) window.Plotly.react(div, fig.data || [], fig.layout || {}, { responsive: true, displaylogo: false });
+        var layout = Object.assign({}, fig.layout || {});
+        delete layout.title;
+        layout = themed(Object.assign(layout, { autosize: true }), div);
+        if (window.Plotly) window.Plotly.react(div, fig.data || [], layout, { responsive: true, displaylogo: false });
       });
       if (status) status.textContent = "Updated " + new Date().toLocaleTimeString();
       panel.dataset.updates = String(parseInt(panel.dataset.updates || "0", 10) + 1);
     }
-    var initial = document.getElementById("figures-data");
+    var initial = panel.querySelector("#figures-data") || document.getElementById("figures-data");
     draw(initial ? JSON.parse(initial.textContent) : null);
     if (panel.dataset.wsUrl) {
       /* Figures are pushed after each ingest; one fetch when the socket (re)opens covers an ingest
-         that came between drawing the page and joining (or while the socket was down). */
+         that came between drawing the page and joining (or while the socket was down). A page showing
+         another range or percentile than the pushed default fetches its own figures on each push. */
       var catchUp = function () {
         if (!panel.dataset.figuresUrl) return;
         fetch(panel.dataset.figuresUrl, { credentials: "same-origin" })
@@ -255,8 +334,10 @@
           .then(function (body) { if (body && body.figures) draw(body.figures); })
           .catch(function () { /* the next push redraws */ });
       };
+      var refetch = "refetchOnPush" in panel.dataset;
       liveSocket(panel.dataset.wsUrl, function (msg) {
-        if (msg.type === "endpoint.charts") draw(msg.figures);
+        if (msg.type !== "endpoint.charts") return;
+        if (refetch) catchUp(); else draw(msg.figures);
       }, catchUp);
     }
   }
@@ -301,6 +382,7 @@
   }
 
   function init(root) {
+    initToasts(root);
     root.querySelectorAll("[data-wizard]").forEach(initWizard);
     root.querySelectorAll("[data-traffic-form]").forEach(initTraffic);
     root.querySelectorAll("[data-charts]").forEach(initCharts);

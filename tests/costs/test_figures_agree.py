@@ -121,8 +121,9 @@ def test_every_page_and_the_api_show_the_same_cost_to_the_cent(
     # Costs tab, one row per deployment: price per hour, per day, per month (730 h).
     price_shown, rates_per_day, rates_per_month = amounts(text_of(costs_tab, f"deployment-{blue.uid}-rate"))
     accrued = text_of(costs_tab, "accrued-costs")
-    # Global Costs page, one row per endpoint: per day, month to date, projected month.
-    page_per_day, page_month_to_date, page_projected = amounts(text_of(costs_page, f"endpoint-{endpoint.uid}-costs"))
+    # Global Costs page, one row per endpoint: per day, month to date, projected month, burn rate.
+    page_row = amounts(text_of(costs_page, f"endpoint-{endpoint.uid}-costs"))
+    page_per_day, page_month_to_date, page_projected, page_burn_rate = page_row
     shown_per_day = {
         "wizard": amount(estimate, "= {money} USD a day"),
         "endpoints list": amount(text_of(listing, f"endpoint-{endpoint.uid}-row"), "{money} USD"),
@@ -166,5 +167,6 @@ def test_every_page_and_the_api_show_the_same_cost_to_the_cent(
     }
     assert shown_projected == dict.fromkeys(shown_projected, projected)
     assert price_shown == Decimal(price or "0.1460")
-    assert amount(accrued, "Burn rate {money} USD an hour") == rate
+    assert amount(accrued, "Burn rate {money} USD an hour") == rate == page_burn_rate
+    assert amount(text_of(costs_page, "costs-summary"), "Burn rate {money} USD an hour") == rate
     assert Decimal(endpoint_json["cost_per_hour"]) == rate

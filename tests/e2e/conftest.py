@@ -206,3 +206,11 @@ def gateway_ready(studio: Studio) -> bool:
     except httpx.HTTPError:
         return False
     return True
+
+
+def confirm(page: Any, question: str) -> None:
+    """Answer the studio's confirmation dialog (a <dialog>, never the browser's confirm()) with its OK button."""
+    dialog = page.locator("#confirm-dialog")
+    dialog.locator("#confirm-message", has_text=question).wait_for()
+    assert page.evaluate("document.getElementById('confirm-dialog').open")
+    dialog.locator("#confirm-ok").click()

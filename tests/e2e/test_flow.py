@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import STUDIO, Session, Studio
+from tests.e2e.conftest import STUDIO, Session, Studio, confirm
 
 pytestmark = pytest.mark.e2e
 
@@ -192,8 +192,8 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     assert set(served) <= {"blue", "green"} and served.get("blue", 0) > served.get("green", 0)
 
     # Regenerate the primary key: the new one is shown and the old one stops working.
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Regenerate primary").click()
+    confirm(page, "Regenerate the primary key? Clients using it stop working.")
     page.locator("#keys-regenerated").wait_for()
     new_key = page.locator("#primary-key").inner_text()
     assert new_key != key
@@ -250,8 +250,8 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
 
     # Deleting a deployment that takes traffic is refused with the reason; copy buttons copy.
     session.goto("/endpoints/flow-ep/")
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete blue").click()
+    confirm(page, "Delete deployment blue? Its instances stop.")
     assert "takes 100 % of the live traffic" in page.locator("#content [role=alert]").first.inner_text()
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     session.goto("/endpoints/flow-ep/consume/")
@@ -276,8 +276,8 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
 
     # Delete the endpoint from its Details tab: it goes, with its deployments and their instances.
     session.goto("/endpoints/flow-ep/")
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete endpoint flow-ep").click()
+    confirm(page, "Delete online endpoint flow-ep and all its deployments?")
     page.wait_for_url(url + "/endpoints/")
     assert "Deleting online endpoint flow-ep and its deployments." in page.locator("#messages").inner_text()
     for _ in range(60):

@@ -152,11 +152,11 @@ def _no_reconcile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(services, "_queue_reconcile", lambda deployment: None)
 
 
-def routing_changed() -> None:
-    """What services do after a routing change commits: bump the counter gateways poll."""
-    from apps.core.notify import _bump
+def routing_changed(*names: str) -> None:
+    """What services do after a routing change commits: publish it on the change feed (no names: everything)."""
+    from apps.core.notify import publish
 
-    _bump()
+    publish(list(names) or ["*"])
 
 
 def make_endpoint(name: str = "ep1", **spec: Any) -> Any:

@@ -9,6 +9,8 @@ import time
 
 import httpx
 
+from apps.core.notify import ROUTING_VERSION_KEY, publish, redis_client
+from apps.endpoints import services
 from apps.endpoints.models import Instance
 from tests.gateway.conftest import Load, bearer, make_deployment, make_endpoint, routing_changed, set_traffic
 
@@ -111,3 +113,52 @@ def test_every_gateway_process_picks_up_a_change(start_instance, start_gateway) 
         gateway.wait_for(
             lambda u=url: httpx.post(u, json={}, headers=bearer(ep)).headers["azureml-model-deployment"] == "green"
         )
+
+
+def test_a_change_to_one_endpoint_reloads_only_that_endpoint(start_instance, start_gateway) -> None:
+    blue = start_instance("blue-0")
+    gateway = start_gateway(reload_s=3600)  # no periodic full reload during the test
+    endpoints = [make_endpoint(f"ep{i}") for i in range(3)]
+    for ep in endpoints:
+        make_deployment(ep, "blue", blue)
+        make_deployment(ep, "green", blue)
+        set_traffic(ep, {"blue": 100, "green": 0})
+    config = gateway.state.config
+    gateway.wait_for(lambda: config.applied_seq == int(redis_client().get(ROUTING_VERSION_KEY)))  # every change heard
+    gateway.wait_for(lambda: all(config.table.get(f"ep{i}") and config.table[f"ep{i}"].weights for i in range(3)))
+    full_reloads, untouched = config.reloads, {name: config.table[name] for name in ("ep0", "ep2")}
+
+    set_traffic(endpoints[1], {"blue": 0, "green": 100})
+
+    gateway.wait_for(lambda: config.table["ep1"].weights == (("green", 100),))
+    assert config.last_partial == {"ep1"}
+    assert config.reloads == full_reloads  # nothing but ep1 was read again
+    assert all(config.table[name] is table for name, table in untouched.items())  # the same objects, not re-read
+    response = httpx.post(gateway.score_url("ep1"), json={}, headers=bearer(endpoints[1]))
+    assert response.headers["azureml-model-deployment"] == "green"
+
+    # A deleted endpoint leaves the table through the same feed.
+    services.endpoint_delete(endpoint=endpoints[2])
+    gateway.wait_for(lambda: "ep2" not in config.table)
+    assert config.reloads == full_reloads
+
+
+def test_a_gap_in_the_change_feed_reloads_the_whole_table(start_instance, start_gateway) -> None:
+    gateway = start_gateway(reload_s=3600)
+    ep = make_endpoint("ep1")
+    config = gateway.state.config
+    gateway.wait_for(lambda: gateway.knows("ep1"))
+    full_reloads = config.reloads
+    # A row written without a message, then a message lost: the next message does not follow the last one.
+    blue = start_instance("blue-0")
+    deployment = make_deployment(ep, "blue")
+    gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=0))
+    gateway.wait_for(lambda: config.applied_seq == int(redis_client().get(ROUTING_VERSION_KEY)))
+    full_reloads = config.reloads
+    Instance.objects.create(deployment=deployment, name="blue-0", address=blue.address, state="Ready", ready=True)
+    redis_client().incr(ROUTING_VERSION_KEY)  # the lost message's sequence number
+
+    publish(["some-other-endpoint"])
+
+    gateway.wait_for(lambda: gateway.knows("ep1", "blue", instances=1))
+    assert config.reloads == full_reloads + 1

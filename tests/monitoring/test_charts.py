@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from apps.monitoring import charts, histogram, selectors, services
-from apps.monitoring.models import Grain
+from apps.monitoring.models import Grain, InstanceSample
 from tests.monitoring.gateway import Request, aggregate, push
 
 pytestmark = pytest.mark.django_db
@@ -25,15 +25,44 @@ def test_endpoint_figures_show_each_deployment_percentiles_rates_and_errors() ->
     figures = charts.endpoint_figures(endpoint="ep1", minutes=60, now=T0 + timedelta(minutes=30))
 
     json.dumps(figures)  # what the page receives
+    # One line per deployment per chart: the latency chart draws the chosen percentile (p95 by default).
     latency = {trace["name"]: trace for trace in figures["latency"]["data"]}
-    assert sorted(latency) == sorted(f"{d} {p}" for d in ("blue", "green") for p in ("p50", "p90", "p95", "p99"))
-    assert latency["blue p95"]["x"][0] == T0.isoformat()
-    assert latency["green p99"]["y"] == [histogram.bucket_upper_ms(histogram.bucket_index(50.0))]
-    # Ten-second points for a one-hour window, scaled to requests per minute: 10 requests in 10 s is 60 / min.
-    requests = {trace["name"]: trace["y"] for trace in figures["requests"]["data"]}
-    assert requests["blue"] == [60.0, 60.0, 60.0]
+    assert sorted(latency) == ["blue", "green"]
+    assert figures["latency"]["layout"]["title"]["text"] == "Request latency (p95)"
+    assert latency["blue"]["x"][0] == T0.isoformat()
+    p99 = charts.endpoint_figures(endpoint="ep1", minutes=60, now=T0 + timedelta(minutes=30), percentile="p99")
+    assert p99["latency"]["data"][1]["y"] == [histogram.bucket_upper_ms(histogram.bucket_index(50.0))]
+    # Ten-second rollups summed into whole minutes: 30 requests in the first minute is 30 a minute, and six
+    # errors in six seconds are six a minute (not 36, as scaling one 10 s bucket by six would draw).
+    requests = {trace["name"]: (trace["x"], trace["y"]) for trace in figures["requests"]["data"]}
+    assert requests["blue"] == ([T0.isoformat()], [30.0])
     errors = {trace["name"]: trace["y"] for trace in figures["errors"]["data"]}
-    assert errors["green 5xx"] == [36.0] and errors["blue 5xx"] == [0.0, 0.0, 0.0]
+    assert errors == {"blue": [0.0], "green": [6.0]}
+
+
+def test_per_minute_rate_is_right_for_every_bucket_size() -> None:
+    x = [(T0 + timedelta(seconds=s)).isoformat() for s in (0, 10, 50, 60)]
+    assert charts.per_minute(x, [1, 0, 2, 1], grain=10) == ([T0.isoformat(), x[3]], [3.0, 1.0])
+    assert charts.per_minute(x[:1], [5], grain=60) == (x[:1], [5.0])
+    assert charts.per_minute(x[:1], [120], grain=3600) == (x[:1], [2.0])
+
+
+def test_usage_figures_draw_the_mean_of_each_deployments_instances() -> None:
+    for instance, cpu, disk in (("blue-0", 10.0, 1024**2), ("blue-1", 30.0, 3 * 1024**2)):
+        InstanceSample.objects.create(
+            ts=T0 + timedelta(seconds=5),
+            endpoint="ep1",
+            deployment="blue",
+            instance=instance,
+            cpu_percent=cpu,
+            memory_percent=50.0,
+            disk_bytes=disk,
+        )
+    figures = charts.usage_figures(endpoint="ep1", start=T0, end=T0 + timedelta(hours=1), now=T0 + timedelta(hours=1))
+    assert [trace["name"] for trace in figures["cpu"]["data"]] == ["blue"]
+    assert figures["cpu"]["data"][0]["y"] == [20.0]
+    assert figures["memory"]["data"][0]["y"] == [50.0]
+    assert figures["disk"]["data"][0]["y"] == [2.0]
 
 
 def test_chart_grain_keeps_lines_readable_and_within_retention() -> None:
@@ -51,5 +80,5 @@ def test_requests_refused_before_routing_are_drawn_as_not_routed() -> None:
     services.metrics_ingest()
     figures = charts.endpoint_figures(endpoint="ep1", minutes=60, now=T0 + timedelta(minutes=30))
     assert [trace["name"] for trace in figures["requests"]["data"]] == ["(not routed)"]
-    assert figures["errors"]["data"][0]["name"] == "(not routed) 4xx"
-    assert figures["errors"]["data"][0]["y"] == [18.0]
+    assert figures["errors"]["data"][0]["name"] == "(not routed)"
+    assert figures["errors"]["data"][0]["y"] == [3.0]

@@ -17,3 +17,11 @@ def cents(value: Decimal | None) -> str:
     if value is None or value == "":
         return ""
     return f"{round_cents(Decimal(value)):.2f}"
+
+
+@register.filter
+def money(value: Decimal | None, currency: str = "USD") -> str:
+    """A cost as money: rounded once to the cent, thousands grouped, then the currency (`1,234.56 USD`)."""
+    if value is None or value == "":
+        return ""
+    return f"{round_cents(Decimal(value)):,.2f} {currency}"

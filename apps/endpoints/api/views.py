@@ -21,8 +21,15 @@ from rest_framework.response import Response
 
 from apps.accounts.permissions import enforce, requires
 from apps.core.errors import ApplicationError
-from apps.costs.selectors import NO_PRICE, deployment_costs_brief, endpoint_costs_brief, instance_type_prices
-from apps.endpoints import catalog, downloads, selectors, services
+from apps.costs.selectors import (
+    NO_PRICE,
+    deployment_costs_brief,
+    deployments_costs_briefs,
+    endpoint_costs_brief,
+    endpoints_costs_briefs,
+    instance_type_prices,
+)
+from apps.endpoints import catalog, downloads, lists, selectors, services
 from apps.endpoints.backends.base import Container
 from apps.endpoints.logs import deployment_logs as read_logs
 from apps.endpoints.models import Deployment, Endpoint, InstanceType
@@ -65,6 +72,11 @@ def with_etag(response: Response, version: int) -> Response:
     return response
 
 
+def _list_query(request: Request, sorts: Mapping[str, str]) -> lists.ListQuery:
+    """Search, filters and sort of a list (apps/endpoints/lists.py); the API pages with limit and offset."""
+    return lists.list_query(request.query_params, sorts=sorts)
+
+
 def _paginated(request: Request, rows: QuerySet[Any] | list[Any], view: Any) -> Response:
     paginator = LimitOffsetPagination()
     page = paginator.paginate_queryset(rows, request)
@@ -103,7 +115,9 @@ def models(request: Request) -> Response:
     if request.method == "POST":
         model = services.model_create(spec=_body(request), user=request.user)
         return Response(selectors.model_view(model), status=status.HTTP_201_CREATED)
-    rows = selectors.models_list(name=request.query_params.get("name") or None)
+    rows = lists.model_versions_rows(_list_query(request, lists.ASSET_SORTS))
+    if request.query_params.get("name"):
+        rows = rows.filter(name=request.query_params["name"])
     return _paginated(request, rows, selectors.model_view)
 
 
@@ -121,7 +135,9 @@ def environments(request: Request) -> Response:
     if request.method == "POST":
         environment = services.environment_create(spec=_body(request), user=request.user)
         return Response(selectors.environment_view(environment), status=status.HTTP_201_CREATED)
-    rows = selectors.environments_list(name=request.query_params.get("name") or None)
+    rows = lists.environment_versions_rows(_list_query(request, lists.ASSET_SORTS))
+    if request.query_params.get("name"):
+        rows = rows.filter(name=request.query_params["name"])
     return _paginated(request, rows, selectors.environment_view)
 
 
@@ -139,7 +155,12 @@ def endpoints(request: Request) -> Response:
     if request.method == "POST":
         endpoint = services.endpoint_create(spec=_body(request), user=request.user)
         return Response(_endpoint_view(endpoint), status=status.HTTP_201_CREATED)
-    return _paginated(request, selectors.endpoints_list(), _endpoint_view)
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(lists.endpoints_rows(_list_query(request, lists.ENDPOINT_SORTS)), request) or []
+    costs = endpoints_costs_briefs(endpoints=[endpoint.name for endpoint in page])
+    return paginator.get_paginated_response(
+        [{**selectors.endpoint_view(endpoint), "costs": costs[endpoint.name]} for endpoint in page]
+    )
 
 
 @JSON_BODY
@@ -224,7 +245,9 @@ def deployments(request: Request, name: str) -> Response:
     if request.method == "POST":
         deployment = services.deployment_create(endpoint=endpoint, spec=_body(request), user=request.user)
         return Response(_deployment_view(deployment), status=status.HTTP_201_CREATED)
-    return _paginated(request, selectors.deployments_list(endpoint=endpoint), _deployment_view)
+    rows = lists.deployments_rows(endpoint=endpoint, query=_list_query(request, lists.DEPLOYMENT_SORTS))
+    costs = deployments_costs_briefs(endpoint=endpoint.name)
+    return _paginated(request, rows, lambda row: {**selectors.deployment_view(row), "costs": costs[row.name]})
 
 
 @JSON_BODY

@@ -116,6 +116,7 @@ class InstanceUsage:
     cpu_cores: float | None = None
     cpu_seconds: float | None = None
     pid: int | None = None
+    disk_bytes: int | None = None  # what the instance's own folder holds (model, code, logs); None if unknown
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from apps.endpoints.backends.kubernetes import (
     WatchExpired,
 )
 from apps.endpoints.backends.manifests import MANAGED_BY_SELECTOR, OWNER_LABEL
-from apps.endpoints.models import Deployment, Instance
+from apps.endpoints.models import Deployment, Endpoint, Instance
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ class Enqueuer:
         for pod, ready in readiness.items():
             changed += Instance.objects.filter(deployment__uid=uid, name=pod).exclude(ready=ready).update(ready=ready)
         if changed:
-            routing_changed()
+            routing_changed(Endpoint.objects.filter(deployments__uid=uid).values_list("name", flat=True))
 
     def leading(self, leading: bool) -> None:
         """Tell the periodic pass whether a leader watches (renewed every election round while it does)."""

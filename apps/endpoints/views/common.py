@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.http import Http404, HttpRequest
 from django.urls import reverse
 
 from apps.core.errors import ApplicationError, NotFound
-from apps.endpoints import selectors, services
+from apps.endpoints import lists, selectors, services
 from apps.endpoints.models import Deployment, Endpoint, Upload
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -88,3 +89,13 @@ def upload_files(files: list[UploadedFile], *, folder_name: str, unpack: bool, u
 
 def is_archive(files: list[UploadedFile]) -> bool:
     return len(files) == 1 and (files[0].name or "").lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def list_page(
+    request: HttpRequest, sorts: Mapping[str, str], read: Callable[[lists.ListQuery], lists.Page[Any]]
+) -> tuple[lists.Page[Any], str]:
+    """A list page's rows for the request's search, filters, sort and page; a bad parameter is shown, not raised."""
+    try:
+        return read(lists.list_query(request.GET, sorts=sorts)), ""
+    except ApplicationError as exc:
+        return read(lists.ListQuery()), exc.message

@@ -5,6 +5,7 @@ deployment to an endpoint, and the price and quota estimate the create forms sho
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -88,13 +89,31 @@ def code_upload(form: DeploymentForm, user: Any) -> Upload:
     return upload_files(files, folder_name="code", unpack=is_archive(files), user=user)
 
 
+# Failures of the step that copies model and code: their story is in the storage initializer's log.
+_INITIALIZER_REASONS = frozenset({"StorageInitializerFailed", "ModelNotFound"})
+_BROKEN_INSTANCE_STATES = frozenset({"CrashLoopBackOff", "Failed", "Unready"})
+
+
+def failure_logs_url(deployment: Deployment, instances: list[Any]) -> str:
+    """The Logs tab at the instance and container that tell why a deployment failed."""
+    broken = [i for i in instances if i.state in _BROKEN_INSTANCE_STATES]
+    instance = (broken or instances or [None])[0]
+    container = "storage-initializer" if deployment.reason in _INITIALIZER_REASONS else "inference-server"
+    query = urlencode(
+        {"deployment": deployment.name, "instance": instance.name if instance else "", "container": container}
+    )
+    return f"{reverse('endpoint-logs', args=[deployment.endpoint.name])}?{query}"
+
+
 def card_context(deployment: Deployment, book: CostBook, instance_types: list[str]) -> dict[str, Any]:
     """What one deployment's card draws."""
+    instances = list(deployment.instances.all())
     return {
         "instance_types": instance_types,
         "deployment": deployment,
         "stages": selectors.deployment_stages(deployment=deployment),
-        "instances": list(deployment.instances.all()),
+        "instances": instances,
+        "logs_url": failure_logs_url(deployment, instances) if deployment.state == ProvisioningState.FAILED else "",
         "busy": deployment.state in selectors.BUSY_STATES or deployment.state == ProvisioningState.DELETING,
         "live": deployment.endpoint.traffic.get(deployment.name, 0),
         "mirrored": deployment.endpoint.mirror_traffic.get(deployment.name, 0),

@@ -17,32 +17,56 @@ from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError
 from apps.core.htmx import is_htmx, redirect, render_page_or_fragment
 from apps.costs import selectors as cost_selectors
-from apps.endpoints import selectors, services
+from apps.endpoints import lists, selectors, services
 from apps.endpoints.forms import EndpointEditForm, EndpointWizardForm, format_pairs
-from apps.endpoints.views.common import endpoint_or_404, form_error, tab_context
+from apps.endpoints.models import ProvisioningState
+from apps.endpoints.views.common import endpoint_or_404, form_error, list_page, tab_context
 from apps.endpoints.views.deployments import DEPLOYMENT_FIELD_MAP, cards_context, code_upload, deployment_form_context
 
 
 @login_required
 def endpoints_list(request: HttpRequest) -> HttpResponse:
-    """Endpoints with their state, traffic split and cost per day at the current size."""
+    """Endpoints with their state, traffic split and cost per day: searched, filtered, sorted and paged."""
+    page, error = list_page(request, lists.ENDPOINT_SORTS, lists.endpoints_page)
     book = cost_selectors.cost_book()
     rows = []
-    for endpoint in selectors.endpoints_with_deployments():
-        deployments = list(endpoint.deployments.all())
+    for endpoint in page.items:
         rows.append(
             {
                 "endpoint": endpoint,
-                "deployments": deployments,
-                "state": selectors.endpoint_state(deployments),
+                "deployments": list(endpoint.deployments.all()),
+                "state": selectors.endpoint_state(endpoint),
                 "traffic": [(n, p) for n, p in endpoint.traffic.items() if p],
                 "mirror": list(endpoint.mirror_traffic.items()),
                 "costs": book.endpoint(endpoint.name),
             }
         )
-    context = {"rows": rows, "section": "endpoints", "currency": settings.STUDIO_CURRENCY}
+    columns = page.columns(
+        ("Name", "name"),
+        ("State", "state"),
+        ("Deployments", ""),
+        ("Traffic", ""),
+        ("Cost per day", ""),
+        ("Auth", ""),
+        ("Created", "created"),
+        ("Updated", "updated"),
+    )
+    context = {
+        "rows": rows,
+        "page": page,
+        "columns": columns,
+        "list_id": "endpoints",
+        "list_error": error,
+        "states": ProvisioningState.values,
+        "compute_filter": True,
+        "section": "endpoints",
+        "currency": settings.STUDIO_CURRENCY,
+    }
     return render_page_or_fragment(
-        request, "endpoints/endpoints_list.html", "endpoints/partials/_endpoints_table.html", context
+        request,
+        "endpoints/endpoints_list.html",
+        "endpoints/partials/_endpoints_table.html",
+        context,
     )
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -15,16 +15,32 @@ from django.views.decorators.http import require_http_methods
 from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError, NotFound
 from apps.core.htmx import redirect
-from apps.endpoints import selectors, services
+from apps.endpoints import lists, selectors, services
 from apps.endpoints.forms import EnvironmentForm
-from apps.endpoints.views.common import form_error
+from apps.endpoints.views.common import form_error, list_page
 
 
 @login_required
 def environments_list(request: HttpRequest) -> HttpResponse:
-    """Every named environment with its newest version."""
-    rows = [{"environment": env, "versions": versions} for env, versions in selectors.environments_latest()]
-    return render(request, "environments/environments_list.html", {"rows": rows, "section": "environments"})
+    """Environment names with their newest version: searched, filtered, sorted and paged."""
+    page, error = list_page(request, lists.ASSET_SORTS, lists.environments_page)
+    context = {
+        "rows": page.items,
+        "page": page,
+        "list_id": "environments",
+        "list_error": error,
+        "anonymous_toggle": True,
+        "columns": page.columns(
+            ("Name", "name"),
+            ("Latest version", ""),
+            ("Versions", ""),
+            ("Image", ""),
+            ("Created", "created"),
+            ("Updated", "updated"),
+        ),
+        "section": "environments",
+    }
+    return render(request, "environments/environments_list.html", context)
 
 
 @login_required
@@ -62,7 +78,10 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     except NotFound as exc:
         raise Http404(exc.message) from None
     for row in rows:
-        conda = row["environment"].conda_file
-        row["conda"] = json.dumps(conda, indent=2) if conda else ""
+        environment = row["environment"]
+        # As typed; environments registered before the text was kept show their parsed form as YAML.
+        row["conda"] = environment.conda_text or (
+            yaml.safe_dump(environment.conda_file, sort_keys=False) if environment.conda_file else ""
+        )
     context = {"name": name, "rows": rows, "section": "environments"}
     return render(request, "environments/environment_detail.html", context)

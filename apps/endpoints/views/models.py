@@ -15,16 +15,32 @@ from django.views.decorators.http import require_http_methods
 from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError, NotFound
 from apps.core.htmx import redirect
-from apps.endpoints import selectors, services
+from apps.endpoints import lists, selectors, services
 from apps.endpoints.forms import ModelRegisterForm
-from apps.endpoints.views.common import form_error, is_archive, upload_files
+from apps.endpoints.views.common import form_error, is_archive, list_page, upload_files
 
 
 @login_required
 def models_list(request: HttpRequest) -> HttpResponse:
-    """Every model name with its latest version and how many versions it has."""
-    rows = [{"model": model, "versions": versions} for model, versions in selectors.models_latest()]
-    return render(request, "models/models_list.html", {"rows": rows, "section": "models"})
+    """Model names with their latest version and how many versions: searched, filtered, sorted and paged."""
+    page, error = list_page(request, lists.ASSET_SORTS, lists.models_page)
+    context = {
+        "rows": page.items,
+        "page": page,
+        "list_id": "models",
+        "list_error": error,
+        "anonymous_toggle": True,
+        "columns": page.columns(
+            ("Name", "name"),
+            ("Latest version", ""),
+            ("Versions", ""),
+            ("Type", ""),
+            ("Created", "created"),
+            ("Updated", "updated"),
+        ),
+        "section": "models",
+    }
+    return render(request, "models/models_list.html", context)
 
 
 @login_required

@@ -170,12 +170,12 @@ class LocalBackend:
         return "\n".join(chunks)
 
     def usage(self, spec: DeploymentSpec) -> dict[str, InstanceUsage]:
-        """CPU time and memory of each running instance's process tree, by instance name."""
+        """CPU time and memory of each running instance's process tree, and its folder's size, by instance name."""
         found = {}
         for name, record in state.load(self.deployment_dir(spec)).items():
             reading = processes.usage(record)
             if reading is not None:
-                found[name] = reading
+                found[name] = replace(reading, disk_bytes=processes.folder_bytes(self._instance_dir(spec, name)))
         return found
 
     # --- the loop ---

@@ -191,6 +191,26 @@ def tail(path: Path, lines: int) -> list[str]:
     return text.splitlines()[-lines:]
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes the files under a folder take (symlinks not followed); 0 for a folder that is gone."""
+    total = 0
+    stack = [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
+
+
 def usage(state: InstanceState) -> InstanceUsage | None:
     """CPU time and memory of the instance's process tree (the runtime and its workers); None when not running."""
     if not alive(state):
