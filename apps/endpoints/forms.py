@@ -232,6 +232,8 @@ class EndpointEditForm(forms.Form):
     tags = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="One tag a line, as key=value."
     )
+    # The endpoint's version when the form was drawn: a stale form is refused, never saved over a newer change.
+    version = forms.IntegerField(widget=forms.HiddenInput)
 
     def clean_tags(self) -> dict[str, str]:
         return parse_pairs(self.cleaned_data["tags"], what="a tag")
@@ -256,6 +258,8 @@ class DeploymentEditForm(forms.Form):
         help_text="Leave empty to keep the current code; else one or more files, or one zip/tar archive of the folder.",
     )
     code_ref = forms.CharField(required=False, widget=forms.HiddenInput)
+    # The deployment's version when the form was drawn (If-Match): Review and Apply refuse a stale form.
+    version = forms.IntegerField(widget=forms.HiddenInput)
     scoring_script = forms.CharField(max_length=255, required=False, help_text="Defines init() and run().")
     environment = forms.ChoiceField(choices=())
     environment_variables = forms.CharField(
@@ -281,6 +285,7 @@ class DeploymentEditForm(forms.Form):
             "instance_type": spec.get("instance_type"),
             "instance_count": spec.get("instance_count"),
             "scale_type": (spec.get("scale_settings") or {}).get("type", "default"),
+            "version": deployment.version,
         }
         for key in REQUEST_KEYS:
             initial[key] = (spec.get("request_settings") or {}).get(key)

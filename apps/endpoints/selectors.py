@@ -219,6 +219,8 @@ def endpoint_attributes(*, endpoint: Endpoint, deployments: list[Deployment]) ->
         "created_by": endpoint.created_by.get_username() if endpoint.created_by else None,
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
+        "updated_by": endpoint.changed_by.get_username() if endpoint.changed_by else None,
+        "version": endpoint.version,
         "scoring_uri": endpoint.scoring_uri,
         "swagger_uri": endpoint.openapi_uri,
         "traffic": traffic,

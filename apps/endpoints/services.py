@@ -776,7 +776,9 @@ def deployment_scale(
     return updated
 
 
-def deployment_update_preview(*, deployment: Deployment, changes: dict[str, Any], user: User = None) -> tuple[str, str]:
+def deployment_update_preview(
+    *, deployment: Deployment, changes: dict[str, Any], user: User = None, if_match: int | None = None
+) -> tuple[str, str]:
     """The deployment's YAML now and after `changes` (before and after of the Edit flow's diff); nothing is kept.
 
     The change goes through deployment_update itself inside a transaction that is then rolled back, so
@@ -784,7 +786,7 @@ def deployment_update_preview(*, deployment: Deployment, changes: dict[str, Any]
     """
     before = deployment_yaml(deployment)
     with transaction.atomic():
-        row = deployment_update(deployment=deployment, changes=changes, user=user)
+        row = deployment_update(deployment=deployment, changes=changes, user=user, if_match=if_match)
         row.refresh_from_db()
         after = deployment_yaml(row)
         transaction.set_rollback(True)

@@ -36,15 +36,24 @@ def test_details_tab_shows_the_attributes_and_the_traffic_summary(browser: Clien
 
 
 def test_description_and_tags_are_edited_through_the_endpoint_service(post: Any) -> None:
-    factories.endpoint("ep1")
-    answer = post("/endpoints/ep1/edit/", {"description": "new words", "tags": "team=ml\nstage = prod"})
+    version = factories.endpoint("ep1").version
+    answer = post(
+        "/endpoints/ep1/edit/", {"description": "new words", "tags": "team=ml\nstage = prod", "version": version}
+    )
     assert answer.status_code == 303
     endpoint = Endpoint.objects.get(name="ep1")
     assert (endpoint.description, endpoint.tags) == ("new words", {"team": "ml", "stage": "prod"})
-    refused = post("/endpoints/ep1/edit/", {"description": "x", "tags": "just-a-word"})
+    assert endpoint.version == version + 1
+    refused = post("/endpoints/ep1/edit/", {"description": "x", "tags": "just-a-word", "version": endpoint.version})
     assert refused.status_code == 400
     assert "line 1: expected a tag as KEY=value, got &#x27;just-a-word&#x27;" in refused.content.decode()
+    # A form drawn before the last change is refused with what changed, never saved over it.
+    stale = post("/endpoints/ep1/edit/", {"description": "old form", "tags": "", "version": version})
+    assert stale.status_code == 400
+    assert f"online endpoint &#x27;ep1&#x27; changed since version {version}" in stale.content.decode()
     assert Endpoint.objects.get(name="ep1").description == "new words"
+    html = post("/endpoints/ep1/edit/", {"description": "x", "tags": "", "version": endpoint.version})
+    assert html.status_code == 303
 
 
 def test_spec_is_shown_as_yaml_and_the_download_goes_back_unchanged(browser: Client) -> None:
@@ -275,3 +284,42 @@ def test_attributes_panel_is_its_own_fragment_for_live_refresh(browser: Client) 
     html = fragment.content.decode()
     assert html.startswith('<div class="grid" id="endpoint-attributes"')
     assert '<span class="badge Creating">Creating</span>' in html and "deployment-cards" not in html
+
+
+def test_edit_of_a_stale_form_is_refused_on_review_and_apply(post: Any, browser: Client) -> None:
+    deployment = _deployment()
+    data = _edit_data(browser, environment_variables="MODE=mine")
+    services.deployment_scale(deployment=deployment, instance_count=2, reason="someone else")
+    for action in ("review", "apply"):
+        answer = post("/endpoints/ep1/deployments/blue/edit/", {**data, "action": action})
+        assert answer.status_code == 400
+        html = answer.content.decode()
+        assert "deployment &#x27;blue&#x27; of &#x27;ep1&#x27; changed since version 1: it is at version 2" in html
+    assert Deployment.objects.get(pk=deployment.pk).environment_variables == {"MODE": "fast"}
+
+
+def test_a_reader_sees_the_pages_but_cannot_edit(db: None) -> None:
+    deployment = _deployment()
+    reader = Client()
+    reader.force_login(factories.user("rita", role="reader"))
+    for path in ("/endpoints/ep1/", "/endpoints/ep1/deployments/blue/spec/", "/endpoints/ep1/deployments/blue/edit/"):
+        assert reader.get(path).status_code == 200, path
+    writes = {
+        "/endpoints/ep1/edit/": {"description": "x", "tags": "", "version": "1"},
+        "/endpoints/ep1/deployments/blue/edit/": {"action": "apply"},
+        "/endpoints/new/yaml/": {},
+        "/endpoints/ep1/deployments/new/yaml/": {},
+        "/endpoints/ep1/deployments/blue/autoscale/": {"setting": "capacity: {minimum: 1, maximum: 2}"},
+    }
+    for path, data in writes.items():
+        answer = reader.post(path, data)
+        assert answer.status_code == 403, path
+        assert "Deployer" in answer.content.decode() or "Operator" in answer.content.decode(), path
+    assert Deployment.objects.get(pk=deployment.pk).version == deployment.version
+
+
+def test_details_name_who_changed_the_endpoint_last(post: Any, browser: Client) -> None:
+    endpoint = factories.endpoint("ep1")
+    post("/endpoints/ep1/edit/", {"description": "by alice", "tags": "", "version": endpoint.version})
+    html = browser.get("/endpoints/ep1/").content.decode()
+    assert "<dt>Updated by</dt><dd>alice</dd>" in html

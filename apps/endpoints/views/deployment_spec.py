@@ -102,7 +102,9 @@ def deployment_edit(request: HttpRequest, name: str, deployment: str) -> HttpRes
             changes = form.changes(code_ref)
             if action == "apply":
                 with transaction.atomic():
-                    updated = services.deployment_update(deployment=row, changes=changes, user=request.user)
+                    updated = services.deployment_update(
+                        deployment=row, changes=changes, user=request.user, if_match=form.cleaned_data["version"]
+                    )
                 if updated.generation == row.generation:
                     messages.info(request, f"Nothing changed in deployment {row.name}.")
                 else:
@@ -112,7 +114,9 @@ def deployment_edit(request: HttpRequest, name: str, deployment: str) -> HttpRes
                         "new instances start before the old ones stop.",
                     )
                 return redirect(request, reverse("endpoint", args=[endpoint.name]))
-            before, after = services.deployment_update_preview(deployment=row, changes=changes, user=request.user)
+            before, after = services.deployment_update_preview(
+                deployment=row, changes=changes, user=request.user, if_match=form.cleaned_data["version"]
+            )
             diff = yaml_text.diff(before, after, name=f"{row.name}.yml")
         except ApplicationError as exc:
             form_error(form, exc, EDIT_FIELD_MAP)

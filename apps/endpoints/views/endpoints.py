@@ -107,7 +107,8 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
 
 
 def _edit_form(endpoint: Any, data: Any = None) -> EndpointEditForm:
-    return EndpointEditForm(data, initial={"description": endpoint.description, "tags": format_pairs(endpoint.tags)})
+    initial = {"description": endpoint.description, "tags": format_pairs(endpoint.tags), "version": endpoint.version}
+    return EndpointEditForm(data, initial=initial)
 
 
 def _details_context(request: HttpRequest, endpoint: Any, form: EndpointEditForm | None = None) -> dict[str, Any]:
@@ -144,13 +145,14 @@ def endpoint_edit(request: HttpRequest, name: str) -> HttpResponse:
                 endpoint=endpoint,
                 changes={"description": form.cleaned_data["description"], "tags": form.cleaned_data["tags"]},
                 user=request.user,
+                if_match=form.cleaned_data["version"],
             )
         except ApplicationError as exc:
             form_error(form, exc)
         else:
             messages.success(request, f"Saved the description and tags of {endpoint.name}.")
             return redirect(request, reverse("endpoint", args=[endpoint.name]))
-    context = _details_context(request, endpoint, form)
+    context = _details_context(request, endpoint_or_404(name), form)
     return render(request, "endpoints/endpoint_details.html", context, status=400)
 
 
