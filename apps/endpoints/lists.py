@@ -228,9 +228,8 @@ def environment_versions_rows(query: ListQuery) -> QuerySet[Environment]:
     return _ordered(rows, query, ASSET_SORTS)
 
 
-def models_page(query: ListQuery) -> Page[dict[str, Any]]:
-    """A page of model names with their latest version, version count and times (anonymous ones on request)."""
-    rows = _common(Model.objects.all(), query)
+def _name_groups(rows: QuerySet[Any], query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
+    """One page of an asset's names (anonymous ones on request) with version count and times, and the total."""
     if not query.anonymous:
         rows = rows.filter(anonymous=False)
     grouped = (
@@ -238,11 +237,15 @@ def models_page(query: ListQuery) -> Page[dict[str, Any]]:
         .annotate(versions=Count("pk"), created_at=Max("created_at"), updated_at=Max("updated_at"))
         .order_by()
     )
-    total = grouped.count()
     field = ASSET_SORTS[query.sort.removeprefix("-")]
     order = [f"-{field}" if query.sort.startswith("-") else field, "name"]
     start = (query.page - 1) * query.per_page
-    names = list(grouped.order_by(*order)[start : start + query.per_page])
+    return grouped.count(), list(grouped.order_by(*order)[start : start + query.per_page])
+
+
+def models_page(query: ListQuery) -> Page[dict[str, Any]]:
+    """A page of model names with their latest version, version count and times (anonymous ones on request)."""
+    total, names = _name_groups(_common(Model.objects.all(), query), query)
     latest: dict[str, Model] = {}
     for model in Model.objects.filter(name__in=[row["name"] for row in names]).select_related("created_by"):
         if model.name not in latest or model.version > latest[model.name].version:
@@ -253,19 +256,7 @@ def models_page(query: ListQuery) -> Page[dict[str, Any]]:
 
 def environments_page(query: ListQuery) -> Page[dict[str, Any]]:
     """A page of environment names with their newest version, version count and times."""
-    rows = _common(Environment.objects.all(), query)
-    if not query.anonymous:
-        rows = rows.filter(anonymous=False)
-    grouped = (
-        rows.values("name")
-        .annotate(versions=Count("pk"), created_at=Max("created_at"), updated_at=Max("updated_at"))
-        .order_by()
-    )
-    total = grouped.count()
-    field = ASSET_SORTS[query.sort.removeprefix("-")]
-    order = [f"-{field}" if query.sort.startswith("-") else field, "name"]
-    start = (query.page - 1) * query.per_page
-    names = list(grouped.order_by(*order)[start : start + query.per_page])
+    total, names = _name_groups(_common(Environment.objects.all(), query), query)
     newest: dict[str, Environment] = {}
     for environment in (
         Environment.objects.filter(name__in=[row["name"] for row in names])
