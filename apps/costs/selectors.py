@@ -81,10 +81,14 @@ class CostRow:
         return self.instance_seconds * self.price_per_hour / SECONDS_PER_HOUR
 
 
-def _runs(*, start: datetime, end: datetime, endpoint: str | None = None) -> Any:
+def _runs(
+    *, start: datetime, end: datetime, endpoint: str | None = None, endpoints: Collection[str] | None = None
+) -> Any:
     rows = InstanceRun.objects.filter(started_at__lt=end).filter(Q(stopped_at__isnull=True) | Q(stopped_at__gt=start))
     if endpoint:
         rows = rows.filter(endpoint_name=endpoint)
+    if endpoints is not None:
+        rows = rows.filter(endpoint_name__in=list(endpoints))
     return rows
 
 
@@ -94,14 +98,20 @@ def _day_start(moment: datetime) -> datetime:
 
 
 def cost_rows(
-    *, start: datetime, end: datetime, endpoint: str | None = None, now: datetime | None = None
+    *,
+    start: datetime,
+    end: datetime,
+    endpoint: str | None = None,
+    endpoints: Collection[str] | None = None,
+    now: datetime | None = None,
 ) -> list[CostRow]:
-    """Cost per UTC day, endpoint, deployment and instance type over [start, end); runs still open end at now."""
+    """Cost per UTC day, endpoint, deployment and instance type over [start, end); runs still open end at now.
+    Of one endpoint, of the named ones (a list page: its work follows the page, not the studio) or of all."""
     now = now or timezone.now()
     end = min(end, now)
     prices = instance_type_prices()
     seconds: dict[tuple[str, str, str, str], Decimal] = {}
-    for run in _runs(start=start, end=end, endpoint=endpoint):
+    for run in _runs(start=start, end=end, endpoint=endpoint, endpoints=endpoints):
         run_start = max(run.started_at, start)
         run_end = min(run.stopped_at or end, end)
         day = _day_start(run_start)
@@ -130,11 +140,16 @@ def _sum(rows: Iterable[CostRow]) -> Decimal:
 
 
 def costs_summary(
-    *, start: datetime, end: datetime, endpoint: str | None = None, now: datetime | None = None
+    *,
+    start: datetime,
+    end: datetime,
+    endpoint: str | None = None,
+    endpoints: Collection[str] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Costs over a window per endpoint and deployment, with cost per 1000 requests and mirrored share."""
-    rows = cost_rows(start=start, end=end, endpoint=endpoint, now=now)
-    requests = requests_by_deployment(start=start, end=end, endpoint=endpoint)
+    rows = cost_rows(start=start, end=end, endpoint=endpoint, endpoints=endpoints, now=now)
+    requests = requests_by_deployment(start=start, end=end, endpoint=endpoint, endpoints=endpoints)
     by_deployment: dict[tuple[str, str], list[CostRow]] = {}
     for row in rows:
         by_deployment.setdefault((row.endpoint, row.deployment), []).append(row)
@@ -142,7 +157,7 @@ def costs_summary(
         if key[1]:  # "" counts requests refused before routing (401, 404): no deployment, no cost
             by_deployment.setdefault(key, [])
     deployments: list[dict[str, Any]] = []
-    endpoints: dict[str, dict[str, Any]] = {}
+    totals: dict[str, dict[str, Any]] = {}
     for (ep, deployment), group in sorted(by_deployment.items()):
         cost = _sum(group)
         counts = requests.get((ep, deployment), {"live": 0, "mirrored": 0})
@@ -161,13 +176,13 @@ def costs_summary(
                 "mirrored_cost": mirrored_cost,
             }
         )
-        total = endpoints.setdefault(
+        total = totals.setdefault(
             ep, {"endpoint": ep, "cost": Decimal(0), "mirrored_cost": Decimal(0), "live_requests": 0}
         )
         total["cost"] += cost
         total["mirrored_cost"] += mirrored_cost
         total["live_requests"] += counts["live"]
-    for total in endpoints.values():
+    for total in totals.values():
         # Per live request: mirrored answers are never sent to a client, so they add cost, not value.
         live = total["live_requests"]
         total["cost_per_1000_requests"] = total["cost"] * 1000 / live if live else None
@@ -181,7 +196,7 @@ def costs_summary(
         "cost": grand,
         "mirrored_cost": mirrored,
         "mirrored_share": mirrored / grand if grand else None,
-        "endpoints": [endpoints[name] for name in sorted(endpoints)],
+        "endpoints": [totals[name] for name in sorted(totals)],
         "deployments": deployments,
         "days": _by_day(rows),
     }
@@ -272,9 +287,11 @@ def cost_estimate(*, instance_type: str, instance_count: int) -> CostFigures:
     return CostFigures(per_hour=rate_per_hour(instance_type=instance_type, instance_count=instance_count))
 
 
-def cost_book(*, endpoint: str | None = None, now: datetime | None = None) -> CostBook:
-    """What every deployment and endpoint (or one endpoint's) costs an hour, a day and a month at its current
-    size, what it cost this month so far and what the month will come to."""
+def cost_book(
+    *, endpoint: str | None = None, endpoints: Collection[str] | None = None, now: datetime | None = None
+) -> CostBook:
+    """What every deployment and endpoint (or one endpoint's, or the named ones') costs an hour, a day and a
+    month at its current size, what it cost this month so far and what the month will come to."""
     now = now or timezone.now()
     month_start, hours_left = _month(now)
     prices = instance_type_prices()
@@ -282,6 +299,8 @@ def cost_book(*, endpoint: str | None = None, now: datetime | None = None) -> Co
     deployments = Deployment.objects.all()
     if endpoint:
         deployments = deployments.filter(endpoint__name=endpoint)
+    if endpoints is not None:
+        deployments = deployments.filter(endpoint__name__in=list(endpoints))
     for ep, name, instance_type, count, state in deployments.values_list(
         "endpoint__name", "name", "instance_type", "instance_count", "state"
     ):
@@ -290,7 +309,7 @@ def cost_book(*, endpoint: str | None = None, now: datetime | None = None) -> Co
             rate_per_hour(instance_type=instance_type, instance_count=count, prices=prices) if billed else Decimal(0)
         )
     accrued: dict[tuple[str, str], Decimal] = {}
-    for row in cost_rows(start=month_start, end=now, endpoint=endpoint, now=now):
+    for row in cost_rows(start=month_start, end=now, endpoint=endpoint, endpoints=endpoints, now=now):
         key = (row.endpoint, row.deployment)
         accrued[key] = accrued.get(key, Decimal(0)) + row.cost
     zero = CostFigures(hours_left_in_month=hours_left)
@@ -406,8 +425,8 @@ def endpoint_costs_brief(*, endpoint: str, now: datetime | None = None) -> dict[
 def endpoints_costs_briefs(*, endpoints: Collection[str], now: datetime | None = None) -> dict[str, dict[str, Any]]:
     """`endpoint_costs_brief` for a page of endpoints in a fixed number of queries (lists: API and pages)."""
     now = now or timezone.now()
-    book = cost_book(now=now)
-    day = costs_summary(start=now - timedelta(hours=24), end=now, now=now)
+    book = cost_book(endpoints=endpoints, now=now)
+    day = costs_summary(start=now - timedelta(hours=24), end=now, endpoints=endpoints, now=now)
     last_24h = {row["endpoint"]: row for row in day["endpoints"]}
     briefs: dict[str, dict[str, Any]] = {}
     for name in endpoints:

@@ -3,6 +3,7 @@ window summaries (merged histograms, so percentiles stay exact to the bucket).""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -230,14 +231,17 @@ def window_summary(
 
 
 def requests_by_deployment(
-    *, start: datetime, end: datetime, endpoint: str | None = None
+    *, start: datetime, end: datetime, endpoint: str | None = None, endpoints: Collection[str] | None = None
 ) -> dict[tuple[str, str], dict[str, int]]:
-    """Live and mirrored request counts per (endpoint, deployment) over a window (minute rollups)."""
+    """Live and mirrored request counts per (endpoint, deployment) over a window (minute rollups), of one
+    endpoint, of the named ones (a list page), or of all."""
     from django.db.models import Sum
 
     rows = MetricRollup.objects.filter(grain=Grain.MINUTE, ts__gte=start, ts__lt=end)
     if endpoint:
         rows = rows.filter(endpoint=endpoint)
+    if endpoints is not None:
+        rows = rows.filter(endpoint__in=list(endpoints))
     counts: dict[tuple[str, str], dict[str, int]] = {}
     for ep, deployment, is_mirrored, total in rows.values_list("endpoint", "deployment", "mirrored").annotate(
         total=Sum("requests")

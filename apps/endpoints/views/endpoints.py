@@ -29,7 +29,8 @@ from apps.rollouts import selectors as rollout_selectors
 def endpoints_list(request: HttpRequest) -> HttpResponse:
     """Endpoints with their state, traffic split and cost per day: searched, filtered, sorted and paged."""
     page, error = list_page(request, lists.ENDPOINT_SORTS, lists.endpoints_page)
-    book = cost_selectors.cost_book()
+    # The cost of this page's endpoints only: the work follows the page, not the size of the studio.
+    book = cost_selectors.cost_book(endpoints=[endpoint.name for endpoint in page.items])
     rollouts = rollout_selectors.active_by_endpoint()
     rows = []
     for endpoint in page.items:
