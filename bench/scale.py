@@ -101,6 +101,7 @@ def main() -> None:  # noqa: PLR0915 (one script, read top to bottom)
     parser.add_argument("--runtimes", type=int, default=3, help="real runtime processes the instances point to")
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--burst", type=int, default=1000, help="requests of the metrics burst")
+    parser.add_argument("--lists-only", action="store_true", help="only the list timings (no gateways, no workers)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a `timeout` still stops every process it started
     admin = setup_environment(args)
@@ -202,6 +203,43 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     grow(3)
     publish(["*"])
 
+    # --- lists: server time ---
+    def measure_lists() -> None:
+        user = get_user_model().objects.create_superuser("bench", password="bench-password-1")
+        client = Client()
+        client.force_login(user)
+        from rest_framework.authtoken.models import Token
+        from rest_framework.test import APIClient
+
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        for label, http, url in [
+            ("page /endpoints/", client, "/endpoints/"),
+            ("page /endpoints/?q=ep-004&sort=-updated", client, "/endpoints/?q=ep-004&sort=-updated"),
+            ("page /endpoints/?state=Succeeded&tag=x", client, "/endpoints/?state=Succeeded&tag=x"),
+            ("page /models/", client, "/models/"),
+            ("page /environments/", client, "/environments/"),
+            ("API online-endpoints", api, "/api/v1/online-endpoints"),
+            ("API deployments of one", api, "/api/v1/online-endpoints/ep-00010/deployments"),
+            ("API models", api, "/api/v1/models"),
+            ("API environments", api, "/api/v1/environments"),
+        ]:
+            times = []
+            for _ in range(15):
+                t0 = time.perf_counter()
+                response = http.get(url)
+                times.append((time.perf_counter() - t0) * 1000)
+                assert response.status_code == 200, (url, response.status_code)
+            print(f"list {label}: p50 {pct(times, 50):.0f} ms, p95 {pct(times, 95):.0f} ms")
+
+    if args.lists_only:  # issue 16's figure: the lists alone, no gateways or workers
+        began = time.monotonic()
+        grow(args.endpoints)
+        print(f"rows: {Endpoint.objects.count()} endpoints, {Deployment.objects.count()} deployments, "
+              f"written in {time.monotonic() - began:.1f} s")  # fmt: skip
+        measure_lists()
+        return
+
     # --- gateways ---
     gateways: list[tuple[str, subprocess.Popen[bytes]]] = []
     for _ in range(args.gateways):
@@ -277,33 +315,7 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     print(f"gateway RSS with the full table: p50 {statistics.median(rss):.0f} MiB, max {max(rss):.0f} MiB")
     added_latency(f"{routes} routes")
 
-    # --- lists: server time ---
-    user = get_user_model().objects.create_superuser("bench", password="bench-password-1")
-    client = Client()
-    client.force_login(user)
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
-
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    for label, http, url in [
-        ("page /endpoints/", client, "/endpoints/"),
-        ("page /endpoints/?q=ep-004&sort=-updated", client, "/endpoints/?q=ep-004&sort=-updated"),
-        ("page /endpoints/?state=Succeeded&tag=x", client, "/endpoints/?state=Succeeded&tag=x"),
-        ("page /models/", client, "/models/"),
-        ("page /environments/", client, "/environments/"),
-        ("API online-endpoints", api, "/api/v1/online-endpoints"),
-        ("API deployments of one", api, "/api/v1/online-endpoints/ep-00010/deployments"),
-        ("API models", api, "/api/v1/models"),
-        ("API environments", api, "/api/v1/environments"),
-    ]:
-        times = []
-        for _ in range(15):
-            t0 = time.perf_counter()
-            response = http.get(url)
-            times.append((time.perf_counter() - t0) * 1000)
-            assert response.status_code == 200, (url, response.status_code)
-        print(f"list {label}: p50 {pct(times, 50):.0f} ms, p95 {pct(times, 95):.0f} ms")
+    measure_lists()
 
     # --- a traffic change live in all N gateways ---
     ep = Endpoint.objects.get(name="ep-00000")
