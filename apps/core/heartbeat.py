@@ -61,6 +61,14 @@ class Part:
     age_s: float | None
 
 
+def on_worker_ready(**_: object) -> None:
+    start_beating("worker")
+
+
+def on_beat_init(**_: object) -> None:
+    start_beating("beat")
+
+
 def parts_status(seen: dict[str, float | None], *, now: float, stale_after_s: float) -> list[Part]:
     """Each part's status from the time of its last heartbeat (None: never seen)."""
     parts = []

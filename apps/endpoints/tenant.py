@@ -55,11 +55,34 @@ class Tenant:
 
 
 def enabled() -> bool:
-    """Do instances and builds run as tenants? (`auto`: when the studio runs as root)."""
+    """Do instances and builds run as tenants? `auto`: when the studio runs as root and a tenant can reach
+    STUDIO_HOME (every folder above it lets others in); `on` insists, and says what is unreachable."""
     mode = settings.STUDIO_TENANT_ISOLATION
     if mode == "off":
         return False
-    return os.geteuid() == 0 if mode == "auto" else True
+    if mode == "on":
+        return True
+    return os.geteuid() == 0 and _reachable(str(Path(settings.STUDIO_HOME).resolve()))
+
+
+@functools.cache
+def _reachable(home: str) -> bool:
+    """Can a user of no group of ours enter every folder above `home`? If not, `auto` stays off, said once."""
+    for folder in Path(home).parents:
+        try:
+            mode = folder.stat().st_mode
+        except OSError:
+            return False
+        if not mode & stat.S_IXOTH:
+            logger.warning(
+                "deployed code runs as the studio's own user (root), not as an unprivileged one: STUDIO_HOME %s "
+                "lies in %s, which other users cannot enter. Put STUDIO_HOME where they can (e.g. "
+                "/var/lib/studio) to run deployed code as a tenant (docs/security.md)",
+                home,
+                folder,
+            )
+            return False
+    return True
 
 
 @functools.cache
