@@ -55,8 +55,9 @@ def survivors(processes: list[psutil.Process]) -> list[str]:
 
 
 def is_gateway(proc: psutil.Process) -> bool:
+    """The detached (plain HTTP) gateway; its HTTPS twin is a supervised child that stops with `studio up`."""
     cmdline = proc.cmdline()
-    return "-m" in cmdline and "gateway" in cmdline
+    return "-m" in cmdline and "gateway" in cmdline and "--ssl-certfile" not in cmdline
 
 
 @pytest.fixture
