@@ -227,7 +227,9 @@ def test_whole_flow_in_the_browser(session: Session, files: Path, cleanup: list[
     page.wait_for_url("**container=storage-initializer**")
     assert page.locator("#logs-content").inner_text().strip() not in ("", "(no lines)")
     page.get_by_label("Follow live").check()
-    page.wait_for_function("() => document.querySelector('[data-logs-panel]').dataset.followUpdates >= 1", timeout=15_000)
+    page.wait_for_function(
+        "() => document.querySelector('[data-logs-panel]').dataset.followUpdates >= 1", timeout=15_000
+    )
     session.shot("endpoint-logs")
 
     # Events: the timeline with stages; Costs: the rate at the current size.
