@@ -7,20 +7,26 @@ and every Redis key it writes starts with `studio-test:<id>:` (STUDIO_REDIS_PREF
 
 Redis is to each test what the database is: what one test wrote is gone before the next one starts.
 Keys found under the prefix before a test (written after the previous test had ended, by something it
-left running) and keys left when the run ends are deleted and fail the run, named.
+left running) and keys left when the run ends are deleted and fail the run, named. So are sessions on a
+PostgreSQL test database still open after a test's teardown (a process or a thread it left running): each
+is named with the process and thread that holds it, and closed, so the database can be dropped at the end.
 
 It also prints pytest-randomly's seed, so a failing order can be run again.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 import redis
@@ -35,6 +41,7 @@ REDIS_PREFIX = f"studio-test:{RUN_ID}:"
 _embedded: EmbeddedRedis | None = None
 _home: Path | None = None
 _client: redis.Redis | None = None
+_admin: psycopg.Connection | None = None  # to the server's `postgres` database, for the session checks
 _leaks: list[str] = []
 _previous_test = "the start of the run"
 
@@ -96,6 +103,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:  # after the test's fixtures are gone (gateways stopped, their last metrics pushed)
         delete_keys(REDIS_PREFIX)
+        for holder in _close_stray_sessions():
+            _leaks.append(f"{item.nodeid} left a session on the test database open ({holder}; now closed)")
         _previous_test = item.nodeid
 
 
@@ -109,6 +118,66 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _leaks.append(f"test database {name} was still there at the end of the run (now dropped)")
     if _leaks and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _close_stray_sessions() -> list[str]:
+    """Sessions on this run's PostgreSQL test database but the test thread's own: whose they are, after closing them.
+
+    A thread that ended leaves its connection to the garbage collector (Django's connection objects hold
+    reference cycles): that is collected first, and is no leak. What stays open after a few seconds is.
+    """
+    from django.db import connections
+
+    global _admin
+    connection = connections["default"]
+    name = connection.settings_dict.get("NAME") or ""
+    if connection.vendor != "postgresql" or not name.endswith(RUN_ID):
+        return []
+    if _admin is None:
+        params = {key.lower(): str(connection.settings_dict[key]) for key in ("HOST", "PORT", "USER", "PASSWORD")
+                  if connection.settings_dict.get(key)}  # fmt: skip
+        _admin = psycopg.connect(make_conninfo(dbname="postgres", **params), autocommit=True)
+    own = [connection.connection.info.backend_pid] if connection.connection is not None else []
+
+    def others() -> list[tuple[int, int | None]]:
+        assert _admin is not None
+        query = "SELECT pid, client_port FROM pg_stat_activity WHERE datname = %s AND NOT pid = ANY(%s)"
+        return [(row[0], row[1]) for row in _admin.execute(query, (name, own)).fetchall()]
+
+    stray = others()
+    if not stray:
+        return []
+    gc.collect()
+    deadline = time.monotonic() + 5  # a backend whose client has just gone takes a moment to end
+    while stray and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stray = others()
+    holders = [_holder(pid, port) for pid, port in stray]
+    for pid, _port in stray:
+        _admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return holders
+
+
+def _holder(backend_pid: int, client_port: int | None) -> str:
+    """Which process (and, in this one, which thread) holds the session served by `backend_pid`."""
+    owner = next(
+        (c.pid for c in psutil.net_connections("tcp") if client_port and c.laddr and c.laddr.port == client_port), None
+    )
+    if owner is None:
+        return f"backend {backend_pid}, client not found on this machine"
+    if owner != os.getpid():
+        try:
+            return f"process {owner}: {' '.join(psutil.Process(owner).cmdline())[:160]}"
+        except psutil.Error:
+            return f"process {owner}"
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    for wrapper in (obj for obj in gc.get_objects() if isinstance(obj, BaseDatabaseWrapper)):
+        raw = wrapper.connection
+        if raw is not None and getattr(raw.info, "backend_pid", None) == backend_pid:
+            return f"this test process, thread {names.get(wrapper._thread_ident, 'that has ended')!r}"
+    return "this test process, outside Django's connections"
 
 
 def _drop_leftover_databases() -> list[str]:
@@ -153,6 +222,8 @@ def _seed(config: pytest.Config) -> int | None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _client is not None:
         _client.close()
+    if _admin is not None:
+        _admin.close()
     if _embedded is not None:
         _embedded.stop()
         os.environ.pop("REDIS_URL", None)
