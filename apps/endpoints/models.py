@@ -260,25 +260,6 @@ class DeploymentEvent(models.Model):
         return f"{self.deployment} {self.reason}"
 
 
-class TrafficChange(models.Model):
-    """Who changed an endpoint's traffic or mirroring, when, from what to what."""
-
-    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="traffic_changes")
-    created_at = models.DateTimeField(auto_now_add=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    traffic_before = models.JSONField(default=dict)
-    traffic_after = models.JSONField(default=dict)
-    mirror_before = models.JSONField(default=dict)
-    mirror_after = models.JSONField(default=dict)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["endpoint", "created_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.endpoint} {self.traffic_before} -> {self.traffic_after}"
-
-
 class Instance(models.Model):
     """One running copy of a deployment (a local process or a pod), as the backend last observed it.
 
