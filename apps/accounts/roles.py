@@ -25,6 +25,7 @@ ACTIONS: dict[str, Role] = {
     "rollout.manage": Role.OPERATOR,
     "autoscale.set": Role.OPERATOR,
     "keys.read": Role.OPERATOR,
+    "secrets.read": Role.OPERATOR,  # environment-variable values: they may hold passwords and tokens
     "token.issue": Role.OPERATOR,
     "logs.read": Role.OPERATOR,
     "endpoint.test": Role.OPERATOR,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apps.core.errors import ApplicationError
+from apps.endpoints.selectors import HIDDEN_KEY
 
 PROVIDER = "Microsoft.MachineLearningServices"
 LOCATION = "local"
@@ -164,7 +165,8 @@ def deployment(
         "properties": {
             "endpointComputeType": COMPUTE_TYPES.get(view["type"], "Managed"),
             "description": view["description"] or None,
-            "properties": {},
+            # Azure's free-form properties: where a Reader is told why the variables' values are null.
+            "properties": {"environmentVariablesHidden": view[HIDDEN_KEY]} if HIDDEN_KEY in view else {},
             "model": model_id,
             "codeConfiguration": {"codeId": code_id, "scoringScript": code["scoring_script"]} if code else None,
             "environmentId": environment_id,

@@ -239,6 +239,7 @@ class EndpointEditForm(forms.Form):
         return parse_pairs(self.cleaned_data["tags"], what="a tag")
 
 
+HIDDEN_VALUE = "••••"  # what a role that may not read secrets sees in place of a variable's value
 PROBE_KEYS = ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold")
 REQUEST_KEYS = ("request_timeout_ms", "max_concurrent_requests_per_instance", "max_queue_wait_ms")
 SCALE_KEYS = ("min_instances", "max_instances", "target_utilization_percentage", "polling_interval")
@@ -275,13 +276,18 @@ class DeploymentEditForm(forms.Form):
         label="Scale type",
     )
 
-    def __init__(self, *args: Any, deployment: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, deployment: Any, viewer: Any, **kwargs: Any) -> None:
         spec = selectors.deployment_spec_view(deployment)
+        shown = selectors.spec_for_viewer(spec, viewer=viewer)
+        hidden = shown.get(selectors.HIDDEN_KEY)
+        variables = shown.get("environment_variables") or {}
         initial: dict[str, Any] = {
             "model": spec.get("model") or "",
             "scoring_script": (spec.get("code_configuration") or {}).get("scoring_script", ""),
             "environment": spec["environment"],
-            "environment_variables": format_pairs(spec.get("environment_variables")),
+            "environment_variables": "\n".join(f"{key}={HIDDEN_VALUE}" for key in variables)
+            if hidden
+            else format_pairs(variables),
             "instance_type": spec.get("instance_type"),
             "instance_count": spec.get("instance_count"),
             "scale_type": (spec.get("scale_settings") or {}).get("type", "default"),
@@ -298,6 +304,10 @@ class DeploymentEditForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.deployment = deployment
         self.current = spec
+        if hidden:
+            # A role that may not read the values may not change the deployment either: the field only shows names.
+            self.fields["environment_variables"].disabled = True
+            self.fields["environment_variables"].help_text = f"{hidden[:1].upper()}{hidden[1:]}."
         for key in REQUEST_KEYS:
             self.fields[key] = forms.IntegerField(label=key.replace("_", " ").capitalize())
         for probe, title in (("liveness_probe", "Liveness"), ("readiness_probe", "Readiness")):

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from apps.accounts.models import AuditEntry
+from apps.accounts.roles import allowed, needs, role_of
 from apps.accounts.selectors import traffic_changes as audit_traffic_changes
 from apps.core.errors import ApplicationError, NotFound
 from apps.endpoints import storage
@@ -25,6 +26,10 @@ from apps.endpoints.models import (
 )
 from apps.endpoints.yaml import text as yaml_text
 from gateway.wire import DeploymentRow, EndpointRow, instance_secret
+
+# Environment-variable values may hold secrets: shown only to a role that may read keys.
+SECRETS_ACTION = "secrets.read"
+HIDDEN_KEY = "environment_variables_hidden"
 
 BUSY_STATES = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.SCALING)
 
@@ -378,6 +383,30 @@ def deployment_spec_view(deployment: Deployment) -> dict[str, Any]:
     return {key: value for key, value in spec.items() if value is not None}
 
 
+def secrets_hidden(viewer: Any) -> str | None:
+    """Why environment-variable values are hidden from this user (naming the role it needs), or None if shown."""
+    if allowed(viewer, SECRETS_ACTION):
+        return None
+    role = role_of(viewer)
+    have = f"you are {role.label}" if role else "you have no role"
+    return f"values hidden: {SECRETS_ACTION} needs the {needs(SECRETS_ACTION).label} role ({have})"
+
+
+def spec_for_viewer(spec: dict[str, Any], *, viewer: Any) -> dict[str, Any]:
+    """A deployment spec as this user may see it: variable names kept, values null and `environment_variables_hidden`
+    saying why when the user's role may not read secrets (a file with that key is refused if sent back)."""
+    variables = spec.get("environment_variables")
+    hidden = secrets_hidden(viewer) if variables else None
+    if hidden is None:
+        return spec
+    shown: dict[str, Any] = {}
+    for key, value in spec.items():
+        shown[key] = dict.fromkeys(variables) if key == "environment_variables" else value
+        if key == "environment_variables":
+            shown[HIDDEN_KEY] = hidden
+    return shown
+
+
 ENDPOINT_SPEC_KEYS = ("name", "description", "tags", "auth_mode", "compute", "traffic", "mirror_traffic")
 
 
@@ -392,19 +421,22 @@ def endpoint_yaml(endpoint: Endpoint) -> str:
     return yaml_text.dump(doc, schema=yaml_text.ENDPOINT_SCHEMA)
 
 
-def deployment_yaml(deployment: Deployment) -> str:
+def deployment_yaml(deployment: Deployment, *, viewer: Any) -> str:
     """The deployment's desired spec as Azure ML v2 YAML (the spec view, and what "Download YAML" gives).
 
     References stay the studio's (`azureml:name:version`, `code:<digest>`), so `studio online-deployment
-    update -f` takes the file back unchanged.
+    update -f` takes the file back unchanged; one whose values were hidden from the viewer says so on top.
     """
-    doc = deployment_spec_view(deployment)
+    doc = spec_for_viewer(deployment_spec_view(deployment), viewer=viewer)
     schema = (
         yaml_text.KUBERNETES_DEPLOYMENT_SCHEMA
         if deployment.kind == Deployment.Kind.KUBERNETES
         else yaml_text.DEPLOYMENT_SCHEMA
     )
-    return yaml_text.dump(doc, schema=schema)
+    text = yaml_text.dump(doc, schema=schema)
+    if HIDDEN_KEY in doc:
+        text = f"# environment variable {doc[HIDDEN_KEY]}\n{text}"
+    return text
 
 
 def endpoint_serving_assets(*, endpoint: Endpoint) -> tuple[str | None, str | None]:
@@ -418,8 +450,9 @@ def endpoint_serving_assets(*, endpoint: Endpoint) -> tuple[str | None, str | No
     return (best.model.asset_id if best.model else None), best.environment.asset_id
 
 
-def deployment_view(deployment: Deployment) -> dict[str, Any]:
-    view = deployment_spec_view(deployment)
+def deployment_view(deployment: Deployment, *, viewer: Any) -> dict[str, Any]:
+    """The deployment as Azure shows it, to this user (variable values hidden from roles that may not read them)."""
+    view = spec_for_viewer(deployment_spec_view(deployment), viewer=viewer)
     view.update(
         {
             "provisioning_state": deployment.state,

@@ -784,11 +784,11 @@ def deployment_update_preview(
     The change goes through deployment_update itself inside a transaction that is then rolled back, so
     the preview refuses exactly what the update would refuse and shows exactly what it would store.
     """
-    before = deployment_yaml(deployment)
+    before = deployment_yaml(deployment, viewer=user)  # the diff is shown to the user making the change
     with transaction.atomic():
         row = deployment_update(deployment=deployment, changes=changes, user=user, if_match=if_match)
         row.refresh_from_db()
-        after = deployment_yaml(row)
+        after = deployment_yaml(row, viewer=user)
         transaction.set_rollback(True)
     return before, after
 

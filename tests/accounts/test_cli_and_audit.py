@@ -16,6 +16,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import PersonalToken
+from apps.endpoints import services
+from apps.endpoints.models import Deployment
 from cli.main import main
 from tests.accounts.conftest import LABEL, RANK, ROLES_AND_NONE
 
@@ -141,3 +143,20 @@ def test_the_audit_trail_shows_a_change_through_the_ui_the_api_and_the_cli_with_
         ("admin-user", {"blue": 0}),
         ("operator-user", {"blue": 100}),
     ]
+
+
+def test_online_deployment_show_hides_variable_values_from_a_reader(
+    cli: Any, tokens: dict[str | None, str], served: Any
+) -> None:
+    blue = Deployment.objects.get(endpoint=served, name="blue")
+    services.deployment_update(deployment=blue, changes={"environment_variables": {"DB_PASSWORD": "hunter2"}})
+    code, out, err = cli("online-deployment", "show", "-n", "blue", "-e", "ep1", token=tokens["reader"])
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["environment_variables"] == {"DB_PASSWORD": None} and "hunter2" not in out
+    assert shown["environment_variables_hidden"] == (
+        "values hidden: secrets.read needs the Operator role (you are Reader)"
+    )
+    code, out, err = cli("online-deployment", "show", "-n", "blue", "-e", "ep1", token=tokens["operator"])
+    assert code == 0, err
+    assert json.loads(out)["environment_variables"] == {"DB_PASSWORD": "hunter2"}

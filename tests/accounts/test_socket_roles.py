@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 
 from tests.accounts.conftest import LABEL, RANK, ROLES_AND_NONE
 from tests.ui.sockets import Socket
@@ -47,3 +49,30 @@ async def test_websockets_let_each_role_join_what_it_may_and_close_with_the_role
                     role,
                     closing,
                 )
+
+
+def _set_variables(endpoint: Any) -> None:
+    from django.db import transaction
+
+    from apps.endpoints import services
+    from apps.endpoints.models import Deployment
+
+    with transaction.atomic():
+        blue = Deployment.objects.get(endpoint=endpoint, name="blue")
+        services.deployment_update(deployment=blue, changes={"environment_variables": {"DB_PASSWORD": "hunter2"}})
+
+
+async def test_what_a_change_of_variables_pushes_to_a_readers_pages_holds_no_value(
+    people: dict[str | None, Any], served: Any
+) -> None:
+    pages = [Socket(path, people["reader"]) for path in ("/ws/studio/", "/ws/endpoints/ep1/")]
+    for page in pages:
+        assert (await page.connect())[0]
+    await database_sync_to_async(_set_variables)(served)
+    for page in pages:
+        pushed = [await page.receive_json()]
+        while not await page.receive_nothing():
+            pushed.append(await page.receive_json())
+        assert {m["type"] for m in pushed} >= {"deployment.state"}, pushed
+        assert "hunter2" not in json.dumps(pushed)
+        await page.disconnect()

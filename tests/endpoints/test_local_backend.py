@@ -90,7 +90,7 @@ def test_create_reaches_succeeded_and_the_instance_answers_with_the_model_laid_o
     ):
         assert stage in timeline
     assert deployment.events.get(reason="Ready").duration_ms is not None
-    view = deployment_view(deployment)
+    view = deployment_view(deployment, viewer=None)  # what any reader sees
     assert view["provisioning_state"] == "Succeeded"
     assert view["instances"][0]["state"] == "Ready"
     # Capacity history: one run started, none stopped.
@@ -118,7 +118,7 @@ def test_init_that_raises_fails_with_user_script_init_failed_and_the_exception(l
     assert deployment.reason == "UserScriptInitFailed"
     assert "RuntimeError: model weights are corrupt: checksum 0xdead" in deployment.message
     assert "User's init function failed" in deployment.message  # the last log lines come along
-    shown = deployment_view(deployment)
+    shown = deployment_view(deployment, viewer=None)
     assert shown["reason"] == "UserScriptInitFailed"
     assert "model weights are corrupt" in shown["message"]
     assert not instance_pids(local)

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 import yaml
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from apps.costs import services as cost_services
@@ -85,7 +86,8 @@ def _edit_data(browser: Client, **changes: str) -> dict[str, str]:
     """The edit form as the browser would send it: every field's current value, then the changes."""
     from apps.endpoints.forms import DeploymentEditForm
 
-    form = DeploymentEditForm(deployment=Deployment.objects.get(name="blue"))
+    viewer = get_user_model().objects.get(username="alice")
+    form = DeploymentEditForm(deployment=Deployment.objects.get(name="blue"), viewer=viewer)
     data = {name: "" if form[name].value() is None else str(form[name].value()) for name in form.fields}
     data.pop("code_files")
     data.update(changes)

@@ -226,8 +226,8 @@ class EndpointTokenView(ArmView):
 # --- online deployments ---
 
 
-def _deployment(scope: shapes.Scope, row: Deployment) -> dict[str, Any]:
-    view = selectors.deployment_view(row)
+def _deployment(scope: shapes.Scope, row: Deployment, *, viewer: Any) -> dict[str, Any]:
+    view = selectors.deployment_view(row, viewer=viewer)
     model_id = scope.asset_id("models", row.model.name, row.model.version) if row.model else None
     code_id = services.code_id_for(scope, row.code_path) if row.code_path else None
     environment_id = scope.asset_id("environments", row.environment.name, row.environment.version)
@@ -238,7 +238,7 @@ class DeploymentsView(ArmView):
     @extend_schema(exclude=True)
     def get(self, request: Request, endpoint: str, **kwargs: str) -> Response:
         rows = selectors.deployments_list(endpoint=selectors.endpoint_get(name=endpoint))
-        return _listing([_deployment(self.scope(), row) for row in rows])
+        return _listing([_deployment(self.scope(), row, viewer=request.user) for row in rows])
 
 
 class DeploymentView(ArmView):
@@ -247,7 +247,7 @@ class DeploymentView(ArmView):
 
     @extend_schema(exclude=True)
     def get(self, request: Request, endpoint: str, deployment: str, **kwargs: str) -> Response:
-        return Response(_deployment(self.scope(), self._row(endpoint, deployment)))
+        return Response(_deployment(self.scope(), self._row(endpoint, deployment), viewer=request.user))
 
     @extend_schema(exclude=True)
     def put(self, request: Request, endpoint: str, deployment: str, **kwargs: str) -> Response:
@@ -259,7 +259,7 @@ class DeploymentView(ArmView):
         row = self._row(endpoint, deployment)
         op_id = operations.operation_id("deployment-put", endpoint, deployment, row.generation)
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        return self.accepted(_deployment(self.scope(), row), op_id, code=code)
+        return self.accepted(_deployment(self.scope(), row, viewer=request.user), op_id, code=code)
 
     @extend_schema(exclude=True)
     def patch(self, request: Request, endpoint: str, deployment: str, **kwargs: str) -> Response:

@@ -49,10 +49,10 @@ def _endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
     return {**selectors.endpoint_view(endpoint), "costs": endpoint_costs_brief(endpoint=endpoint.name)}
 
 
-def _deployment_view(deployment: Deployment) -> dict[str, Any]:
-    """The deployment as Azure shows it, with what it costs."""
+def _deployment_view(deployment: Deployment, *, viewer: Any) -> dict[str, Any]:
+    """The deployment as Azure shows it to this user, with what it costs."""
     costs = deployment_costs_brief(endpoint=deployment.endpoint.name, deployment=deployment.name)
-    return {**selectors.deployment_view(deployment), "costs": costs}
+    return {**selectors.deployment_view(deployment, viewer=viewer), "costs": costs}
 
 
 def if_match(request: Request) -> int | None:
@@ -244,10 +244,12 @@ def deployments(request: Request, name: str) -> Response:
     endpoint = selectors.endpoint_get(name=name)
     if request.method == "POST":
         deployment = services.deployment_create(endpoint=endpoint, spec=_body(request), user=request.user)
-        return Response(_deployment_view(deployment), status=status.HTTP_201_CREATED)
+        return Response(_deployment_view(deployment, viewer=request.user), status=status.HTTP_201_CREATED)
     rows = lists.deployments_rows(endpoint=endpoint, query=_list_query(request, lists.DEPLOYMENT_SORTS))
     costs = deployments_costs_briefs(endpoint=endpoint.name)
-    return _paginated(request, rows, lambda row: {**selectors.deployment_view(row), "costs": costs[row.name]})
+    return _paginated(
+        request, rows, lambda row: {**selectors.deployment_view(row, viewer=request.user), "costs": costs[row.name]}
+    )
 
 
 @JSON_BODY
@@ -265,7 +267,7 @@ def deployment_detail(request: Request, name: str, deployment: str) -> Response:
         services.version_check(row=row, if_match=if_match(request))
         services.deployment_delete(deployment=row, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return with_etag(Response(_deployment_view(row)), row.version)
+    return with_etag(Response(_deployment_view(row, viewer=request.user)), row.version)
 
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)

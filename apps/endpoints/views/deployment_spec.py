@@ -58,7 +58,9 @@ def deployment_spec(request: HttpRequest, name: str, deployment: str) -> HttpRes
     """The deployment's spec as YAML, with links to download and to edit it."""
     endpoint = endpoint_or_404(name)
     row = deployment_or_404(endpoint, deployment)
-    context = tab_context(request, endpoint, "details", deployment=row, spec_yaml=selectors.deployment_yaml(row))
+    spec_yaml = selectors.deployment_yaml(row, viewer=request.user)
+    hidden = selectors.secrets_hidden(request.user) if row.environment_variables else None
+    context = tab_context(request, endpoint, "details", deployment=row, spec_yaml=spec_yaml, hidden=hidden)
     return render(request, "endpoints/deployment_spec.html", context)
 
 
@@ -68,7 +70,8 @@ def deployment_yaml_download(request: HttpRequest, name: str, deployment: str) -
     """The deployment's spec as a YAML file (`studio online-deployment update -f` takes it back)."""
     endpoint = endpoint_or_404(name)
     row = deployment_or_404(endpoint, deployment)
-    return yaml_response(selectors.deployment_yaml(row), f"{endpoint.name}-{row.name}-deployment.yml")
+    text = selectors.deployment_yaml(row, viewer=request.user)
+    return yaml_response(text, f"{endpoint.name}-{row.name}-deployment.yml")
 
 
 @login_required
@@ -86,7 +89,7 @@ def deployment_edit(request: HttpRequest, name: str, deployment: str) -> HttpRes
     """Edit every updatable field: "Review changes" shows the diff of the YAML, "Apply" starts a rolling update."""
     endpoint = endpoint_or_404(name)
     row = deployment_or_404(endpoint, deployment)
-    form = DeploymentEditForm(request.POST or None, request.FILES or None, deployment=row)
+    form = DeploymentEditForm(request.POST or None, request.FILES or None, deployment=row, viewer=request.user)
     diff: list[str] | None = None
     action = request.POST.get("action", "review")
     if request.method == "POST" and form.is_valid():
