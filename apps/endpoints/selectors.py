@@ -395,15 +395,16 @@ def secrets_hidden(viewer: Any) -> str | None:
 def spec_for_viewer(spec: dict[str, Any], *, viewer: Any) -> dict[str, Any]:
     """A deployment spec as this user may see it: variable names kept, values null and `environment_variables_hidden`
     saying why when the user's role may not read secrets (a file with that key is refused if sent back)."""
-    variables = spec.get("environment_variables")
+    variables: dict[str, Any] = spec.get("environment_variables") or {}
     hidden = secrets_hidden(viewer) if variables else None
     if hidden is None:
         return spec
     shown: dict[str, Any] = {}
     for key, value in spec.items():
-        shown[key] = dict.fromkeys(variables) if key == "environment_variables" else value
         if key == "environment_variables":
-            shown[HIDDEN_KEY] = hidden
+            shown[key], shown[HIDDEN_KEY] = dict.fromkeys(variables), hidden
+        else:
+            shown[key] = value
     return shown
 
 
