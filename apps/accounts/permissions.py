@@ -23,7 +23,7 @@ from django.shortcuts import render
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from apps.accounts.roles import ACTIONS, RoleRequired, allowed, role_of
+from apps.accounts.roles import ACTIONS, RoleRequired, allowed, needs, role_of
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -101,25 +101,18 @@ def socket_refusal(user: Any, action: str = "read") -> tuple[int, str] | None:
     return None
 
 
-class Can:
-    """`{% if can.traffic_set %}` in templates: whether the signed-in user may do an action."""
-
-    def __init__(self, user: Any) -> None:
-        self.user = user
-
-    def __getitem__(self, name: str) -> bool:
-        return allowed(self.user, name.replace("_", ".", 1))
-
-
-class Needs:
-    """`{{ needs.traffic_set }}` in templates: the role an action needs, for a disabled control's title."""
-
-    def __getitem__(self, name: str) -> str:
-        return str(ACTIONS[name.replace("_", ".", 1)].label)
+def control_refusal(user: Any, action: str) -> tuple[str, str] | None:
+    """Why a page's control for `action` is disabled for this user: (the role it needs, a title such as
+    "needs Operator (you are Reader)"), or None when the user may use it. Read from `roles.ACTIONS`, as the
+    server's check is, so a control and the request it sends are refused alike."""
+    if allowed(user, action):
+        return None
+    needed = needs(action).label
+    role = role_of(user)
+    return str(needed), f"needs {needed} (you are {role.label if role else 'without a role'})"
 
 
 def roles_context(request: Any) -> dict[str, Any]:
-    """Context processor: the user's role, `can` and `needs`."""
-    user = getattr(request, "user", None)
-    role = role_of(user)
-    return {"studio_role": role.label if role else "", "can": Can(user), "needs": Needs()}
+    """Context processor: the user's role, for the header (controls ask `{% gate %}`, templatetags/roles.py)."""
+    role = role_of(getattr(request, "user", None))
+    return {"studio_role": role.label if role else ""}

@@ -68,10 +68,11 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 
 
 @login_required
-@requires("users.manage")
+@requires(POST="users.manage")
 @require_http_methods(["GET", "POST"])
 def users_page(request: HttpRequest) -> HttpResponse:
-    """Users and their roles; invite someone with a one-time link; disable or enable a user."""
+    """Users and their roles (any role may look, as Azure's Reader reads role assignments); an Admin invites
+    someone with a one-time link, changes roles, disables or enables users."""
     context: dict[str, Any] = {"section": "users", "roles": Role.choices}
     status = 200
     if request.method == "POST":

@@ -182,7 +182,8 @@
         hint.textContent = invalid.length ? "each box takes a whole number from 0 to 100"
           : (ready ? "" : "the total must be 100 (or 0) to apply");
       }
-      if (apply) apply.disabled = !ready;
+      /* a role that may not move traffic keeps its Apply disabled whatever the total ({% gate %} set it) */
+      if (apply && !apply.dataset.needsRole) apply.disabled = !ready;
     }
     function changed() {
       form.dataset.dirty = "1";

@@ -32,6 +32,8 @@ TABS = (
     ("costs", "Costs"),
     ("audit", "Audit"),
 )
+# The tabs a Reader may not open (the whole page needs more): shown disabled with the role they need.
+TAB_ACTIONS = {"logs": "logs.read"}
 
 
 def endpoint_or_404(name: str) -> Endpoint:
@@ -63,7 +65,12 @@ def tab_context(request: HttpRequest, endpoint: Endpoint, tab: str, **extra: Any
         "endpoint": endpoint,
         "deployments": selectors.endpoint_deployments(endpoint=endpoint),
         "tabs": [
-            (key, label, reverse(f"endpoint-{key}" if key != "details" else "endpoint", args=[endpoint.name]))
+            (
+                key,
+                label,
+                reverse(f"endpoint-{key}" if key != "details" else "endpoint", args=[endpoint.name]),
+                TAB_ACTIONS.get(key, "read"),
+            )
             for key, label in TABS
         ],
         "tab": tab,
