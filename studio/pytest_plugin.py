@@ -103,6 +103,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:  # after the test's fixtures are gone (gateways stopped, their last metrics pushed)
         delete_keys(REDIS_PREFIX)
+        _close_async_thread_connections()
         for holder in _close_stray_sessions():
             _leaks.append(f"{item.nodeid} left a session on the test database open ({holder}; now closed)")
         _previous_test = item.nodeid
@@ -118,6 +119,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _leaks.append(f"test database {name} was still there at the end of the run (now dropped)")
     if _leaks and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _close_async_thread_connections() -> None:
+    """An async test runs Django's sync code on asgiref's one thread-sensitive executor thread, which keeps its
+    database connection between tests (CONN_MAX_AGE) as a server thread keeps it between requests: closed after
+    each test, as pytest-django closes the test thread's own."""
+    from asgiref.sync import SyncToAsync
+
+    executor = SyncToAsync.single_thread_executor
+    if settings.configured and getattr(executor, "_threads", None):
+        from django.db import connections
+
+        executor.submit(connections.close_all).result(timeout=30)
 
 
 def _close_stray_sessions() -> list[str]:
@@ -176,7 +190,8 @@ def _holder(backend_pid: int, client_port: int | None) -> str:
     for wrapper in (obj for obj in gc.get_objects() if isinstance(obj, BaseDatabaseWrapper)):
         raw = wrapper.connection
         if raw is not None and getattr(raw.info, "backend_pid", None) == backend_pid:
-            return f"this test process, thread {names.get(wrapper._thread_ident, 'that has ended')!r}"
+            thread = names.get(getattr(wrapper, "_thread_ident", None), "that has ended")
+            return f"this test process, thread {thread!r}"
     return "this test process, outside Django's connections"
 
 
