@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import SCREENSHOTS, Session, Studio
+from tests.e2e.conftest import SCREENSHOTS, Session, Studio, inject_axe
 from tests.e2e.test_traffic_live import SCORE_PY, cli
 
 pytestmark = pytest.mark.e2e
@@ -84,6 +84,9 @@ def test_a_reader_sees_disabled_controls_naming_the_role_and_an_admin_enabled_on
     logs_tab = page.get_by_role("navigation", name="Endpoint tabs").get_by_role("link", name="Logs")
     assert logs_tab.get_attribute("title") == "needs Operator (you are Reader)"
     page.screenshot(path=str(SCREENSHOTS / "roles-reader-details.png"), full_page=True)
+    inject_axe(page)  # disabled controls stay accessible: named, focusable where they are links
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    assert [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")] == []
     page.context.close()
 
     admin = session.page
