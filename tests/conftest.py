@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from studio.pytest_plugin import run_database_name
+from tests.migrations import migrate
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +86,14 @@ def api(db: None) -> Any:
     token, _ = Token.objects.get_or_create(user=factories.user())
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
+
+
+@pytest.fixture
+def latest() -> Iterator[list[tuple[str, str]]]:
+    """The newest migrations, re-applied after a test that migrated the database back, whatever it did."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    leaves = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    yield leaves
+    migrate(leaves)

@@ -3,35 +3,18 @@ then the table is dropped (endpoints 0007 runs after accounts 0002 copied them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from apps.accounts.models import AuditEntry
+from tests.migrations import migrate
 
 BEFORE_ROLES = [("accounts", "0001_initial"), ("endpoints", "0006_environment_conda_text")]
 
 
-def _migrate(targets: list[tuple[str, str]]) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    executor.loader.build_graph()  # the applied set has changed
-    return executor
-
-
-@pytest.fixture
-def latest() -> Iterator[list[tuple[str, str]]]:
-    """The newest migrations, re-applied after the test whatever it did."""
-    leaves = MigrationExecutor(connection).loader.graph.leaf_nodes()
-    yield leaves
-    _migrate(leaves)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_old_traffic_changes_become_audit_entries_and_their_table_is_dropped(latest: list[tuple[str, str]]) -> None:
-    before = _migrate(BEFORE_ROLES).loader.project_state(BEFORE_ROLES).apps
+    before = migrate(BEFORE_ROLES).loader.project_state(BEFORE_ROLES).apps
     Endpoint = before.get_model("endpoints", "Endpoint")
     TrafficChange = before.get_model("endpoints", "TrafficChange")
     user = before.get_model("auth", "User").objects.create(username="old-operator")
@@ -41,7 +24,7 @@ def test_old_traffic_changes_become_audit_entries_and_their_table_is_dropped(lat
     )
     assert "endpoints_trafficchange" in connection.introspection.table_names()
 
-    _migrate(latest)
+    migrate(latest)
 
     entry = AuditEntry.objects.get(action="traffic.set", endpoint="ep-old")
     assert entry.username == "old-operator"

@@ -6,37 +6,20 @@ Run with Django's own migration executor on the test database: back to where the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from apps.costs import selectors
 from apps.endpoints import catalog
+from tests.migrations import migrate
 
 BEFORE_THE_MOVE = [("costs", "0003_autoscalesetting"), ("endpoints", "0002_endpoint_local")]
 
 
-def _migrate(targets: list[tuple[str, str]]) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    executor.loader.build_graph()  # the applied set has changed
-    return executor
-
-
-@pytest.fixture
-def latest() -> Iterator[list[tuple[str, str]]]:
-    """The newest migrations, re-applied after the test whatever it did."""
-    leaves = MigrationExecutor(connection).loader.graph.leaf_nodes()
-    yield leaves
-    _migrate(leaves)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_catalog_moves_to_endpoints_keeping_edited_prices(latest: list[tuple[str, str]]) -> None:
-    before = _migrate(BEFORE_THE_MOVE).loader.project_state(BEFORE_THE_MOVE).apps
+    before = migrate(BEFORE_THE_MOVE).loader.project_state(BEFORE_THE_MOVE).apps
     OldInstanceType = before.get_model("costs", "InstanceType")
     assert OldInstanceType.objects.get(name="Standard_DS2_v2").price_per_hour == Decimal("0.1460")
     OldInstanceType.objects.filter(name="Standard_DS2_v2").update(price_per_hour=Decimal("0.2000"))
@@ -44,7 +27,7 @@ def test_the_catalog_moves_to_endpoints_keeping_edited_prices(latest: list[tuple
         name="Custom_D8", vcpus=8, memory_gib=Decimal("32"), gpus=0, gpu_model="", price_per_hour=Decimal("1.2500")
     )
 
-    _migrate(latest)
+    migrate(latest)
 
     assert catalog.instance_types_list().count() == 20
     custom = catalog.instance_type_get(name="Custom_D8")
