@@ -82,9 +82,8 @@ def test_a_cli_change_reaches_an_open_traffic_tab_and_the_endpoint_list_within_a
     )
     on_tab = time.monotonic() - changed
     row.filter(has_text="blue 50 %").wait_for(timeout=LIVE_TIMEOUT_MS)
-    print(
-        f"live after the CLI returned: Traffic tab {on_tab * 1000:.0f} ms, list {(time.monotonic() - changed) * 1000:.0f} ms"
-    )
+    in_list = time.monotonic() - changed
+    print(f"live after the CLI returned: Traffic tab {on_tab * 1000:.0f} ms, list {in_list * 1000:.0f} ms")
     assert boxes(page) == ("50", "50")
     assert page.evaluate("window.__sameDocument === true")  # redrawn in place, not reloaded
     assert "blue=90 green=10" in page.locator("#traffic-history tbody tr").first.inner_text()
