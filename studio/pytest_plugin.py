@@ -103,7 +103,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:  # after the test's fixtures are gone (gateways stopped, their last metrics pushed)
         delete_keys(REDIS_PREFIX)
-        _close_async_thread_connections()
+        release_thread_connections()
         for holder in _close_stray_sessions():
             _leaks.append(f"{item.nodeid} left a session on the test database open ({holder}; now closed)")
         _previous_test = item.nodeid
@@ -121,10 +121,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _close_async_thread_connections() -> None:
-    """An async test runs Django's sync code on asgiref's one thread-sensitive executor thread, which keeps its
-    database connection between tests (CONN_MAX_AGE) as a server thread keeps it between requests: closed after
-    each test, as pytest-django closes the test thread's own."""
+def release_thread_connections() -> None:
+    """Close the connections that threads other than the test's own hold for no one, after each test and before
+    the test database is dropped (tests/conftest.py).
+
+    An async test runs Django's sync code on asgiref's one thread-sensitive executor thread, which keeps its
+    connection between tests (CONN_MAX_AGE) as a server thread keeps it between requests: closed as
+    pytest-django closes the test thread's own. A thread that ended leaves its connection to the garbage
+    collector (Django's connection objects hold reference cycles): collected now.
+    """
     from asgiref.sync import SyncToAsync
 
     executor = SyncToAsync.single_thread_executor
@@ -132,14 +137,12 @@ def _close_async_thread_connections() -> None:
         from django.db import connections
 
         executor.submit(connections.close_all).result(timeout=30)
+    gc.collect()
 
 
 def _close_stray_sessions() -> list[str]:
-    """Sessions on this run's PostgreSQL test database but the test thread's own: whose they are, after closing them.
-
-    A thread that ended leaves its connection to the garbage collector (Django's connection objects hold
-    reference cycles): that is collected first, and is no leak. What stays open after a few seconds is.
-    """
+    """Sessions on this run's PostgreSQL test database but the test thread's own (after
+    `release_thread_connections`): whose they are, after closing them. What stays open a few seconds is a leak."""
     from django.db import connections
 
     global _admin
@@ -159,9 +162,6 @@ def _close_stray_sessions() -> list[str]:
         return [(row[0], row[1]) for row in _admin.execute(query, (name, own)).fetchall()]
 
     stray = others()
-    if not stray:
-        return []
-    gc.collect()
     deadline = time.monotonic() + 5  # a backend whose client has just gone takes a moment to end
     while stray and time.monotonic() < deadline:
         time.sleep(0.1)

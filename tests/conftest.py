@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from studio.pytest_plugin import run_database_name
+from studio.pytest_plugin import release_thread_connections, run_database_name
 from tests.migrations import migrate
 
 
@@ -25,6 +25,14 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         if db["ENGINE"] != "django.db.backends.sqlite3":
             test = db.setdefault("TEST", {})
             test["NAME"] = run_database_name(test.get("NAME") or f"test_{db['NAME']}")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's, and before it drops the test database at the end: what other threads still hold on to
+    is let go (else PostgreSQL refuses the drop while a session is open; studio/pytest_plugin.py)."""
+    yield
+    release_thread_connections()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

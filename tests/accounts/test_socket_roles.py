@@ -6,22 +6,12 @@ import json
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from channels.db import database_sync_to_async
 
 from tests.accounts.conftest import LABEL, RANK, ROLES_AND_NONE
 from tests.ui.sockets import Socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def _close_thread_connections() -> Any:
-    """Consumers and the test's sync code share one worker thread; close its connection so the DB can be dropped."""
-    yield
-    from django.db import connections
-
-    await database_sync_to_async(connections.close_all)()
 
 
 SOCKET_ACTIONS = [
