@@ -103,14 +103,20 @@ def serving(page: Any) -> dict[str, str]:
     return {row.locator("td").nth(0).inner_text(): " / ".join(row.locator("td.num").all_inner_texts()) for row in rows}
 
 
-def test_a_cli_change_reaches_open_monitoring_and_costs_tabs_within_a_second(session: Session, endpoint: str) -> None:
+def test_a_cli_change_reaches_open_details_monitoring_and_costs_tabs_within_a_second(
+    session: Session, endpoint: str
+) -> None:
     monitoring = session.page
     session.goto(f"/endpoints/{endpoint}/monitoring/")
-    costs = monitoring.context.new_page()
-    costs.on("console", lambda msg: session.console_errors.append(msg.text) if msg.type == "error" else None)
-    costs.goto(session.studio.url + f"/endpoints/{endpoint}/costs/")
+    costs, details = monitoring.context.new_page(), monitoring.context.new_page()
+    for page, tab in ((costs, "costs/"), (details, "")):
+        page.on("console", lambda msg: session.console_errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(session.studio.url + f"/endpoints/{endpoint}/{tab}")
     for page in (monitoring, costs):
         assert serving(page) == {"blue": "90 % / —", "green": "10 % / —"}
+    summary = details.locator("#traffic-summary")
+    assert "blue 90 %" in summary.inner_text().replace("\t", " ")
+    for page in (monitoring, costs, details):
         page.evaluate("window.__sameDocument = true")
 
     cli(session.studio, "online-endpoint", "update", "-n", endpoint, "--traffic", "blue=100 green=0")
@@ -119,6 +125,10 @@ def test_a_cli_change_reaches_open_monitoring_and_costs_tabs_within_a_second(ses
     for page in (monitoring, costs):
         page.locator("#serving-table tbody tr", has_text="20 %").wait_for(timeout=1000)
         assert serving(page) == {"blue": "100 % / —", "green": "0 % / 20 %"}
+    details.locator("#traffic-summary", has_text="Mirrored: 20 % to green").wait_for(timeout=1000)
+    assert "blue 100 %" in summary.inner_text().replace("\t", " ")
+    for page in (monitoring, costs, details):
         assert page.evaluate("window.__sameDocument === true")  # redrawn in place, not reloaded
     session.shot("monitoring-serving-live")
     costs.close()
+    details.close()

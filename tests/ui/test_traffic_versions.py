@@ -129,3 +129,13 @@ def test_monitoring_and_costs_tabs_show_what_serves_now_and_redraw_it_from_the_t
     rows = [row.split("</tr>")[0] for row in strip.split("<tr id=")[1:]]
     assert '<td>green</td><td class="num">100 %</td><td class="num">—</td><td>0 of 3 ready</td>' in rows[0]
     assert '<td>blue</td><td class="num">0 %</td><td class="num">20 %</td>' in rows[1]
+
+
+def test_the_details_traffic_summary_redraws_itself_on_a_traffic_push(browser: Client, served: Endpoint) -> None:
+    page = browser.get("/endpoints/ep1/").content.decode()
+    summary = page.split('id="traffic-summary"')[1].split(">")[0]
+    assert 'hx-select="#traffic-summary"' in summary and 'data-refresh-on="endpoint.traffic"' in summary
+    services.traffic_set(endpoint=served, traffic={"blue": 0, "green": 100}, mirror_traffic={"blue": 20})
+    fragment = browser.get("/endpoints/ep1/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="traffic-summary")
+    html = fragment.content.decode().split('id="traffic-summary"')[1]
+    assert "<td>green</td><td>100 %</td>" in html and "Mirrored: 20 % to blue" in html

@@ -126,8 +126,9 @@ def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
     """The Details tab: the endpoint's attributes and traffic, then one card per deployment."""
     endpoint = endpoint_or_404(name)
     context = _details_context(request, endpoint)
-    if is_htmx(request) and request.headers.get("HX-Target") == "endpoint-attributes":
-        return render(request, "endpoints/partials/_attributes.html", context)  # its state follows the deployments'
+    if is_htmx(request) and request.headers.get("HX-Target") in ("endpoint-attributes", "traffic-summary"):
+        # The attributes follow the deployments' states; the traffic summary in them follows the traffic.
+        return render(request, "endpoints/partials/_attributes.html", context)
     return render_page_or_fragment(
         request, "endpoints/endpoint_details.html", "endpoints/partials/_deployment_cards.html", context
     )
