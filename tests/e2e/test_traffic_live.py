@@ -114,6 +114,7 @@ def test_a_cli_change_reaches_open_details_monitoring_and_costs_tabs_within_a_se
         page.goto(session.studio.url + f"/endpoints/{endpoint}/{tab}")
     for page in (monitoring, costs):
         assert serving(page) == {"blue": "90 % / —", "green": "10 % / —"}
+    assert monitoring.locator("#mirror-panel").count() == 0
     summary = details.locator("#traffic-summary")
     assert "blue 90 %" in summary.inner_text().replace("\t", " ")
     for page in (monitoring, costs, details):
@@ -125,6 +126,7 @@ def test_a_cli_change_reaches_open_details_monitoring_and_costs_tabs_within_a_se
     for page in (monitoring, costs):
         page.locator("#serving-table tbody tr", has_text="20 %").wait_for(timeout=1000)
         assert serving(page) == {"blue": "100 % / —", "green": "0 % / 20 %"}
+    monitoring.locator("#mirror-panel", has_text="Copies of live requests sent to green").wait_for(timeout=1000)
     details.locator("#traffic-summary", has_text="Mirrored: 20 % to green").wait_for(timeout=1000)
     assert "blue 100 %" in summary.inner_text().replace("\t", " ")
     for page in (monitoring, costs, details):
