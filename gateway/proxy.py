@@ -24,7 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway.config import GatewaySettings, RoutingConfig, TableSource
-from gateway.metrics import MetricsAggregator, render_prometheus
+from gateway.metrics import MetricsAggregator, next_flush_in, render_prometheus
 from gateway.routing import (
     NO_WEIGHT_MESSAGE,
     DeploymentRoute,
@@ -521,7 +521,7 @@ class Gateway:
 
     async def _flush_loop(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(self.settings.metrics_flush_s)
+            await asyncio.sleep(next_flush_in(time.time(), self.settings.metrics_flush_s))
             await self._flush()
 
     async def _flush(self, *, final: bool = False) -> None:

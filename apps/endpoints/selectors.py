@@ -234,6 +234,20 @@ def endpoint_attributes(*, endpoint: Endpoint, deployments: list[Deployment]) ->
     }
 
 
+def serving_now(*, endpoint: Endpoint, deployments: list[Deployment]) -> list[dict[str, Any]]:
+    """What each deployment serves now (live share, mirrored share, state, instances): the strip the Monitoring
+    and Costs tabs show above their figures, redrawn whenever traffic or a deployment changes."""
+    traffic, mirror = endpoint.traffic or {}, endpoint.mirror_traffic or {}
+    return [
+        {
+            "deployment": d,
+            "live": traffic.get(d.name, 0),
+            "mirror": mirror.get(d.name, 0),
+        }
+        for d in sorted(deployments, key=lambda d: (-traffic.get(d.name, 0), -mirror.get(d.name, 0), d.name))
+    ]
+
+
 def endpoint_deployments(*, endpoint: Endpoint) -> list[Deployment]:
     """The endpoint's deployments by name with their instances fetched (what every tab of its page shows)."""
     return list(deployments_list(endpoint=endpoint).prefetch_related("instances"))

@@ -37,6 +37,7 @@ urlpatterns = [
     path("endpoints/<str:name>/delete/", endpoints.endpoint_delete, name="endpoint-delete"),
     path("endpoints/<str:name>/edit/", endpoints.endpoint_edit, name="endpoint-edit"),
     path("endpoints/<str:name>/endpoint.yml", deployment_spec.endpoint_yaml_download, name="endpoint-yaml"),
+    path("endpoints/<str:name>/serving/", endpoints.endpoint_serving, name="endpoint-serving"),
     path("endpoints/<str:name>/traffic/", traffic.endpoint_traffic, name="endpoint-traffic"),
     path("endpoints/<str:name>/traffic/cost/", traffic.traffic_cost, name="traffic-cost"),
     path("endpoints/<str:name>/traffic/<int:change_id>/revert/", traffic.traffic_revert, name="traffic-revert"),

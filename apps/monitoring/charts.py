@@ -19,6 +19,8 @@ PERCENTILES = ("p50", "p90", "p95", "p99")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 # Deployment colours stay the same on every chart of a page.
 PALETTE = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf")
+# Side by side, the first group (a rollout's target) stands out from the second (its baseline).
+COMPARISON_COLOURS = ("#ff7f0e", "#1f77b4")
 # Gateways count requests refused before a deployment was chosen (401, 404) under the name "".
 UNROUTED = "(not routed)"
 
@@ -112,6 +114,39 @@ def usage_figure(columns: dict[str, dict[str, list[Any]]], *, metric: str, title
         if any(value is not None for value in column[metric])
     ]
     return {"data": data, "layout": _layout(title, y_title)}
+
+
+def comparison_figures(
+    columns: dict[str, dict[str, list[Any]]],
+    *,
+    grain: int,
+    start: datetime,
+    end: datetime,
+    max_error_rate: float | None = None,
+) -> dict[str, dict]:
+    """Groups of deployments side by side over [start, end) (`group_columns`, in the order given): requests per
+    minute, error rate and p99 latency, one line per group; the error-rate threshold as a dashed line when given."""
+    requests, rates, latency = [], [], []
+    for index, (label, column) in enumerate(columns.items()):
+        colour = {"color": COMPARISON_COLOURS[index % len(COMPARISON_COLOURS)], "width": 2}
+        x, per_min = per_minute(column["x"], column["requests"], grain=grain)
+        requests.append(_line(label, index, x, per_min, line=colour))
+        rate = [
+            round(100 * errors / total, 2) if total else None
+            for errors, total in zip(column["errors"], column["requests"], strict=True)
+        ]
+        rates.append(_line(label, index, column["x"], rate, line=colour))
+        latency.append(_line(label, index, column["x"], column["p99"], line=colour))
+    if max_error_rate is not None:
+        span = [start.isoformat(), end.isoformat()]
+        threshold = {"color": "#6e7781", "width": 1, "dash": "dash"}
+        rates.append(_line("threshold", 0, span, [max_error_rate] * 2, line=threshold))
+    figures = {
+        "requests": {"data": requests, "layout": _layout("Requests per minute", "requests / min")},
+        "error_rate": {"data": rates, "layout": _layout("Error rate (5xx and 424)", "% of answers")},
+        "latency": {"data": latency, "layout": _layout("Request latency (p99)", "ms")},
+    }
+    return _spanning(figures, start, end)
 
 
 def cost_figure(per_deployment_per_day: dict[str, list[tuple[str, Decimal]]], *, currency: str) -> dict:

@@ -344,3 +344,35 @@ def usage_columns(*, endpoint: str, start: datetime, end: datetime, grain: int) 
             for name, values in zip(("cpu_percent", "memory_percent", "disk_mib"), buckets[ts], strict=True):
                 column[name].append(round(sum(values) / len(values), 2) if values else None)
     return columns
+
+
+def group_columns(
+    *,
+    endpoint: str,
+    groups: dict[str, list[str]],
+    start: datetime,
+    end: datetime,
+    grain: int,
+    error_codes: Collection[str] = (),
+) -> dict[str, dict[str, list[Any]]]:
+    """Per group of deployments (label → names), its live answers merged per `grain`-second bucket of [start, end):
+    x (ISO 8601 text), requests, errors (5xx and the `error_codes`), p99 (ms, from the merged histograms)."""
+    owner = {name: label for label, names in groups.items() for name in names}
+    rows = _rollups(endpoint=endpoint, start=start, end=end, grain=grain, deployments=list(owner), mirrored=False)
+    merged: dict[str, dict[datetime, list[Any]]] = {label: {} for label in groups}
+    fields = ("deployment", "ts", "requests", "status_5xx", "codes", "latency")
+    for deployment, ts, requests, s5, codes, latency in rows.order_by("ts").values_list(*fields).iterator(5000):
+        bucket = merged[owner[deployment]].setdefault(ts, [0, 0, {}])
+        bucket[0] += requests
+        bucket[1] += s5 + sum(int((codes or {}).get(code, 0)) for code in error_codes)
+        histogram.merge(bucket[2], latency)
+    columns: dict[str, dict[str, list[Any]]] = {}
+    for label, buckets in merged.items():
+        column = columns[label] = {"x": [], "requests": [], "errors": [], "p99": []}
+        for ts in sorted(buckets):
+            requests, errors, latency = buckets[ts]
+            column["x"].append(_iso_text(ts))
+            column["requests"].append(requests)
+            column["errors"].append(errors)
+            column["p99"].append(histogram.percentile(latency, 99) if requests else None)
+    return columns

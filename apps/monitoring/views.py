@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.utils import timezone
 
+from apps.core.htmx import is_htmx
 from apps.endpoints import selectors
 from apps.endpoints.views.common import endpoint_or_404, tab_context
 from apps.monitoring import charts, compare
@@ -163,6 +164,10 @@ def endpoint_monitoring(request: HttpRequest, name: str) -> HttpResponse:
     """The Monitoring tab: latency, requests, errors, CPU, memory and disk, and the mirror comparison."""
     endpoint = endpoint_or_404(name)
     window = window_parse(request.GET)
+    if is_htmx(request) and request.headers.get("HX-Target") == "mirror-live":
+        # Mirroring turned on or off elsewhere: the comparison alone, without the figures (they come pushed).
+        context = {"endpoint": endpoint, "mirror": _mirror_panel(endpoint, window), "window": window}
+        return render(request, "monitoring/partials/_mirror_live.html", context)
     figures = charts.monitoring_figures(
         endpoint=endpoint.name, start=window.start, end=window.end, percentile=window.percentile
     )

@@ -10,9 +10,9 @@ from django.utils import timezone
 
 from apps.core.errors import NotFound
 from apps.endpoints.models import DeploymentEvent, Endpoint
-from apps.monitoring import compare, histogram
+from apps.monitoring import charts, compare, histogram
 from apps.monitoring.models import Grain
-from apps.monitoring.selectors import window_summary
+from apps.monitoring.selectors import chart_grain, group_columns, window_summary
 from apps.rollouts.gates import Measures, where
 from apps.rollouts.models import Rollout
 
@@ -43,9 +43,7 @@ def measures(rollout: Rollout, *, now: datetime | None = None) -> Measures:
     )
     baseline_latency: dict[int, int] = {}
     baseline_requests = 0
-    for name in rollout.baseline_traffic:
-        if name == rollout.target or not rollout.baseline_traffic.get(name):
-            continue
+    for name in baseline_names(rollout):
         summary = window_summary(
             endpoint=endpoint, deployment=name, start=start, end=end, mirrored=False, grain=WINDOW_GRAIN
         )
@@ -58,6 +56,28 @@ def measures(rollout: Rollout, *, now: datetime | None = None) -> Measures:
         target_p99_ms=target.percentile(99),
         baseline_requests=baseline_requests,
         baseline_p99_ms=histogram.percentile(baseline_latency, 99) if baseline_requests else None,
+    )
+
+
+def baseline_names(rollout: Rollout) -> list[str]:
+    """The deployments that served live traffic when the rollout started, the target excepted."""
+    return [name for name, share in rollout.baseline_traffic.items() if share and name != rollout.target]
+
+
+def rollout_figures(rollout: Rollout, *, now: datetime | None = None) -> dict[str, dict]:
+    """The target's and the baseline's live answers side by side since a minute before the rollout began:
+    requests per minute, error rate (as the gate counts errors) and p99 latency."""
+    now = now or timezone.now()
+    start = window_start(rollout.created_at) - timedelta(minutes=1)
+    end = window_start(rollout.finished_at or now) + timedelta(seconds=WINDOW_GRAIN)
+    grain = chart_grain(start=start, end=end, now=now)
+    baseline = baseline_names(rollout)
+    groups = {f"{rollout.target} (target)": [rollout.target], f"baseline ({', '.join(baseline)})": baseline}
+    columns = group_columns(
+        endpoint=rollout.endpoint.name, groups=groups, start=start, end=end, grain=grain, error_codes=ERROR_CODES
+    )
+    return charts.comparison_figures(
+        columns, grain=grain, start=start, end=end, max_error_rate=float(rollout.spec["gates"]["max_error_rate"])
     )
 
 

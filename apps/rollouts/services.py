@@ -19,6 +19,7 @@ from apps.core.errors import ApplicationError, Conflict
 from apps.endpoints.events import event_record
 from apps.endpoints.models import Deployment, DeploymentEvent, Endpoint, ProvisioningState
 from apps.endpoints.services import traffic_set
+from apps.monitoring import announce as monitoring_announce
 from apps.monitoring import services as monitoring
 from apps.rollouts import announce, gates, selectors
 from apps.rollouts.models import Rollout
@@ -309,8 +310,10 @@ def rollouts_evaluate(*, now: datetime | None = None) -> int:
     running = list(Rollout.objects.filter(state=Rollout.State.RUNNING).values_list("pk", flat=True))
     if not running:
         return 0
-    monitoring.metrics_ingest()
+    drained = monitoring.metrics_ingest()
     monitoring.mirror_pairs_ingest()
     for pk in running:
         rollout_evaluate(rollout_pk=pk, now=now)
+    # What this drain took is no longer there for the metrics task to push: the open charts hear it from here.
+    monitoring_announce.charts_changed(endpoints=drained.endpoints)
     return len(running)

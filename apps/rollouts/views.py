@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -44,6 +44,7 @@ def rollout_context(request: HttpRequest, endpoint: Endpoint, form: RolloutForm 
     return {
         "rollout": latest,
         "rollout_view": view,
+        "rollout_figures": selectors.rollout_figures(latest) if latest is not None and latest.active else None,
         "rollout_form": form,
         "rollout_steps": [
             {
@@ -64,6 +65,18 @@ def rollout_panel(request: HttpRequest, name: str) -> HttpResponse:
     """The panel alone (htmx refreshes it when a rollout or the traffic changes)."""
     endpoint = endpoint_or_404(name)
     return render(request, PANEL, {"endpoint": endpoint, **rollout_context(request, endpoint)})
+
+
+@login_required
+@require_GET
+def rollout_figures_json(request: HttpRequest, name: str) -> HttpResponse:
+    """The running (or last) rollout's target and baseline charts as JSON (the panel refetches them on each push)."""
+    endpoint = endpoint_or_404(name)
+    try:
+        rollout = selectors.rollout_latest(endpoint=endpoint)
+    except NotFound as exc:
+        return JsonResponse({"error": {"code": "NotFound", "message": exc.message}}, status=404)
+    return JsonResponse({"figures": selectors.rollout_figures(rollout)})
 
 
 @login_required

@@ -361,6 +361,18 @@
     if (layout.legend) layout.legend = Object.assign({}, layout.legend, { bgcolor: "rgba(0,0,0,0)" });
     return layout;
   }
+  /* plotly.js for charts that appear on a page drawn without them (a rollout started elsewhere): loaded once,
+     from the studio (the CSP allows scripts of its own origin only). */
+  var plotlyWaiting = null;
+  function withPlotly(url, then) {
+    if (window.Plotly) { then(); return; }
+    if (plotlyWaiting) { plotlyWaiting.push(then); return; }
+    plotlyWaiting = [then];
+    var script = document.createElement("script");
+    script.src = url;
+    script.onload = function () { var waiting = plotlyWaiting; plotlyWaiting = null; waiting.forEach(function (f) { f(); }); };
+    document.head.appendChild(script);
+  }
   function initCharts(panel) {
     if (panel.dataset.ready) return;
     panel.dataset.ready = "1";
@@ -404,6 +416,7 @@
         layout = themed(Object.assign(layout, { autosize: true }), div);
         if (window.Plotly) window.Plotly.react(div, fig.data || [], layout, { responsive: true, displaylogo: false });
       });
+      if (!window.Plotly && panel.dataset.plotlyUrl) { withPlotly(panel.dataset.plotlyUrl, function () { draw(figures); }); return; }
       if (status) status.textContent = "Updated " + new Date().toLocaleTimeString();
       panel.dataset.updates = String(parseInt(panel.dataset.updates || "0", 10) + 1);
     }
@@ -421,7 +434,8 @@
           .catch(function () { /* the next push redraws */ });
       };
       var refetch = "refetchOnPush" in panel.dataset;
-      liveSocket(panel.dataset.wsUrl, function (msg) {
+      var socket = liveSocket(panel.dataset.wsUrl, function (msg) {
+        if (!panel.isConnected) { socket.close(); return; }  /* a redraw took the charts away (a rollout ended) */
         if (msg.type !== "endpoint.charts") return;
         if (refetch) catchUp(); else draw(msg.figures);
       }, catchUp);

@@ -219,3 +219,32 @@ def confirm(page: Any, question: str) -> None:
     dialog.locator("#confirm-message", has_text=question).wait_for()
     assert page.evaluate("document.getElementById('confirm-dialog').open")
     dialog.locator("#confirm-ok").click()
+
+
+def cli(studio: Studio, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `studio` CLI against the test's studio; it must succeed."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("STUDIO_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env["STUDIO_HOME"] = str(studio.home)
+    done = subprocess.run([STUDIO, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+BLUE_GREEN_SCORE_PY = "def init():\n    pass\n\ndef run(raw_data):\n    return {'ok': True}\n"
+
+
+def blue_green(studio: Studio, folder: Path, endpoint: str, *, wait: bool) -> None:
+    """An endpoint with deployments blue and green of one small score.py (with `wait`, until they have
+    Succeeded; else only created) and no traffic yet."""
+    (folder / "code").mkdir()
+    (folder / "code" / "score.py").write_text(BLUE_GREEN_SCORE_PY)
+    cli(studio, "online-endpoint", "create", "-n", endpoint)
+    for name in ("blue", "green"):
+        (folder / f"{name}.yml").write_text(
+            f"name: {name}\nendpoint_name: {endpoint}\n"
+            "code_configuration:\n  code: ./code/\n  scoring_script: score.py\n"
+            "environment:\n  image: python:3.11\ninstance_type: Standard_DS1_v2\ninstance_count: 1\n"
+        )
+        cli(studio, "online-deployment", "create", "-f", f"{name}.yml", *([] if wait else ["--no-wait"]), cwd=folder)

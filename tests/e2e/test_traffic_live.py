@@ -1,54 +1,32 @@
 """The Traffic tab in a real browser against a real `studio up`: a change made with the CLI reaches an open
-Traffic tab and the endpoint list without a reload; a tab being edited is not rewritten, and its stale Apply
-is refused and shows the current split.
+Traffic tab, the endpoint list and the Monitoring and Costs tabs without a reload; a tab being edited is not
+rewritten, and its stale Apply is refused and shows the current split.
 
 The aim is within a second; tests never assert a timing (a shared 2-core machine under a whole suite is
 slower than that at times), so they wait up to LIVE_TIMEOUT_MS, which no reload-based page could meet
-either (the page is checked not to have reloaded), and print how long the change took to show.
+either (each page is checked not to have reloaded), and print how long the change took to show.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import STUDIO, Session, Studio
+from tests.e2e.conftest import Session, Studio, blue_green, cli
 
 pytestmark = pytest.mark.e2e
 
 ENDPOINT = "live-ep"
 LIVE_TIMEOUT_MS = 15_000
-SCORE_PY = "def init():\n    pass\n\ndef run(raw_data):\n    return {'ok': True}\n"
-
-
-def cli(studio: Studio, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("STUDIO_") and k not in ("DATABASE_URL", "REDIS_URL")
-    }
-    env["STUDIO_HOME"] = str(studio.home)
-    done = subprocess.run([STUDIO, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 @pytest.fixture
 def endpoint(studio: Studio, tmp_path: Path) -> Any:
     """live-ep with blue at 90 % and green at 10 % (their instances need not be up for the split)."""
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "score.py").write_text(SCORE_PY)
-    cli(studio, "online-endpoint", "create", "-n", ENDPOINT)
-    for name in ("blue", "green"):
-        (tmp_path / f"{name}.yml").write_text(
-            f"name: {name}\nendpoint_name: {ENDPOINT}\n"
-            "code_configuration:\n  code: ./code/\n  scoring_script: score.py\n"
-            "environment:\n  image: python:3.11\ninstance_type: Standard_DS1_v2\ninstance_count: 1\n"
-        )
-        cli(studio, "online-deployment", "create", "-f", f"{name}.yml", "--no-wait", cwd=tmp_path)
+    blue_green(studio, tmp_path, ENDPOINT, wait=False)
     cli(studio, "online-endpoint", "update", "-n", ENDPOINT, "--traffic", "blue=90 green=10")
     yield ENDPOINT
     cli(studio, "online-endpoint", "delete", "-n", ENDPOINT, "--yes")
@@ -128,3 +106,44 @@ def test_a_stale_traffic_tab_is_not_rewritten_and_its_apply_is_refused_showing_t
     shown = cli(session.studio, "online-endpoint", "show", "-n", endpoint, "--query", "traffic").stdout
     assert '"blue": 20' in shown and '"green": 80' in shown
     session.shot("traffic-stale")
+
+
+def serving(page: Any) -> dict[str, str]:
+    """The "serving now" strip: deployment → its live share and mirrored share as shown."""
+    rows = page.locator("#serving-table tbody tr").all()
+    return {row.locator("td").nth(0).inner_text(): " / ".join(row.locator("td.num").all_inner_texts()) for row in rows}
+
+
+def test_a_cli_change_reaches_open_details_monitoring_and_costs_tabs_within_a_second(
+    session: Session, endpoint: str
+) -> None:
+    monitoring = session.page
+    session.goto(f"/endpoints/{endpoint}/monitoring/")
+    costs, details = monitoring.context.new_page(), monitoring.context.new_page()
+    for page, tab in ((costs, "costs/"), (details, "")):
+        page.on("console", lambda msg: session.console_errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(session.studio.url + f"/endpoints/{endpoint}/{tab}")
+    for page in (monitoring, costs):
+        assert serving(page) == {"blue": "90 % / —", "green": "10 % / —"}
+    assert monitoring.locator("#mirror-panel").count() == 0
+    summary = details.locator("#traffic-summary")
+    assert "blue 90 %" in summary.inner_text().replace("\t", " ")
+    for page in (monitoring, costs, details):
+        page.evaluate("window.__sameDocument = true")
+
+    cli(session.studio, "online-endpoint", "update", "-n", endpoint, "--traffic", "blue=100 green=0")
+    cli(session.studio, "online-endpoint", "update", "-n", endpoint, "--mirror-traffic", "green=20")
+
+    for page in (monitoring, costs):
+        page.locator("#serving-table tbody tr", has_text="20 %").wait_for(timeout=LIVE_TIMEOUT_MS)
+        assert serving(page) == {"blue": "100 % / —", "green": "0 % / 20 %"}
+    monitoring.locator("#mirror-panel", has_text="Copies of live requests sent to green").wait_for(
+        timeout=LIVE_TIMEOUT_MS
+    )
+    details.locator("#traffic-summary", has_text="Mirrored: 20 % to green").wait_for(timeout=LIVE_TIMEOUT_MS)
+    assert "blue 100 %" in summary.inner_text().replace("\t", " ")
+    for page in (monitoring, costs, details):
+        assert page.evaluate("window.__sameDocument === true")  # redrawn in place, not reloaded
+    session.shot("monitoring-serving-live")
+    costs.close()
+    details.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
+from gateway.metrics import FLUSH_PAST_S, next_flush_in
 from gateway.wire import percentile
 from tests.gateway.conftest import bearer, fire, make_deployment, make_endpoint, set_traffic
 
@@ -79,3 +81,11 @@ def test_with_metrics_off_requests_are_served_and_not_counted(start_instance, st
     assert statuses == {200}
     gateway.stop()  # with counting on, a stopping gateway pushes every second it still holds
     assert gateway.metrics_records() == []
+
+
+def test_a_finished_second_is_pushed_just_after_it_ends_not_a_whole_interval_later() -> None:
+    # The free-running timer had an arbitrary phase: a second ending at 13.0 could wait until 13.99.
+    assert next_flush_in(12.3) == pytest.approx(0.7 + FLUSH_PAST_S)
+    assert next_flush_in(12.999) == pytest.approx(0.001 + FLUSH_PAST_S)
+    assert next_flush_in(13.0) == pytest.approx(1.0 + FLUSH_PAST_S)
+    assert next_flush_in(12.3, every_s=2.0) == pytest.approx(1.7 + FLUSH_PAST_S)

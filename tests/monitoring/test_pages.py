@@ -145,3 +145,23 @@ def test_mirroring_endpoint_shows_agreement_latency_and_the_answers_that_differe
 def test_endpoint_without_mirror_has_no_mirror_panel(browser: Client) -> None:
     factories.deployment(factories.endpoint("ep1"), "blue")
     assert 'id="mirror-panel"' not in browser.get("/endpoints/ep1/monitoring/").content.decode()
+
+
+def test_the_mirror_comparison_appears_in_place_when_mirroring_is_turned_on_elsewhere(browser: Client) -> None:
+    from apps.endpoints import services as endpoint_services
+
+    endpoint = factories.endpoint("ep1")
+    for name in ("blue", "shadow"):
+        factories.deployment(endpoint, name)
+    endpoint = endpoint_services.traffic_set(endpoint=endpoint, traffic={"blue": 100, "shadow": 0})
+    page = browser.get("/endpoints/ep1/monitoring/?range=6h").content.decode()
+    live = page.split('<div id="mirror-live"')[1].split("</div>")[0]
+    assert 'data-refresh-on="endpoint.traffic"' in live and "range=6h" in live
+    assert "Mirror comparison" not in page
+
+    endpoint_services.traffic_set(endpoint=endpoint, traffic={"blue": 100, "shadow": 0}, mirror_traffic={"shadow": 10})
+    fragment = browser.get("/endpoints/ep1/monitoring/?range=6h", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="mirror-live")
+    html = fragment.content.decode()
+    assert 'id="mirror-live"' in html
+    assert "Mirror comparison" in html and "Copies of live requests sent to <strong>shadow</strong>" in html
+    assert "figures-data" not in html  # the charts are not drawn again for it

@@ -110,3 +110,32 @@ def test_a_bad_rollout_form_names_the_field(browser: Client, post: Any, served: 
     )
     assert "steps: must rise step by step, got 20 after 50" in response.content.decode()
     assert not Rollout.objects.exists()
+
+
+def test_monitoring_and_costs_tabs_show_what_serves_now_and_redraw_it_from_the_traffic_push(
+    browser: Client, served: Endpoint
+) -> None:
+    for tab in ("monitoring", "costs"):
+        page = browser.get(f"/endpoints/ep1/{tab}/").content.decode()
+        strip = page.split('id="serving-now"')[1].split("</section>")[0]
+        assert 'data-refresh-on="deployment.state endpoint.traffic" data-refresh-endpoint="ep1"' in strip
+        assert 'hx-get="/endpoints/ep1/serving/"' in strip
+        assert '<td>blue</td><td class="num">90 %</td>' in strip
+        assert '<td>green</td><td class="num">10 %</td>' in strip
+    services.traffic_set(endpoint=served, traffic={"blue": 0, "green": 100}, mirror_traffic={"blue": 20})
+    services.deployment_scale(deployment=served.deployments.get(name="green"), instance_count=3, reason="more")
+    strip = browser.get("/endpoints/ep1/serving/").content.decode()
+    assert 'id="serving-now"' in strip
+    rows = [row.split("</tr>")[0] for row in strip.split("<tr id=")[1:]]
+    assert '<td>green</td><td class="num">100 %</td><td class="num">—</td><td>0 of 3 ready</td>' in rows[0]
+    assert '<td>blue</td><td class="num">0 %</td><td class="num">20 %</td>' in rows[1]
+
+
+def test_the_details_traffic_summary_redraws_itself_on_a_traffic_push(browser: Client, served: Endpoint) -> None:
+    page = browser.get("/endpoints/ep1/").content.decode()
+    summary = page.split('id="traffic-summary"')[1].split(">")[0]
+    assert 'hx-select="#traffic-summary"' in summary and 'data-refresh-on="endpoint.traffic"' in summary
+    services.traffic_set(endpoint=served, traffic={"blue": 0, "green": 100}, mirror_traffic={"blue": 20})
+    fragment = browser.get("/endpoints/ep1/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="traffic-summary")
+    html = fragment.content.decode().split('id="traffic-summary"')[1]
+    assert "<td>green</td><td>100 %</td>" in html and "Mirrored: 20 % to blue" in html

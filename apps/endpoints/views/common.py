@@ -61,9 +61,11 @@ def form_error(form: Any, exc: ApplicationError, field_map: dict[str, str] | Non
 
 def tab_context(request: HttpRequest, endpoint: Endpoint, tab: str, **extra: Any) -> dict[str, Any]:
     """What every tab of an endpoint's page draws: the endpoint, its deployments and the tab bar."""
+    deployments = selectors.endpoint_deployments(endpoint=endpoint)
     return {
         "endpoint": endpoint,
-        "deployments": selectors.endpoint_deployments(endpoint=endpoint),
+        "deployments": deployments,
+        "serving": selectors.serving_now(endpoint=endpoint, deployments=deployments),
         "tabs": [
             (
                 key,

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.permissions import requires
 from apps.core.errors import ApplicationError
@@ -126,11 +126,21 @@ def endpoint_detail(request: HttpRequest, name: str) -> HttpResponse:
     """The Details tab: the endpoint's attributes and traffic, then one card per deployment."""
     endpoint = endpoint_or_404(name)
     context = _details_context(request, endpoint)
-    if is_htmx(request) and request.headers.get("HX-Target") == "endpoint-attributes":
-        return render(request, "endpoints/partials/_attributes.html", context)  # its state follows the deployments'
+    if is_htmx(request) and request.headers.get("HX-Target") in ("endpoint-attributes", "traffic-summary"):
+        # The attributes follow the deployments' states; the traffic summary in them follows the traffic.
+        return render(request, "endpoints/partials/_attributes.html", context)
     return render_page_or_fragment(
         request, "endpoints/endpoint_details.html", "endpoints/partials/_deployment_cards.html", context
     )
+
+
+@login_required
+@require_GET
+def endpoint_serving(request: HttpRequest, name: str) -> HttpResponse:
+    """The "serving now" strip alone (htmx redraws it on the Monitoring and Costs tabs when traffic or a
+    deployment changes)."""
+    endpoint = endpoint_or_404(name)
+    return render(request, "endpoints/partials/_serving.html", tab_context(request, endpoint, ""))
 
 
 @login_required
