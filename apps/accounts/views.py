@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.accounts import selectors, services
 from apps.accounts.models import Channel, Role
-from apps.accounts.permissions import requires
+from apps.accounts.permissions import allowed, requires
 from apps.core.errors import ApplicationError
 from apps.core.htmx import redirect
 from apps.endpoints.views.common import endpoint_or_404, tab_context
@@ -72,7 +72,8 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def users_page(request: HttpRequest) -> HttpResponse:
     """Users and their roles (any role may look, as Azure's Reader reads role assignments); an Admin invites
-    someone with a one-time link, changes roles, disables or enables users."""
+    someone with a one-time link, changes roles, disables or enables users, and alone sees the open
+    invitations (their notes may name people who have not joined)."""
     context: dict[str, Any] = {"section": "users", "roles": Role.choices}
     status = 200
     if request.method == "POST":
@@ -87,7 +88,8 @@ def users_page(request: HttpRequest) -> HttpResponse:
             context["invite_link"] = request.build_absolute_uri(reverse("invite-accept", args=[secret]))
             context["invite_role"] = Role(row.role).label
     context["users"] = selectors.users_list()
-    context["invitations"] = selectors.invitations_open()
+    if allowed(request.user, "users.manage"):
+        context["invitations"] = selectors.invitations_open()
     return render(request, "accounts/users.html", context, status=status)
 
 

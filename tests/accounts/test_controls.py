@@ -151,3 +151,17 @@ def test_every_role_may_look_at_the_users_page_and_the_nav_links_it(
     assert 'href="/users/"' in page
     users = client.get("/users/").content.decode()
     assert 'id="user-admin-user"' in users and "Operator" in users
+
+
+def test_only_an_admin_sees_the_open_invitations_whose_notes_may_name_people(
+    people: dict[str | None, Any], studio: dict[str, str]
+) -> None:
+    admin = Client()
+    admin.force_login(people["admin"])
+    admin.post("/users/", {"role": "reader", "note": "dana@example.com"})
+    assert "dana@example.com" in admin.get("/users/").content.decode()
+    for role in ("reader", "operator", "deployer"):
+        client = Client()
+        client.force_login(people[role])
+        page = client.get("/users/").content.decode()
+        assert 'id="user-admin-user"' in page and "dana@example.com" not in page, role
