@@ -101,6 +101,7 @@ def main() -> None:  # noqa: PLR0915 (one script, read top to bottom)
     parser.add_argument("--runtimes", type=int, default=3, help="real runtime processes the instances point to")
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--burst", type=int, default=1000, help="requests of the metrics burst")
+    parser.add_argument("--observe-only", action="store_true", help="only the observation passes (no gateways)")
     parser.add_argument("--lists-only", action="store_true", help="only the list timings (no gateways, no workers)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a `timeout` still stops every process it started
@@ -193,12 +194,16 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
             deployments += Deployment.objects.bulk_create(
                 Deployment(endpoint=ep0, name=name, **fields) for name in ("green", "red")
             )
+        # As the simulated backend will report them: an observation of an unchanged deployment changes nothing.
         Instance.objects.bulk_create(
-            Instance(deployment=d, name=f"{d.name}-0", address=pool[i % len(pool)], state="Ready", ready=True)
-            for i, d in enumerate(deployments)
-        )
+            Instance(deployment=d, name=f"{d.name}-0", address=runtime_of(pool, str(d.uid)), state="Ready",
+                     ready=True, generation=d.generation)
+            for d in deployments
+        )  # fmt: skip
         if not Instance.objects.filter(deployment=template).exists():
-            Instance.objects.create(deployment=template, name="blue-0", address=pool[0], state="Ready", ready=True)
+            Instance.objects.create(deployment=template, name="blue-0", address=runtime_of(pool, str(template.uid)),
+                                    state="Ready", ready=True, generation=template.generation)  # fmt: skip
+        Deployment.objects.update(ready_instances=1)
 
     grow(3)
     publish(["*"])
@@ -232,6 +237,10 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
                 assert response.status_code == 200, (url, response.status_code)
             print(f"list {label}: p50 {pct(times, 50):.0f} ms, p95 {pct(times, 95):.0f} ms")
 
+    if args.observe_only:  # the observation passes alone, no gateways
+        grow(args.endpoints)
+        measure_observation(args, pool)
+        return
     if args.lists_only:  # issue 16's figure: the lists alone, no gateways or workers
         began = time.monotonic()
         grow(args.endpoints)
@@ -369,35 +378,29 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     print(f"metrics: {sent} requests sent over {len(gateways)} gateways, {counted} counted "
           f"({'exact' if counted == sent else 'NOT exact'}; {before} records were queued before)")  # fmt: skip
 
-    # --- one observation pass over every deployment, M workers, simulated backend ---
-    pks = list(Deployment.objects.values_list("pk", flat=True))
-    from django.db import connections
+    measure_observation(args, pool)
 
-    connections.close_all()
-    context = multiprocessing.get_context("fork")
-    shares = [pks[i :: args.workers] for i in range(args.workers)]
-    t0 = time.monotonic()
-    workers = [context.Process(target=_observe, args=(share, pool)) for share in shares]
-    for proc in workers:
-        proc.start()
-    for proc in workers:
-        proc.join(timeout=600)
-    print(f"observation pass: {len(pks)} deployments by {args.workers} workers in {time.monotonic() - t0:.1f} s")
+
+def runtime_of(pool: list[str], uid: str) -> str:
+    """The runtime process a deployment's simulated instances point to (the same in every process)."""
+    return pool[int(uuid.UUID(uid)) % len(pool)]
 
 
 class SimulatedBackend:
     """Bench-only: every instance is ready at an address of the runtime pool; nothing is started."""
 
-    def __init__(self, pool: list[str]) -> None:
+    def __init__(self, pool: list[str], unready: frozenset[str] = frozenset()) -> None:
         self.pool = pool
+        self.unready = unready  # deployment uids whose instances stopped answering
 
     def observe(self, spec: Any) -> Any:
         from apps.endpoints.backends.base import InstanceStatus, Observed
 
+        ready = spec.uid not in self.unready
         return Observed(
             instances=tuple(
-                InstanceStatus(name=f"{spec.name}-{i}", state="Ready", ready=True,
-                               address=self.pool[hash(spec.uid) % len(self.pool)], generation=spec.generation)
+                InstanceStatus(name=f"{spec.name}-{i}", state="Ready" if ready else "Unready", ready=ready,
+                               address=runtime_of(self.pool, spec.uid), generation=spec.generation)
                 for i in range(spec.instance_count)
             )
         )  # fmt: skip
@@ -408,7 +411,56 @@ class SimulatedBackend:
         return None
 
 
-def _observe(pks: list[int], pool: list[str]) -> None:
+def measure_observation(args: argparse.Namespace, pool: list[str]) -> None:
+    """Observation passes over every deployment as the beat task fans them out (settled ones in chunks of
+    STUDIO_OBSERVE_CHUNK), run by M worker processes on the simulated backend: nothing changed, then 1 % of the
+    deployments with an instance gone unready, then back. Prints each pass's time and what it wrote."""
+    from datetime import UTC, datetime
+
+    from django.conf import settings
+    from django.db import connections
+
+    from apps.core.notify import ROUTING_VERSION_KEY, redis_client
+    from apps.endpoints import reconcile
+    from apps.endpoints.models import Deployment, DeploymentEvent, Instance
+
+    uids = [str(uid) for uid in Deployment.objects.values_list("uid", flat=True)]
+    changed = frozenset(random.Random(1).sample(uids, max(1, len(uids) // 100)))
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    jobs: Any = context.Queue()
+    done: Any = context.Queue()
+    workers = [context.Process(target=_observe, args=(jobs, done, pool)) for _ in range(args.workers)]
+    for proc in workers:
+        proc.start()
+    try:
+        for label, unready in [("nothing changed", frozenset()), (f"{len(changed)} deployments changed", changed),
+                               ("changed back", frozenset()), ("nothing changed", frozenset())]:  # fmt: skip
+            since = datetime.now(UTC)
+            version = int(redis_client().get(ROUTING_VERSION_KEY) or 0)
+            began = time.monotonic()
+            batches = reconcile.periodic_batches(queued_ttl_s=60, chunk=settings.STUDIO_OBSERVE_CHUNK)
+            planned = time.monotonic() - began
+            for _, pks in batches:
+                jobs.put((pks, unready))
+            observed = sum(done.get(timeout=900) for _ in batches)
+            took = time.monotonic() - began
+            instances = Instance.objects.filter(updated_at__gte=since).count()
+            events = DeploymentEvent.objects.filter(created_at__gte=since).count()
+            published = int(redis_client().get(ROUTING_VERSION_KEY) or 0) - version
+            print(f"observation pass ({label}): {observed} deployments in {len(batches)} tasks by {args.workers} "
+                  f"workers in {took:.2f} s (planning {planned * 1000:.0f} ms); wrote {instances} instance rows, "
+                  f"{events} events; {published} routing changes published")  # fmt: skip
+            connections.close_all()
+    finally:
+        for _ in workers:
+            jobs.put(None)
+        for proc in workers:
+            proc.join(timeout=60)
+
+
+def _observe(jobs: Any, done: Any, pool: list[str]) -> None:
+    """A worker process: observe each chunk it is given, as the chunk task does, until told to stop."""
     from django.db import connections
 
     from apps.core import broadcast
@@ -416,10 +468,13 @@ def _observe(pks: list[int], pool: list[str]) -> None:
 
     connections.close_all()
     broadcast.send = lambda group, payload: None  # no page is open
-    backend = SimulatedBackend(pool)
-    random.shuffle(pks)
-    for pk in pks:
-        reconcile.observe(pk, backend=backend)  # type: ignore[arg-type]
+    while (job := jobs.get()) is not None:
+        pks, unready = job
+        try:
+            states = reconcile.observe_many(pks, backend=SimulatedBackend(pool, unready))  # type: ignore[arg-type]
+        finally:
+            reconcile.release_queued(*pks)
+        done.put(sum(1 for state in states.values() if state is not None))
     connections.close_all()
 
 
