@@ -141,7 +141,7 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from apps.core.notify import publish, redis_client
+    from apps.core.notify import publish
     from apps.endpoints import selectors, services
     from apps.endpoints.models import Deployment, Endpoint, Instance
     from gateway.routing import table_from_rows
@@ -353,32 +353,83 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     print(f"traffic change live in all {len(gateways)} gateways: p50 {statistics.median(delays) * 1000:.0f} ms, "
           f"max {max(delays) * 1000:.0f} ms over {len(delays)} changes")  # fmt: skip
 
-    # --- a burst over all gateways, counted exactly ---
+    measure_metrics(args, [url for url, _ in gateways])
+    measure_observation(args, pool)
+
+
+def measure_metrics(args: argparse.Namespace, gateways: list[str]) -> None:
+    """A burst spread over every gateway and 30 deployments (10 endpoints × blue, green, red, pinned by header):
+    answers per deployment against what the rollups counted, once every gateway flushed and the queue was drained.
+    """
+    from collections import Counter
+
+    import httpx
+    from django.db.models import Sum
+
+    from apps.endpoints.models import Endpoint
     from apps.monitoring import services as monitoring
+    from apps.monitoring.models import Grain, MetricRollup
 
-    time.sleep(3)  # the gateways flush each second: the probes' last records must be in before the baseline drain
-    monitoring.metrics_ingest()  # what the traffic-change probes sent
-    before = redis_client().llen(os.environ["STUDIO_REDIS_PREFIX"] + "metrics")
+    names = [f"ep-{i:05d}" for i in range(1, 11)]
+    keys = dict(Endpoint.objects.filter(name__in=names).values_list("name", "primary_key"))
+    targets = [(name, deployment) for name in names for deployment in ("blue", "green", "red")]
 
-    async def burst() -> int:
-        async with httpx.AsyncClient(timeout=30) as session:
+    def drain() -> None:
+        """Ingest until two flush intervals in a row bring nothing new (every gateway flushes each second)."""
+        quiet, end = 0, time.monotonic() + 120
+        while quiet < 2 and time.monotonic() < end:
+            time.sleep(1.2)
+            quiet = quiet + 1 if monitoring.metrics_ingest().records == 0 else 0
+
+    def counted() -> Counter[tuple[str, str]]:
+        rows = (
+            MetricRollup.objects.filter(grain=Grain.TEN_SECONDS, mirrored=False, endpoint__in=names)
+            .values_list("endpoint", "deployment")
+            .annotate(total=Sum("requests"))
+        )
+        return Counter({(endpoint, deployment): int(total) for endpoint, deployment, total in rows})
+
+    drain()
+    before = counted()
+    sent: Counter[tuple[str, str]] = Counter()
+    statuses: Counter[int] = Counter()
+    unanswered = 0
+    chooser = random.Random(3)
+    plan = [(chooser.choice(gateways), chooser.choice(targets)) for _ in range(args.burst)]
+
+    async def burst() -> None:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as session:
             semaphore = asyncio.Semaphore(32)
 
-            async def one(i: int) -> int:
+            async def one(url: str, endpoint: str, deployment: str) -> None:
+                nonlocal unanswered
+                headers = {"Authorization": f"Bearer {keys[endpoint]}", "azureml-model-deployment": deployment}
                 async with semaphore:
-                    url = gateways[i % len(gateways)][0]
-                    answer = await session.post(url + "/endpoints/ep-00000/score", json={}, headers=headers)
-                    return 1 if answer.status_code else 0
+                    try:
+                        answer = await session.post(f"{url}/endpoints/{endpoint}/score", json={}, headers=headers)
+                    except httpx.HTTPError:
+                        unanswered += 1
+                        return
+                sent[(endpoint, deployment)] += 1  # the gateway counts every answer it gives, whatever its status
+                statuses[answer.status_code] += 1
 
-            return sum(await asyncio.gather(*(one(i) for i in range(args.burst))))
+            await asyncio.gather(*(one(url, *target) for url, target in plan))
 
-    sent = asyncio.run(burst())
-    time.sleep(3)  # every gateway flushes each second
-    counted = monitoring.metrics_ingest().requests
-    print(f"metrics: {sent} requests sent over {len(gateways)} gateways, {counted} counted "
-          f"({'exact' if counted == sent else 'NOT exact'}; {before} records were queued before)")  # fmt: skip
-
-    measure_observation(args, pool)
+    began = time.monotonic()
+    asyncio.run(burst())
+    took = time.monotonic() - began
+    drain()
+    after = counted()
+    got = Counter({target: after[target] - before[target] for target in targets})
+    exact = [target for target in targets if got[target] == sent[target]]
+    print(f"metrics: {sum(sent.values())} requests answered over {len(gateways)} gateways in {took:.1f} s "
+          f"(statuses {dict(sorted(statuses.items()))}, {unanswered} unanswered), {sum(got.values())} counted; "
+          f"exact for {len(exact)} of {len(targets)} deployments")  # fmt: skip
+    for target in targets[:3]:
+        print(f"  {target[0]}/{target[1]}: sent {sent[target]}, counted {got[target]}")
+    for target in (target for target in targets if target not in exact):
+        print(f"  NOT exact {target[0]}/{target[1]}: sent {sent[target]}, counted {got[target]}")
 
 
 def runtime_of(pool: list[str], uid: str) -> str:
