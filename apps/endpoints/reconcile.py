@@ -294,14 +294,13 @@ def instances_sync(*, deployment: Deployment, observed: Observed, rows: Sequence
     with transaction.atomic():
         current = {row.name: row for row in Instance.objects.select_for_update().filter(deployment=deployment)}
         seen = set()
+        new: list[Instance] = []
         for status in observed.instances:
             seen.add(status.name)
             values = _values(status)
             row = current.get(status.name)
             if row is None:
-                Instance.objects.create(deployment=deployment, name=status.name, **values)
-                if status.state in BILLED_STATES:
-                    _capacity_changed(deployment, [status.name], holds=True, at=status.started_at or now)
+                new.append(Instance(deployment=deployment, name=status.name, **values))
                 changed = changed or status.ready
                 continue
             if row.ready != status.ready or row.address != status.address:
@@ -312,6 +311,14 @@ def instances_sync(*, deployment: Deployment, observed: Observed, rows: Sequence
                 for field, value in values.items():
                     setattr(row, field, value)
                 row.save()
+        if new:
+            Instance.objects.bulk_create(new)
+            billed: dict[datetime, list[str]] = defaultdict(list)
+            for row in new:
+                if row.state in BILLED_STATES:
+                    billed[row.started_at or now].append(row.name)
+            for at, names in billed.items():
+                _capacity_changed(deployment, names, holds=True, at=at)
         gone = [name for name in current if name not in seen]
         if gone:
             changed = changed or any(current[name].ready for name in gone)
@@ -351,10 +358,15 @@ def _load(pk: int) -> Deployment | None:
     return _loading().filter(pk=pk).first()
 
 
+def _state(pk: int) -> tuple[str, int] | None:
+    """The deployment's state and generation now (None when gone): what a pass checks before and after."""
+    return Deployment.objects.filter(pk=pk).values_list("state", "generation").first()
+
+
 def reconcile(pk: int, *, backend: Backend | None = None) -> str | None:
     """One level-triggered pass over deployment `pk`; returns its state afterwards (None when gone or busy)."""
-    deployment = _load(pk)
-    if deployment is None or deployment.state == ProvisioningState.DELETING:
+    now = _state(pk)
+    if now is None or now[0] == ProvisioningState.DELETING:
         return None
     with deployment_lock(pk) as held:
         if not held:
@@ -364,10 +376,12 @@ def reconcile(pk: int, *, backend: Backend | None = None) -> str | None:
             deployment = _load(pk)
             if deployment is None or deployment.state == ProvisioningState.DELETING:
                 return None
-            _pass(deployment, backend=backend)
-            latest = _load(pk)
-            if latest is None or latest.generation == deployment.generation:
-                return latest.state if latest else None
+            # At an applied spec the instances usually run as their rows say: read them, and write only a change.
+            applied = deployment.generation == deployment.observed_generation
+            _pass(deployment, backend=backend, instances=list(deployment.instances.all()) if applied else None)
+            now = _state(pk)
+            if now is None or now[1] == deployment.generation:
+                return now[0] if now else None
     return None
 
 
