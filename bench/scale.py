@@ -11,8 +11,10 @@ of real runtime processes, so scoring through any gateway reaches a real `score.
 - routing: full reload and one-endpoint reload time, table memory per route, RSS per gateway process;
 - a traffic change live in all N gateways: p50/max over 20 changes (the change's commit until every gateway
   answers from the new deployment);
-- a burst spread over all gateways: requests sent vs requests counted by `metrics_ingest` (exact or not);
-- one observation pass over every deployment by M worker processes (simulated backend);
+- a burst spread over all gateways and 30 deployments: answers per deployment vs what `metrics_ingest` counted
+  once every gateway flushed and the queue was drained (exact or not);
+- observation passes over every deployment as the beat task fans them out (settled ones in chunks), run by M
+  worker processes on the simulated backend: nothing changed, 1 % changed, changed back; time and rows written;
 - the gateway's added latency (gateway minus direct, p50) with 3 routes and with all of them.
 
 Everything is bounded: each wait has a deadline, each loop a count; every process it starts is stopped.
@@ -261,7 +263,7 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     started = time.monotonic()
     for url, _ in gateways:
         wait_http(url + "/metrics", deadline_s=300)
-    print(f"{len(gateways)} gateways up in {time.monotonic() - started:.1f} s")
+    print(f"{len(gateways)} gateways up in {time.monotonic() - started:.1f} s (load {os.getloadavg()[0]:.1f})")
 
     key = Endpoint.objects.get(name="ep-00000").primary_key
     headers = {"Authorization": f"Bearer {key}"}
@@ -355,6 +357,7 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
 
     measure_metrics(args, [url for url, _ in gateways])
     measure_observation(args, pool)
+    print(f"load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
 
 
 def measure_metrics(args: argparse.Namespace, gateways: list[str]) -> None:
@@ -393,7 +396,7 @@ def measure_metrics(args: argparse.Namespace, gateways: list[str]) -> None:
     before = counted()
     sent: Counter[tuple[str, str]] = Counter()
     statuses: Counter[int] = Counter()
-    unanswered = 0
+    unanswered: Counter[str] = Counter()  # by error: these reached no gateway's count, or their answer was lost
     chooser = random.Random(3)
     plan = [(chooser.choice(gateways), chooser.choice(targets)) for _ in range(args.burst)]
 
@@ -403,13 +406,12 @@ def measure_metrics(args: argparse.Namespace, gateways: list[str]) -> None:
             semaphore = asyncio.Semaphore(32)
 
             async def one(url: str, endpoint: str, deployment: str) -> None:
-                nonlocal unanswered
                 headers = {"Authorization": f"Bearer {keys[endpoint]}", "azureml-model-deployment": deployment}
                 async with semaphore:
                     try:
                         answer = await session.post(f"{url}/endpoints/{endpoint}/score", json={}, headers=headers)
-                    except httpx.HTTPError:
-                        unanswered += 1
+                    except httpx.HTTPError as error:
+                        unanswered[type(error).__name__] += 1
                         return
                 sent[(endpoint, deployment)] += 1  # the gateway counts every answer it gives, whatever its status
                 statuses[answer.status_code] += 1
@@ -424,7 +426,7 @@ def measure_metrics(args: argparse.Namespace, gateways: list[str]) -> None:
     got = Counter({target: after[target] - before[target] for target in targets})
     exact = [target for target in targets if got[target] == sent[target]]
     print(f"metrics: {sum(sent.values())} requests answered over {len(gateways)} gateways in {took:.1f} s "
-          f"(statuses {dict(sorted(statuses.items()))}, {unanswered} unanswered), {sum(got.values())} counted; "
+          f"(statuses {dict(sorted(statuses.items()))}, unanswered {dict(unanswered)}), {sum(got.values())} counted; "
           f"exact for {len(exact)} of {len(targets)} deployments")  # fmt: skip
     for target in targets[:3]:
         print(f"  {target[0]}/{target[1]}: sent {sent[target]}, counted {got[target]}")
