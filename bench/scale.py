@@ -11,8 +11,10 @@ of real runtime processes, so scoring through any gateway reaches a real `score.
 - routing: full reload and one-endpoint reload time, table memory per route, RSS per gateway process;
 - a traffic change live in all N gateways: p50/max over 20 changes (the change's commit until every gateway
   answers from the new deployment);
-- a burst spread over all gateways: requests sent vs requests counted by `metrics_ingest` (exact or not);
-- one observation pass over every deployment by M worker processes (simulated backend);
+- a burst spread over all gateways and 30 deployments: answers per deployment vs what `metrics_ingest` counted
+  once every gateway flushed and the queue was drained (exact or not);
+- observation passes over every deployment as the beat task fans them out (settled ones in chunks), run by M
+  worker processes on the simulated backend: nothing changed, 1 % changed, changed back; time and rows written;
 - the gateway's added latency (gateway minus direct, p50) with 3 routes and with all of them.
 
 Everything is bounded: each wait has a deadline, each loop a count; every process it starts is stopped.
@@ -101,6 +103,7 @@ def main() -> None:  # noqa: PLR0915 (one script, read top to bottom)
     parser.add_argument("--runtimes", type=int, default=3, help="real runtime processes the instances point to")
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--burst", type=int, default=1000, help="requests of the metrics burst")
+    parser.add_argument("--observe-only", action="store_true", help="only the observation passes (no gateways)")
     parser.add_argument("--lists-only", action="store_true", help="only the list timings (no gateways, no workers)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a `timeout` still stops every process it started
@@ -140,7 +143,7 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from apps.core.notify import publish, redis_client
+    from apps.core.notify import publish
     from apps.endpoints import selectors, services
     from apps.endpoints.models import Deployment, Endpoint, Instance
     from gateway.routing import table_from_rows
@@ -193,12 +196,16 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
             deployments += Deployment.objects.bulk_create(
                 Deployment(endpoint=ep0, name=name, **fields) for name in ("green", "red")
             )
+        # As the simulated backend will report them: an observation of an unchanged deployment changes nothing.
         Instance.objects.bulk_create(
-            Instance(deployment=d, name=f"{d.name}-0", address=pool[i % len(pool)], state="Ready", ready=True)
-            for i, d in enumerate(deployments)
-        )
+            Instance(deployment=d, name=f"{d.name}-0", address=runtime_of(pool, str(d.uid)), state="Ready",
+                     ready=True, generation=d.generation)
+            for d in deployments
+        )  # fmt: skip
         if not Instance.objects.filter(deployment=template).exists():
-            Instance.objects.create(deployment=template, name="blue-0", address=pool[0], state="Ready", ready=True)
+            Instance.objects.create(deployment=template, name="blue-0", address=runtime_of(pool, str(template.uid)),
+                                    state="Ready", ready=True, generation=template.generation)  # fmt: skip
+        Deployment.objects.update(ready_instances=1)
 
     grow(3)
     publish(["*"])
@@ -232,6 +239,10 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
                 assert response.status_code == 200, (url, response.status_code)
             print(f"list {label}: p50 {pct(times, 50):.0f} ms, p95 {pct(times, 95):.0f} ms")
 
+    if args.observe_only:  # the observation passes alone, no gateways
+        grow(args.endpoints)
+        measure_observation(args, pool)
+        return
     if args.lists_only:  # issue 16's figure: the lists alone, no gateways or workers
         began = time.monotonic()
         grow(args.endpoints)
@@ -252,7 +263,7 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     started = time.monotonic()
     for url, _ in gateways:
         wait_http(url + "/metrics", deadline_s=300)
-    print(f"{len(gateways)} gateways up in {time.monotonic() - started:.1f} s")
+    print(f"{len(gateways)} gateways up in {time.monotonic() - started:.1f} s (load {os.getloadavg()[0]:.1f})")
 
     key = Endpoint.objects.get(name="ep-00000").primary_key
     headers = {"Authorization": f"Bearer {key}"}
@@ -344,60 +355,105 @@ def run(args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]) -> N
     print(f"traffic change live in all {len(gateways)} gateways: p50 {statistics.median(delays) * 1000:.0f} ms, "
           f"max {max(delays) * 1000:.0f} ms over {len(delays)} changes")  # fmt: skip
 
-    # --- a burst over all gateways, counted exactly ---
+    measure_metrics(args, [url for url, _ in gateways])
+    measure_observation(args, pool)
+    print(f"load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
+
+
+def measure_metrics(args: argparse.Namespace, gateways: list[str]) -> None:
+    """A burst spread over every gateway and 30 deployments (10 endpoints × blue, green, red, pinned by header):
+    answers per deployment against what the rollups counted, once every gateway flushed and the queue was drained.
+    """
+    from collections import Counter
+
+    import httpx
+    from django.db.models import Sum
+
+    from apps.endpoints.models import Endpoint
     from apps.monitoring import services as monitoring
+    from apps.monitoring.models import Grain, MetricRollup
 
-    time.sleep(3)  # the gateways flush each second: the probes' last records must be in before the baseline drain
-    monitoring.metrics_ingest()  # what the traffic-change probes sent
-    before = redis_client().llen(os.environ["STUDIO_REDIS_PREFIX"] + "metrics")
+    names = [f"ep-{i:05d}" for i in range(1, 11)]
+    keys = dict(Endpoint.objects.filter(name__in=names).values_list("name", "primary_key"))
+    targets = [(name, deployment) for name in names for deployment in ("blue", "green", "red")]
 
-    async def burst() -> int:
-        async with httpx.AsyncClient(timeout=30) as session:
+    def drain() -> None:
+        """Ingest until two flush intervals in a row bring nothing new (every gateway flushes each second)."""
+        quiet, end = 0, time.monotonic() + 120
+        while quiet < 2 and time.monotonic() < end:
+            time.sleep(1.2)
+            quiet = quiet + 1 if monitoring.metrics_ingest().records == 0 else 0
+
+    def counted() -> Counter[tuple[str, str]]:
+        rows = (
+            MetricRollup.objects.filter(grain=Grain.TEN_SECONDS, mirrored=False, endpoint__in=names)
+            .values_list("endpoint", "deployment")
+            .annotate(total=Sum("requests"))
+        )
+        return Counter({(endpoint, deployment): int(total) for endpoint, deployment, total in rows})
+
+    drain()
+    before = counted()
+    sent: Counter[tuple[str, str]] = Counter()
+    statuses: Counter[int] = Counter()
+    unanswered: Counter[str] = Counter()  # by error: these reached no gateway's count, or their answer was lost
+    chooser = random.Random(3)
+    plan = [(chooser.choice(gateways), chooser.choice(targets)) for _ in range(args.burst)]
+
+    async def burst() -> None:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as session:
             semaphore = asyncio.Semaphore(32)
 
-            async def one(i: int) -> int:
+            async def one(url: str, endpoint: str, deployment: str) -> None:
+                headers = {"Authorization": f"Bearer {keys[endpoint]}", "azureml-model-deployment": deployment}
                 async with semaphore:
-                    url = gateways[i % len(gateways)][0]
-                    answer = await session.post(url + "/endpoints/ep-00000/score", json={}, headers=headers)
-                    return 1 if answer.status_code else 0
+                    try:
+                        answer = await session.post(f"{url}/endpoints/{endpoint}/score", json={}, headers=headers)
+                    except httpx.HTTPError as error:
+                        unanswered[type(error).__name__] += 1
+                        return
+                sent[(endpoint, deployment)] += 1  # the gateway counts every answer it gives, whatever its status
+                statuses[answer.status_code] += 1
 
-            return sum(await asyncio.gather(*(one(i) for i in range(args.burst))))
+            await asyncio.gather(*(one(url, *target) for url, target in plan))
 
-    sent = asyncio.run(burst())
-    time.sleep(3)  # every gateway flushes each second
-    counted = monitoring.metrics_ingest().requests
-    print(f"metrics: {sent} requests sent over {len(gateways)} gateways, {counted} counted "
-          f"({'exact' if counted == sent else 'NOT exact'}; {before} records were queued before)")  # fmt: skip
+    began = time.monotonic()
+    asyncio.run(burst())
+    took = time.monotonic() - began
+    drain()
+    after = counted()
+    got = Counter({target: after[target] - before[target] for target in targets})
+    exact = [target for target in targets if got[target] == sent[target]]
+    print(f"metrics: {sum(sent.values())} requests answered over {len(gateways)} gateways in {took:.1f} s "
+          f"(statuses {dict(sorted(statuses.items()))}, unanswered {dict(unanswered)}), {sum(got.values())} counted; "
+          f"exact for {len(exact)} of {len(targets)} deployments")  # fmt: skip
+    for target in targets[:3]:
+        print(f"  {target[0]}/{target[1]}: sent {sent[target]}, counted {got[target]}")
+    for target in (target for target in targets if target not in exact):
+        print(f"  NOT exact {target[0]}/{target[1]}: sent {sent[target]}, counted {got[target]}")
 
-    # --- one observation pass over every deployment, M workers, simulated backend ---
-    pks = list(Deployment.objects.values_list("pk", flat=True))
-    from django.db import connections
 
-    connections.close_all()
-    context = multiprocessing.get_context("fork")
-    shares = [pks[i :: args.workers] for i in range(args.workers)]
-    t0 = time.monotonic()
-    workers = [context.Process(target=_observe, args=(share, pool)) for share in shares]
-    for proc in workers:
-        proc.start()
-    for proc in workers:
-        proc.join(timeout=600)
-    print(f"observation pass: {len(pks)} deployments by {args.workers} workers in {time.monotonic() - t0:.1f} s")
+def runtime_of(pool: list[str], uid: str) -> str:
+    """The runtime process a deployment's simulated instances point to (the same in every process)."""
+    return pool[int(uuid.UUID(uid)) % len(pool)]
 
 
 class SimulatedBackend:
     """Bench-only: every instance is ready at an address of the runtime pool; nothing is started."""
 
-    def __init__(self, pool: list[str]) -> None:
+    def __init__(self, pool: list[str], unready: frozenset[str] = frozenset()) -> None:
         self.pool = pool
+        self.unready = unready  # deployment uids whose instances stopped answering
 
     def observe(self, spec: Any) -> Any:
         from apps.endpoints.backends.base import InstanceStatus, Observed
 
+        ready = spec.uid not in self.unready
         return Observed(
             instances=tuple(
-                InstanceStatus(name=f"{spec.name}-{i}", state="Ready", ready=True,
-                               address=self.pool[hash(spec.uid) % len(self.pool)], generation=spec.generation)
+                InstanceStatus(name=f"{spec.name}-{i}", state="Ready" if ready else "Unready", ready=ready,
+                               address=runtime_of(self.pool, spec.uid), generation=spec.generation)
                 for i in range(spec.instance_count)
             )
         )  # fmt: skip
@@ -408,7 +464,56 @@ class SimulatedBackend:
         return None
 
 
-def _observe(pks: list[int], pool: list[str]) -> None:
+def measure_observation(args: argparse.Namespace, pool: list[str]) -> None:
+    """Observation passes over every deployment as the beat task fans them out (settled ones in chunks of
+    STUDIO_OBSERVE_CHUNK), run by M worker processes on the simulated backend: nothing changed, then 1 % of the
+    deployments with an instance gone unready, then back. Prints each pass's time and what it wrote."""
+    from datetime import UTC, datetime
+
+    from django.conf import settings
+    from django.db import connections
+
+    from apps.core.notify import ROUTING_VERSION_KEY, redis_client
+    from apps.endpoints import reconcile
+    from apps.endpoints.models import Deployment, DeploymentEvent, Instance
+
+    uids = [str(uid) for uid in Deployment.objects.values_list("uid", flat=True)]
+    changed = frozenset(random.Random(1).sample(uids, max(1, len(uids) // 100)))
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    jobs: Any = context.Queue()
+    done: Any = context.Queue()
+    workers = [context.Process(target=_observe, args=(jobs, done, pool)) for _ in range(args.workers)]
+    for proc in workers:
+        proc.start()
+    try:
+        for label, unready in [("nothing changed", frozenset()), (f"{len(changed)} deployments changed", changed),
+                               ("changed back", frozenset()), ("nothing changed", frozenset())]:  # fmt: skip
+            since = datetime.now(UTC)
+            version = int(redis_client().get(ROUTING_VERSION_KEY) or 0)
+            began = time.monotonic()
+            batches = reconcile.periodic_batches(queued_ttl_s=60, chunk=settings.STUDIO_OBSERVE_CHUNK)
+            planned = time.monotonic() - began
+            for _, pks in batches:
+                jobs.put((pks, unready))
+            observed = sum(done.get(timeout=900) for _ in batches)
+            took = time.monotonic() - began
+            instances = Instance.objects.filter(updated_at__gte=since).count()
+            events = DeploymentEvent.objects.filter(created_at__gte=since).count()
+            published = int(redis_client().get(ROUTING_VERSION_KEY) or 0) - version
+            print(f"observation pass ({label}): {observed} deployments in {len(batches)} tasks by {args.workers} "
+                  f"workers in {took:.2f} s (planning {planned * 1000:.0f} ms); wrote {instances} instance rows, "
+                  f"{events} events; {published} routing changes published")  # fmt: skip
+            connections.close_all()
+    finally:
+        for _ in workers:
+            jobs.put(None)
+        for proc in workers:
+            proc.join(timeout=60)
+
+
+def _observe(jobs: Any, done: Any, pool: list[str]) -> None:
+    """A worker process: observe each chunk it is given, as the chunk task does, until told to stop."""
     from django.db import connections
 
     from apps.core import broadcast
@@ -416,10 +521,13 @@ def _observe(pks: list[int], pool: list[str]) -> None:
 
     connections.close_all()
     broadcast.send = lambda group, payload: None  # no page is open
-    backend = SimulatedBackend(pool)
-    random.shuffle(pks)
-    for pk in pks:
-        reconcile.observe(pk, backend=backend)  # type: ignore[arg-type]
+    while (job := jobs.get()) is not None:
+        pks, unready = job
+        try:
+            states = reconcile.observe_many(pks, backend=SimulatedBackend(pool, unready))  # type: ignore[arg-type]
+        finally:
+            reconcile.release_queued(*pks)
+        done.put(sum(1 for state in states.values() if state is not None))
     connections.close_all()
 
 

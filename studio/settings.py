@@ -258,6 +258,8 @@ STUDIO_ENVS_DIR = env_path("STUDIO_ENVS_DIR", STUDIO_HOME / "envs")
 # instance leaves the routing table before it is stopped, and the crash-restart back-off.
 STUDIO_UV_CACHE_DIR = str(env_path("UV_CACHE_DIR", Path("~/.cache/uv").expanduser()))
 STUDIO_OBSERVE_INTERVAL_S = env_int("STUDIO_OBSERVE_INTERVAL_S", 2, minimum=1)
+# Settled deployments observed by one task of the periodic pass (their rows read in a few queries).
+STUDIO_OBSERVE_CHUNK = env_int("STUDIO_OBSERVE_CHUNK", 50, minimum=1)
 STUDIO_DRAIN_MS = env_int("STUDIO_DRAIN_MS", 1500, minimum=0)
 STUDIO_RESTART_BACKOFF_MS = env_int("STUDIO_RESTART_BACKOFF_MS", 1000, minimum=1)
 STUDIO_CRASHLOOP_RESTARTS = env_int("STUDIO_CRASHLOOP_RESTARTS", 3, minimum=1)

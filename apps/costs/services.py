@@ -40,8 +40,8 @@ def capacity_instances(*, deployment: Deployment, instances: list[str], holds_ca
         return open_runs.update(stopped_at=at)
     running = set(open_runs.values_list("instance", flat=True))
     started = [name for name in instances if name not in running]
-    for name in started:
-        InstanceRun.objects.create(
+    InstanceRun.objects.bulk_create(
+        InstanceRun(
             deployment=deployment,
             endpoint_name=deployment.endpoint.name,
             deployment_name=deployment.name,
@@ -49,6 +49,8 @@ def capacity_instances(*, deployment: Deployment, instances: list[str], holds_ca
             instance_type=deployment.instance_type,
             started_at=at,
         )
+        for name in started
+    )
     return len(started)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from apps.endpoints.backends.base import (
     RequestSpec,
 )
 from apps.endpoints.catalog import instance_type_find
-from apps.endpoints.models import Deployment
+from apps.endpoints.models import Deployment, InstanceType
 
 _PROBE_KEYS = ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold")
 _REQUEST_KEYS = ("request_timeout_ms", "max_concurrent_requests_per_instance", "max_queue_wait_ms")
@@ -30,8 +32,8 @@ def _request(raw: dict[str, Any] | None) -> RequestSpec:
     return RequestSpec(**values)
 
 
-def _instance_type(name: str) -> InstanceTypeSpec:
-    row = instance_type_find(name=name)
+def _instance_type(name: str, catalog: Mapping[str, InstanceType] | None) -> InstanceTypeSpec:
+    row = catalog.get(name) if catalog is not None else instance_type_find(name=name)
     if row is None:
         # A size removed from the catalog after the deployment was made still runs; it just has no price.
         return InstanceTypeSpec(name=name, vcpus=1, memory_gib=1.0)
@@ -40,9 +42,13 @@ def _instance_type(name: str) -> InstanceTypeSpec:
 
 def _folder_size(root: Path) -> int:
     """Bytes below a code snapshot (code is small; a missing folder is 0, the initializer says what is missing)."""
-    if not root.is_dir():
-        return 0
-    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+    return _snapshot_size(str(root)) if root.is_dir() else 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _snapshot_size(root: str) -> int:
+    # Snapshots are content-addressed and never change: each periodic pass need not walk them again.
+    return sum(path.stat().st_size for path in Path(root).rglob("*") if path.is_file())
 
 
 def deployment_backend_kind(deployment: Deployment) -> str:
@@ -50,8 +56,11 @@ def deployment_backend_kind(deployment: Deployment) -> str:
     return backend_kind(deployment_type=deployment.kind, endpoint_compute=deployment.endpoint.compute)
 
 
-def deployment_spec(deployment: Deployment) -> DeploymentSpec:
-    """The desired spec of `deployment` at its current generation, as the backends take it."""
+def deployment_spec(deployment: Deployment, *, catalog: Mapping[str, InstanceType] | None = None) -> DeploymentSpec:
+    """The desired spec of `deployment` at its current generation, as the backends take it.
+
+    `catalog`: the instance types by name, when the caller read them already (a pass over many deployments).
+    """
     env = deployment.environment
     model = deployment.model
     code_root = deployment.code_root
@@ -70,7 +79,7 @@ def deployment_spec(deployment: Deployment) -> DeploymentSpec:
             spec_hash=env.spec_hash,
             inference_config=env.inference_config,
         ),
-        instance_type=_instance_type(deployment.instance_type),
+        instance_type=_instance_type(deployment.instance_type, catalog),
         instance_count=deployment.instance_count,
         model_asset=model.asset_id if model else None,
         model_root=str(model.root) if model else None,

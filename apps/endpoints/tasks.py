@@ -1,7 +1,7 @@
 """Celery tasks: thin wrappers over apps.endpoints.reconcile (ids in, re-fetch, quiet when gone).
 
 Services queue them through `apps.endpoints.queue`; the beat task `observe_deployments` fans the
-periodic pass out into one task per deployment.
+periodic pass out: a task per deployment that needs work, settled deployments observed in chunks.
 """
 
 from __future__ import annotations
@@ -74,11 +74,23 @@ def observe_deployment(pk: int) -> str | None:
     """The periodic pass over one deployment: restarts, probes and readiness; the next pass retries any trouble."""
     try:
         return reconcile.observe(pk)
-    except (BackendUnavailable, SoftTimeLimitExceeded) as error:
-        logger.warning("deployment %s not observed this round: %s", pk, error or type(error).__name__)
+    except SoftTimeLimitExceeded:
+        logger.warning("deployment %s not observed this round: out of time", pk)
         return None
     finally:
         reconcile.release_queued(pk)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=OBSERVE_TIME_LIMIT_S)
+def observe_deployment_chunk(pks: list[int]) -> int:
+    """The periodic pass over a chunk of settled deployments; returns how many were observed."""
+    try:
+        return sum(1 for state in reconcile.observe_many(pks).values() if state is not None)
+    except SoftTimeLimitExceeded:
+        logger.warning("deployments %s not all observed this round: out of time", pks)
+        return 0
+    finally:
+        reconcile.release_queued(*pks)
 
 
 _PERIODIC = {"reconcile": reconcile_deployment, "observe": observe_deployment, "delete": delete_deployment}
@@ -87,9 +99,13 @@ _PERIODIC = {"reconcile": reconcile_deployment, "observe": observe_deployment, "
 @shared_task(acks_late=True, ignore_result=True)
 @beat_once(lambda: float(settings.STUDIO_OBSERVE_INTERVAL_S))
 def observe_deployments() -> int:
-    """Celery beat's periodic pass: one task per deployment that needs one; returns how many were queued."""
+    """Celery beat's periodic pass: a task for each deployment that needs one, settled ones observed in chunks of
+    STUDIO_OBSERVE_CHUNK; returns how many deployments were queued."""
     heartbeat.beat("reconciler")
-    work = reconcile.periodic_work(queued_ttl_s=QUEUED_TTL_S)
-    for kind, pk in work:
-        _PERIODIC[kind].apply_async(args=(pk,), expires=QUEUED_TTL_S)
-    return len(work)
+    work = reconcile.periodic_batches(queued_ttl_s=QUEUED_TTL_S, chunk=settings.STUDIO_OBSERVE_CHUNK)
+    for kind, pks in work:
+        if len(pks) > 1:
+            observe_deployment_chunk.apply_async(args=(pks,), expires=QUEUED_TTL_S)
+        else:
+            _PERIODIC[kind].apply_async(args=(pks[0],), expires=QUEUED_TTL_S)
+    return sum(len(pks) for _, pks in work)

@@ -110,6 +110,23 @@ def test_a_task_that_ran_lets_the_next_pass_queue_its_deployment_again(test_queu
     assert tasks.observe_deployments() == 1
 
 
+def test_settled_deployments_are_queued_as_one_chunk_that_lets_them_be_queued_again_once_it_ran(
+    test_queue: Celery, settings: Any
+) -> None:
+    settings.STUDIO_OBSERVE_CHUNK = 50
+    pks = [applied(local_deployment(name)).pk for name in ("blue", "green", "red")]
+    Deployment.objects.filter(pk__in=pks).update(ready_instances=1)  # settled: every instance ready
+    created = queued(test_queue)
+
+    assert tasks.observe_deployments() == 3
+    assert queued(test_queue) == created + 1  # one task observes the three
+    assert tasks.observe_deployments() == 0
+    with reconcile.deployment_locks(pks) as locks:
+        assert locks.held == frozenset(pks)
+        assert tasks.observe_deployment_chunk(pks) == 0  # a worker ran it and found them all busy
+    assert tasks.observe_deployments() == 3
+
+
 # --- in a real worker ---
 
 
