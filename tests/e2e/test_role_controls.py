@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import SCREENSHOTS, Session, Studio, inject_axe
-from tests.e2e.test_traffic_live import SCORE_PY, cli
+from tests.e2e.conftest import SCREENSHOTS, Session, Studio, blue_green, cli, inject_axe
 
 pytestmark = pytest.mark.e2e
 
@@ -20,16 +19,8 @@ READER_PASSWORD = "reader-password-e2e-1"
 
 @pytest.fixture
 def endpoint(studio: Studio, tmp_path: Path) -> Any:
-    """roles-ep with blue taking all live traffic (its instance need not be up for the split)."""
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "score.py").write_text(SCORE_PY)
-    cli(studio, "online-endpoint", "create", "-n", ENDPOINT)
-    (tmp_path / "blue.yml").write_text(
-        f"name: blue\nendpoint_name: {ENDPOINT}\n"
-        "code_configuration:\n  code: ./code/\n  scoring_script: score.py\n"
-        "environment:\n  image: python:3.11\ninstance_type: Standard_DS1_v2\ninstance_count: 1\n"
-    )
-    cli(studio, "online-deployment", "create", "-f", "blue.yml", "--no-wait", cwd=tmp_path)
+    """roles-ep with blue taking all live traffic and green none (their instances need not be up for the split)."""
+    blue_green(studio, tmp_path, ENDPOINT, wait=False)
     cli(studio, "online-endpoint", "update", "-n", ENDPOINT, "--traffic", "blue=100")
     yield ENDPOINT
     cli(studio, "online-endpoint", "delete", "-n", ENDPOINT, "--yes")
