@@ -8,7 +8,9 @@
 Run it with the packages the samples' environments pin, from the repository root:
 
     uv run --no-project --exclude-newer 2024-10-01 --with scikit-learn==1.5.2 --with mlflow-skinny==2.16.2 \
-        python samples/make_models.py
+        --with pandas==2.2.3 python samples/make_models.py
+
+(mlflow-skinny leaves out pandas, which `mlflow.sklearn` imports.)
 """
 
 from __future__ import annotations

@@ -73,15 +73,17 @@ def record(
     before: Any = None,
     after: Any = None,
     user: Any = None,
+    by: str = "",
 ) -> AuditEntry:
-    """Write one audit entry for a change made by the current actor (or `user` when a service was given one)."""
+    """Write one audit entry for a change made by the current actor (or `user` when a service was given one;
+    `by` names the part of the studio that acted when no one did, such as "rollout")."""
     actor = current()
     who = actor.user
     if who is None and user is not None and getattr(user, "is_authenticated", False):
         who = user
     return AuditEntry.objects.create(
         user=who,
-        username=who.get_username() if who is not None else "",
+        username=who.get_username() if who is not None else by,
         channel=actor.channel,
         address=actor.address,
         action=action,

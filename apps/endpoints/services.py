@@ -449,6 +449,7 @@ def _traffic_apply(
         before={"traffic": endpoint.traffic, "mirror_traffic": endpoint.mirror_traffic},
         after={"traffic": traffic, "mirror_traffic": mirror},
         user=user,
+        by="" if origin == "user" else origin,
     )
     note = f"traffic {_split_text(endpoint.traffic, endpoint.mirror_traffic)} → {_split_text(traffic, mirror)}"
     endpoint.traffic = traffic

@@ -43,7 +43,9 @@ def measures(rollout: Rollout, *, now: datetime | None = None) -> Measures:
     )
     baseline_latency: dict[int, int] = {}
     baseline_requests = 0
-    for name in baseline_names(rollout):
+    # At 100 % the baseline serves nothing: what it answered in the interval the step began in (before the split
+    # moved) is no baseline for this step's p99, so the ratio is not judged.
+    for name in baseline_names(rollout) if rollout.percent < 100 else []:
         summary = window_summary(
             endpoint=endpoint, deployment=name, start=start, end=end, mirrored=False, grain=WINDOW_GRAIN
         )

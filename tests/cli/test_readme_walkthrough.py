@@ -92,6 +92,10 @@ def test_the_readme_walkthrough_runs_as_written_on_a_fresh_studio_home(
     assert not (Path(up_env["STUDIO_HOME"]) / "cli.json").exists()
     up = start_up("walkthrough")
     env = {**up_env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{up_env.get('PATH', '')}"}
+    # `uv run --with` layers its packages over an interpreter's own: the plain Python a user starts from, not
+    # this suite's virtualenv (which has pandas and the rest, and once hid a package the command forgot).
+    env.pop("VIRTUAL_ENV", None)
+    env["UV_PYTHON"] = getattr(sys, "_base_executable", sys.executable)
     for command in walkthrough((REPO / "README.md").read_text()):
         done = subprocess.run(
             ["bash", "-c", command.line],

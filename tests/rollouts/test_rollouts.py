@@ -100,6 +100,32 @@ def test_a_healthy_target_steps_up_and_succeeds_at_100(api: Any, ep: Endpoint) -
     )
 
 
+def test_the_traffic_history_names_who_moved_each_step(api: Any, ep: Endpoint, admin_client: Any) -> None:
+    start(api)
+    answers("green", 60)
+    answers("blue", 240)
+    evaluate(after_s=15)
+    page = admin_client.get("/endpoints/ep1/traffic/").content.decode()
+    rows = page.split('<table id="traffic-history">')[1].split("</table>")[0].split("<tr id=")[1:]
+    who = [row.split("<td>")[2].split("</td>")[0] for row in rows]  # newest first
+    assert who[:2] == ["rollout", "alice"]  # beat's step, then the start by the user who asked
+
+
+def test_at_100_the_baselines_last_answers_are_not_a_p99_baseline(api: Any, ep: Endpoint) -> None:
+    """At 100 % the baseline serves nothing: its answers still in the 10 s interval the step began in (fast ones
+    here) must not make a healthy target's p99 look 4 times slower."""
+    start(api)
+    answers("green", 60)
+    answers("blue", 240)
+    rollout = evaluate(after_s=15)
+    assert (rollout.step, traffic()[0]) == (1, {"blue": 0, "green": 100})
+    answers("blue", 240, latency_ms=5, at_s=15)  # in flight when the split moved
+    answers("green", 60, at_s=20)
+    evaluate(after_s=30)
+    rollout = evaluate(after_s=45)
+    assert rollout.state == "Succeeded", rollout.message
+
+
 def test_the_clock_does_not_count_time_without_evaluations(api: Any, ep: Endpoint, settings: Any) -> None:
     settings.STUDIO_ROLLOUT_GATE_INTERVAL_MS = 1000
     start(api)
