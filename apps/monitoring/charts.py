@@ -50,17 +50,26 @@ def _minute(ts: str) -> str:
     return datetime.fromisoformat(ts).replace(second=0, microsecond=0).isoformat()
 
 
-def per_minute(x: list[str], counts: list[Any], *, grain: int) -> tuple[list[str], list[float]]:
+def per_minute(
+    x: list[str], counts: list[Any], *, grain: int, end: datetime | None = None
+) -> tuple[list[str], list[float]]:
     """Counts per bucket as a per-minute rate that is true whatever the bucket size: buckets shorter than a
     minute are summed into whole minutes (one error in a 10 s bucket is one a minute, not six), longer ones
-    are averaged over their minutes."""
+    are averaged over their minutes. A last minute (or bucket) still in progress at `end` is averaged over
+    the part of it that has passed, so a steady load does not seem to fall at the right edge."""
     if grain >= 60:
-        return x, [float(count or 0) * 60 / grain for count in counts]
-    minutes: dict[str, float] = {}
-    for ts, count in zip(x, counts, strict=True):
-        key = _minute(ts)
-        minutes[key] = minutes.get(key, 0.0) + float(count or 0)
-    return list(minutes), list(minutes.values())
+        points, rates, span = list(x), [float(count or 0) * 60 / grain for count in counts], grain
+    else:
+        minutes: dict[str, float] = {}
+        for ts, count in zip(x, counts, strict=True):
+            key = _minute(ts)
+            minutes[key] = minutes.get(key, 0.0) + float(count or 0)
+        points, rates, span = list(minutes), list(minutes.values()), 60
+    if end is not None and points:
+        passed = (end - datetime.fromisoformat(points[-1])).total_seconds()
+        if 0 < passed < span:
+            rates[-1] *= span / max(passed, min(grain, 10))
+    return points, rates
 
 
 def _line(deployment: str, index: int, x: list[Any], y: list[Any], **extra: Any) -> dict[str, Any]:
@@ -87,21 +96,21 @@ def latency_figure(columns: dict[str, dict[str, list[Any]]], *, percentile: str 
     return {"data": data, "layout": _layout(f"Request latency ({percentile})", "ms")}
 
 
-def requests_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int) -> dict:
+def requests_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int, end: datetime | None = None) -> dict:
     """RequestsPerMinute, one line per deployment."""
     data = []
     for index, (deployment, column) in enumerate(sorted(columns.items())):
-        x, y = per_minute(column["x"], column["requests"], grain=grain)
+        x, y = per_minute(column["x"], column["requests"], grain=grain, end=end)
         data.append(_line(deployment, index, x, y))
     return {"data": data, "layout": _layout("Requests per minute", "requests / min")}
 
 
-def errors_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int) -> dict:
+def errors_figure(columns: dict[str, dict[str, list[Any]]], *, grain: int, end: datetime | None = None) -> dict:
     """4xx and 5xx answers per minute, one line per deployment."""
     data = []
     for index, (deployment, column) in enumerate(sorted(columns.items())):
         errors = [(a or 0) + (b or 0) for a, b in zip(column["4xx"], column["5xx"], strict=True)]
-        x, y = per_minute(column["x"], errors, grain=grain)
+        x, y = per_minute(column["x"], errors, grain=grain, end=end)
         data.append(_line(deployment, index, x, y))
     return {"data": data, "layout": _layout("Errors per minute (4xx and 5xx)", "errors / min")}
 
@@ -123,13 +132,14 @@ def comparison_figures(
     start: datetime,
     end: datetime,
     max_error_rate: float | None = None,
+    now: datetime | None = None,
 ) -> dict[str, dict]:
     """Groups of deployments side by side over [start, end) (`group_columns`, in the order given): requests per
     minute, error rate and p99 latency, one line per group; the error-rate threshold as a dashed line when given."""
     requests, rates, latency = [], [], []
     for index, (label, column) in enumerate(columns.items()):
         colour = {"color": COMPARISON_COLOURS[index % len(COMPARISON_COLOURS)], "width": 2}
-        x, per_min = per_minute(column["x"], column["requests"], grain=grain)
+        x, per_min = per_minute(column["x"], column["requests"], grain=grain, end=min(end, now or timezone.now()))
         requests.append(_line(label, index, x, per_min, line=colour))
         rate = [
             round(100 * errors / total, 2) if total else None
@@ -186,8 +196,8 @@ def endpoint_figures(
     return _spanning(
         {
             "latency": latency_figure(columns, percentile=percentile),
-            "requests": requests_figure(columns, grain=grain),
-            "errors": errors_figure(columns, grain=grain),
+            "requests": requests_figure(columns, grain=grain, end=min(end, now)),
+            "errors": errors_figure(columns, grain=grain, end=min(end, now)),
         },
         start,
         end,

@@ -79,7 +79,12 @@ def rollout_figures(rollout: Rollout, *, now: datetime | None = None) -> dict[st
         endpoint=rollout.endpoint.name, groups=groups, start=start, end=end, grain=grain, error_codes=ERROR_CODES
     )
     return charts.comparison_figures(
-        columns, grain=grain, start=start, end=end, max_error_rate=float(rollout.spec["gates"]["max_error_rate"])
+        columns,
+        grain=grain,
+        start=start,
+        end=end,
+        max_error_rate=float(rollout.spec["gates"]["max_error_rate"]),
+        now=now,
     )
 
 

@@ -47,6 +47,19 @@ def test_per_minute_rate_is_right_for_every_bucket_size() -> None:
     assert charts.per_minute(x[:1], [120], grain=3600) == (x[:1], [2.0])
 
 
+def test_a_minute_still_in_progress_is_a_rate_over_the_part_that_has_passed() -> None:
+    """60 a minute, steady: 20 answers in the first 20 s of the current minute are 60 a minute, not 20."""
+    x = [(T0 + timedelta(seconds=s)).isoformat() for s in (0, 10, 20, 30, 40, 50, 60, 70)]
+    counts = [10, 10, 10, 10, 10, 10, 10, 10]
+    assert charts.per_minute(x, counts, grain=10, end=T0 + timedelta(seconds=80)) == (
+        [T0.isoformat(), x[6]],
+        [60.0, 60.0],
+    )
+    assert charts.per_minute(x, counts, grain=10, end=T0 + timedelta(minutes=5))[1] == [60.0, 20.0]  # over
+    assert charts.per_minute(x[:1], [30], grain=60, end=T0 + timedelta(seconds=30)) == (x[:1], [60.0])
+    assert charts.per_minute(x[:1], [1], grain=10, end=T0 + timedelta(seconds=1))[1] == [6.0]  # not 60: ≥ 10 s
+
+
 def test_usage_figures_draw_the_mean_of_each_deployments_instances() -> None:
     for instance, cpu, disk in (("blue-0", 10.0, 1024**2), ("blue-1", 30.0, 3 * 1024**2)):
         InstanceSample.objects.create(
