@@ -176,7 +176,8 @@
       var total = values().reduce(function (a, b) { return a + b; }, 0);
       var totalEl = form.querySelector("#traffic-total");
       var hint = form.querySelector("#traffic-total-hint");
-      if (totalEl) totalEl.textContent = String(total);
+      /* a box out of 0–100 has no share to add: no total rather than one that leaves it out */
+      if (totalEl) totalEl.textContent = invalid.length ? "—" : String(total);
       var ready = invalid.length === 0 && (total === 100 || total === 0);
       if (hint) {
         hint.textContent = invalid.length ? "each box takes a whole number from 0 to 100"

@@ -78,6 +78,7 @@ def test_a_stale_traffic_tab_is_not_rewritten_and_its_apply_is_refused_showing_t
     green.fill("3020")
     assert page.locator("#traffic-apply").is_disabled()
     assert page.locator("#traffic-total-hint").inner_text() == "each box takes a whole number from 0 to 100"
+    assert page.locator("#traffic-total").inner_text() == "—"  # not 90, as if green's box were empty
     green.fill("30")
     assert boxes(page) == ("90", "30") and page.locator("#traffic-total").inner_text() == "120"
     assert page.locator("#traffic-apply").is_disabled()
