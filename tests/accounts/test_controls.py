@@ -16,7 +16,7 @@ from apps.endpoints.models import Deployment, Endpoint, ProvisioningState
 from tests import factories
 from tests.accounts.conftest import LABEL, RANK, ROLES
 
-CONTROLS = "a", "button", "select", "input"
+CONTROLS = "a", "button", "select", "input", "fieldset"  # a disabled fieldset disables every field in it
 
 # (page, the control: its text or #id, the action it performs)
 PAGE_CONTROLS = [
@@ -26,6 +26,7 @@ PAGE_CONTROLS = [
     ("/endpoints/ep1/", "Create deployment from YAML", "deployment.create"),
     ("/endpoints/ep1/", "Delete endpoint ep1", "endpoint.delete"),
     ("/endpoints/ep1/", "Save", "endpoint.update"),
+    ("/endpoints/ep1/", "#endpoint-edit-fields", "endpoint.update"),
     ("/endpoints/ep1/", "Logs", "logs.read"),
     ("/endpoints/ep1/", "Edit blue", "deployment.update"),
     ("/endpoints/ep1/", "#type-{blue}", "deployment.update"),
@@ -34,11 +35,14 @@ PAGE_CONTROLS = [
     ("/endpoints/ep1/", "Delete blue", "deployment.delete"),
     ("/endpoints/ep1/", "View logs", "logs.read"),
     ("/endpoints/ep1/traffic/", "#traffic-apply", "traffic.set"),
+    ("/endpoints/ep1/traffic/", "#traffic-live-fields", "traffic.set"),
+    ("/endpoints/ep1/traffic/", "#traffic-mirror-fields", "traffic.set"),
     ("/endpoints/ep1/traffic/", "#traffic-confirm-apply", "traffic.set"),
     ("/endpoints/ep1/traffic/", "Revert", "traffic.set"),
     ("/endpoints/ep1/traffic/", "#rollout-start", "rollout.manage"),
     ("/endpoints/ep1/deployments/blue/spec/", "Edit", "deployment.update"),
     ("/endpoints/ep1/deployments/blue/edit/", "Review changes", "deployment.update"),
+    ("/endpoints/ep1/deployments/blue/edit/", "#edit-fields-1", "deployment.update"),
     ("/endpoints/ep1/deployments/blue/autoscale/", "Save autoscale", "autoscale.set"),
     ("/endpoints/ep1/consume/", "#show-keys", "keys.read"),
     ("/endpoints/ep1/test/", "#test-send", "endpoint.test"),

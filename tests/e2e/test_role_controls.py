@@ -1,6 +1,6 @@
 """Roles in a real browser: an Admin invites a Reader from the Users page; the Reader sees the controls of
-actions their role lacks disabled with the role they need, and the Traffic tab's script keeps Apply disabled
-even at a total of 100; the Admin's Apply is enabled."""
+actions their role lacks disabled with the role they need, and the Traffic tab's fields are disabled and its
+script keeps Apply disabled even at a total of 100; the Admin's Apply is enabled."""
 
 from __future__ import annotations
 
@@ -61,9 +61,12 @@ def test_a_reader_sees_disabled_controls_naming_the_role_and_an_admin_enabled_on
     page.goto(f"{session.studio.url}/endpoints/{endpoint}/traffic/")
     apply = page.locator("#traffic-apply")
     assert apply.is_disabled() and apply.get_attribute("title") == "needs Operator (you are Reader)"
+    # The boxes, sliders and mirror fields cannot be changed either (their fieldsets are disabled and titled).
+    blue = page.locator('[data-traffic-number="blue"]')
+    assert blue.is_disabled() and page.locator("#traffic-mirror-percent, [name=mirror_percent]").first.is_disabled()
+    assert page.locator("#traffic-live-fields").get_attribute("title") == "needs Operator (you are Reader)"
     # The script that enables Apply at a total of 100 leaves a role's refusal alone.
-    page.locator('[data-traffic-number="blue"]').fill("100")
-    page.locator('[data-traffic-number="blue"]').dispatch_event("input")
+    blue.evaluate("box => { box.value = '100'; box.dispatchEvent(new Event('input', {bubbles: true})); }")
     assert page.locator("#traffic-total").inner_text() == "100"
     assert apply.is_disabled()
     SCREENSHOTS.mkdir(exist_ok=True)

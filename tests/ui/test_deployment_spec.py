@@ -284,7 +284,7 @@ def test_attributes_panel_is_its_own_fragment_for_live_refresh(browser: Client) 
     factories.deployment(factories.endpoint("ep1"), "blue")
     fragment = browser.get("/endpoints/ep1/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="endpoint-attributes")
     html = fragment.content.decode()
-    assert html.startswith('<div class="grid" id="endpoint-attributes"')
+    assert html.startswith('<div class="grid fit" id="endpoint-attributes"')
     assert '<span class="badge Creating">Creating</span>' in html and "deployment-cards" not in html
 
 
