@@ -59,6 +59,11 @@ def _pct(value: float) -> str:
     return f"{value:.1f}"
 
 
+def _ms(value: float) -> str:
+    """A latency as people read it: 300, 20.2, 7.62 (three figures, no exponent)."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _num(value: float) -> str:
     return f"{value:g}"
 
@@ -130,8 +135,8 @@ def _decide_live(spec: dict[str, Any], *, step: int, elapsed_s: float, measures:
     if ratio is not None and ratio > max_ratio:
         return verdict(
             "fail",
-            f"{here}: p99 ratio {ratio:.2f} > {_num(max_ratio)} (target {measures.target_p99_ms:g} ms, baseline "
-            f"{measures.baseline_p99_ms:g} ms) {over}",
+            f"{here}: p99 ratio {ratio:.2f} > {_num(max_ratio)} (target {_ms(measures.target_p99_ms)} ms, baseline "
+            f"{_ms(measures.baseline_p99_ms)} ms) {over}",
         )
     figures = f"error rate {_pct(error_rate)} % ≤ {_num(max_error)} %"
     if ratio is not None:

@@ -116,7 +116,7 @@ def time_left_s(rollout: Rollout) -> float | None:
         duration = float(rollout.spec["mirror_first"]["duration"])
     else:
         duration = float(rollout.spec["step_duration"])
-    return max(0.0, duration - rollout.step_elapsed_s)
+    return round(max(0.0, duration - rollout.step_elapsed_s), 1)
 
 
 def rollout_events(rollout: Rollout) -> list[dict[str, Any]]:
