@@ -59,8 +59,10 @@ def _pct(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _ms(value: float) -> str:
+def _ms(value: float | None) -> str:
     """A latency as people read it: 300, 20.2, 7.62 (three figures, no exponent)."""
+    if value is None:
+        return "—"
     return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
