@@ -133,6 +133,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+        # The gateway is detached and re-adopted across the restart test: only `studio down` stops it.
+        run(("down", "--instances"), env, timeout=60)
         kill_instances(folder / "h" / "instances")
 
 
