@@ -302,9 +302,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"skip_logged": {"()": "apps.core.logfilters.SkipLogged"}},
     "root": {"handlers": ["console"], "level": env_str("STUDIO_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.server": {"level": "WARNING"},
+        # A refusal is logged once, by apps/accounts/permissions.py (user, role needed), without a traceback.
+        "django.request": {"filters": ["skip_logged"]},
         # Every few seconds beat sends, and the worker receives and finishes, the periodic tasks; at INFO those
         # lines would bury `studio up`'s own output (failures still log at ERROR).
         "celery.beat": {"level": "WARNING"},
