@@ -82,7 +82,7 @@ class HasRole(BasePermission):
 
 
 # Pages a signed-in user without a role may still open.
-NO_ROLE_PATHS = ("/logout/", "/login/", "/static/", "/healthz", "/api/")
+NO_ROLE_PATHS = ("/logout/", "/login/", "/static/", "/healthz", "/api/", "/favicon.ico")
 
 
 class RoleMiddleware:
