@@ -173,10 +173,12 @@ CACHES = {
         "KEY_PREFIX": STUDIO_REDIS_PREFIX + "cache",
     }
 }
+# A web process waits on Redis for its websockets' messages this long per read (apps/core/channel_layer.py).
+STUDIO_CHANNEL_WAIT_MS = env_int("STUDIO_CHANNEL_WAIT_MS", 5000, minimum=100)
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": STUDIO_REDIS_PREFIX + "asgi"},
+        "BACKEND": "apps.core.channel_layer.ChannelLayer",
+        "CONFIG": {"url": REDIS_URL, "wait_s": STUDIO_CHANNEL_WAIT_MS / 1000, "prefix": STUDIO_REDIS_PREFIX + "asgi"},
     }
 }
 
@@ -300,9 +302,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"skip_logged": {"()": "apps.core.logfilters.SkipLogged"}},
     "root": {"handlers": ["console"], "level": env_str("STUDIO_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.server": {"level": "WARNING"},
+        # A refusal is logged once, by apps/accounts/permissions.py (user, role needed), without a traceback.
+        "django.request": {"filters": ["skip_logged"]},
         # Every few seconds beat sends, and the worker receives and finishes, the periodic tasks; at INFO those
         # lines would bury `studio up`'s own output (failures still log at ERROR).
         "celery.beat": {"level": "WARNING"},

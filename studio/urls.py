@@ -9,12 +9,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.core.health import healthz, livez
-from apps.core.views import styleguide
+from apps.core.views import favicon, styleguide
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
     path("styleguide/", styleguide, name="styleguide"),
     path("livez", livez, name="livez"),
     path("admin/", admin.site.urls),

@@ -13,6 +13,7 @@ The CLI calls the API with its user's token, so the API's rule is the CLI's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -24,8 +25,10 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from apps.accounts.roles import ACTIONS, RoleRequired, allowed, needs, role_of
+from apps.core.logfilters import mark_logged
 
 View = TypeVar("View", bound=Callable[..., Any])
+logger = logging.getLogger(__name__)
 
 # Websocket close codes (the browser's script does not reconnect on these).
 SOCKET_UNAUTHORIZED = 4401
@@ -55,9 +58,18 @@ def enforce(request: Any, action: str) -> None:
     if allowed(request.user, action):
         return
     error = RoleRequired(action, role_of(request.user))
+    log_refusal(request, error)
     if isinstance(request, Request):
         raise error
     raise PermissionDenied(error.message)
+
+
+def log_refusal(request: Any, error: RoleRequired) -> None:
+    """One line per refusal (expected, so no traceback): method, path, user and the role the action needs."""
+    user = getattr(request, "user", None)
+    name = user.get_username() if user is not None and user.is_authenticated else "anonymous"
+    logger.warning("refused %s %s to %s: %s", request.method, request.path, name, error.message)
+    mark_logged(request)
 
 
 class HasRole(BasePermission):
@@ -70,7 +82,7 @@ class HasRole(BasePermission):
 
 
 # Pages a signed-in user without a role may still open.
-NO_ROLE_PATHS = ("/logout/", "/login/", "/static/", "/healthz", "/api/")
+NO_ROLE_PATHS = ("/logout/", "/login/", "/static/", "/healthz", "/api/", "/favicon.ico")
 
 
 class RoleMiddleware:
@@ -87,7 +99,9 @@ class RoleMiddleware:
             and role_of(user) is None
             and not request.path.startswith(NO_ROLE_PATHS)
         ):
-            return render(request, "403.html", {"message": RoleRequired("read", None).message}, status=403)
+            error = RoleRequired("read", None)
+            log_refusal(request, error)
+            return render(request, "403.html", {"message": error.message}, status=403)
         return self.get_response(request)
 
 

@@ -1,4 +1,4 @@
-"""Pages that belong to no one app: the home redirect, the vendored plotly.js and the style guide."""
+"""Pages that belong to no one app: the home redirect, the favicon, the vendored plotly.js and the style guide."""
 
 from __future__ import annotations
 
@@ -7,9 +7,24 @@ from pathlib import Path
 
 from django import forms
 from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles import finders
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
+
+
+@cache
+def _favicon() -> bytes:
+    path = finders.find("img/favicon.svg")
+    return Path(str(path)).read_bytes()
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for whatever the page links (else a "Not Found" line per page): the SVG."""
+    response = HttpResponse(_favicon(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 @login_required
