@@ -136,6 +136,8 @@ def main() -> int:
             up.wait(timeout=60)
         except subprocess.TimeoutExpired:
             up.kill()
+        # The gateway is detached (it outlives `studio up` by design): only `studio down` stops it.
+        subprocess.run([STUDIO, "down", "--instances"], env=env, capture_output=True, timeout=60, check=False)
         log.close()
 
 

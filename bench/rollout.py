@@ -108,6 +108,8 @@ class Studio:
         self.cli("online-endpoint", "delete", "-n", "bench-ro", "--yes")
         self.process.send_signal(signal.SIGINT)
         self.process.wait(timeout=60)
+        # The gateway is detached (it outlives `studio up` by design): only `studio down` stops it.
+        subprocess.run([STUDIO, "down", "--instances"], env=self.env, capture_output=True, timeout=60, check=False)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
