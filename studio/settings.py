@@ -173,12 +173,10 @@ CACHES = {
         "KEY_PREFIX": STUDIO_REDIS_PREFIX + "cache",
     }
 }
-# A web process waits on Redis for its websockets' messages this long per read (apps/core/channel_layer.py).
-STUDIO_CHANNEL_WAIT_MS = env_int("STUDIO_CHANNEL_WAIT_MS", 5000, minimum=100)
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "apps.core.channel_layer.ChannelLayer",
-        "CONFIG": {"url": REDIS_URL, "wait_s": STUDIO_CHANNEL_WAIT_MS / 1000, "prefix": STUDIO_REDIS_PREFIX + "asgi"},
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": STUDIO_REDIS_PREFIX + "asgi"},
     }
 }
 
